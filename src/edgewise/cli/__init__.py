@@ -1,0 +1,1 @@
+"""The ``edgewise`` command line: one module per command group, registered in ``main``."""

@@ -1,0 +1,66 @@
+"""Entry point of the ``edgewise`` command.
+
+Each command group lives in its own module under ``edgewise.cli`` and exposes
+``register(app)``. Errors a user can act on (:class:`EdgewiseError`) become one line
+on stderr and exit code 2, whichever command raised them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from edgewise.errors import EdgewiseError
+
+# Modules under edgewise.cli that register commands, in --help order.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+class EdgewiseGroup(TyperGroup):
+    """Typer group that turns :class:`EdgewiseError` into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgewiseError as err:
+            click.echo(f"edgewise: error: {err}", err=True)
+            ctx.exit(err.exit_code)
+
+
+def make_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
+    """Build the Typer app with the given command modules registered."""
+    app = typer.Typer(
+        cls=EdgewiseGroup,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        help="edgewise: interference-aware, SLO-bound resource management for DL services.",
+    )
+
+    @app.callback()
+    def _root() -> None:
+        """edgewise: profile interference, serve under an SLO at least cost, retrain at the edge."""
+
+    for name in modules:
+        module = importlib.import_module(f"edgewise.cli.{name}")
+        module.register(app)
+    return app
+
+
+app = make_app()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    app(args=args, prog_name="edgewise")
+
+
+if __name__ == "__main__":
+    main()

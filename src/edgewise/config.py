@@ -1,0 +1,193 @@
+"""Specifications loaded from YAML: devices, flavors, services and stress spaces.
+
+Pure data: pydantic models with the constraints a user must respect, and loaders that
+turn any problem (unreadable file, bad YAML, a field out of range) into one
+:class:`~edgewise.errors.SpecError` line naming the file, the field and the fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgewise.errors import SpecError
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+RESOURCES: tuple[str, ...] = ("cpu", "membw", "llc", "disk", "net", "mem")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackgroundApp(_Spec):
+    """A latency-critical app that already runs on a device."""
+
+    model: str = "digits_cnn"
+    rate_rps: Positive
+    deadline_ms: Positive
+    percentile: Annotated[float, Field(gt=0, le=100)] = 99.0
+    batch_size: Annotated[int, Field(ge=1)] = 1
+
+
+class DeviceSpec(_Spec):
+    """An edge device: real (a Ray node with ``labels``) or emulated by a cgroup quota."""
+
+    name: Annotated[str, Field(min_length=1)]
+    cpus: Positive = Field(description="CPU share or cores (1.0 = one full core)")
+    memory_mb: Annotated[int, Field(gt=0)] = 1024
+    gpu: str | None = None
+    price_per_hour: NonNegative = 0.0
+    background: BackgroundApp | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DevicePool(_Spec):
+    devices: Annotated[list[DeviceSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DevicePool:
+        _check_unique([d.name for d in self.devices], "devices")
+        return self
+
+
+class FlavorSpec(_Spec):
+    """A container or VM size a replica can run in."""
+
+    name: Annotated[str, Field(min_length=1)]
+    cpus: Positive
+    memory_mb: Annotated[int, Field(gt=0)] = 2048
+    price_per_hour: NonNegative
+    max_replicas: Annotated[int, Field(ge=0)] = 100
+
+
+class FlavorCatalog(_Spec):
+    flavors: Annotated[list[FlavorSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FlavorCatalog:
+        _check_unique([f.name for f in self.flavors], "flavors")
+        return self
+
+
+class SLO(_Spec):
+    latency_ms: Positive
+    percentile: Annotated[float, Field(gt=0, le=100)] = 99.0
+
+
+class ModelVariant(_Spec):
+    """One model that can serve a service's task, with its accuracy."""
+
+    model: Annotated[str, Field(min_length=1)]
+    accuracy: Fraction = 1.0
+    batch_size: Annotated[int, Field(ge=1)] = 1
+
+
+class ServiceSpec(_Spec):
+    """A prediction service: one task, one or more model variants, one SLO."""
+
+    name: Annotated[str, Field(min_length=1)]
+    variants: Annotated[list[ModelVariant], Field(min_length=1)]
+    slo: SLO
+    min_accuracy: Fraction = 0.0
+    startup_s: NonNegative = 60.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" in data and "variants" not in data:
+            data = dict(data)
+            data["variants"] = [{"model": data.pop("model")}]
+        return data
+
+
+class StressSpace(_Spec):
+    """Per-resource intensity ranges (normalised to [0, 1]) a campaign explores."""
+
+    resources: dict[Literal["cpu", "membw", "llc", "disk", "net", "mem"], tuple[Fraction, Fraction]]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StressSpace:
+        if not self.resources:
+            raise ValueError("at least one resource is needed")
+        for name, (lo, hi) in self.resources.items():
+            if lo > hi:
+                raise ValueError(f"resource {name}: lower bound {lo} above upper bound {hi}")
+        return self
+
+
+def _check_unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"duplicate name {n!r} in {what}")
+        seen.add(n)
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse_spec(data: Any, model: type[S], source: str) -> S:
+    """Validate already-parsed data against ``model``; one-line SpecError on failure."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = _format_loc(tuple(first.get("loc", ())))
+        msg = first.get("msg", "invalid").removeprefix("Value error, ")
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise SpecError(f"{source}: {loc}: {msg}{more}") from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file; unreadable or malformed files raise one-line SpecErrors."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise SpecError(f"{p}: cannot read: {err.strerror or err}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError(f"{p}: {where}malformed YAML: {problem}") from None
+
+
+def load_spec(path: str | Path, model: type[S]) -> S:
+    data = load_yaml(path)
+    if data is None:
+        raise SpecError(f"{path}: file is empty")
+    return parse_spec(data, model, str(path))
+
+
+def load_devices(path: str | Path) -> DevicePool:
+    return load_spec(path, DevicePool)
+
+
+def load_flavors(path: str | Path) -> FlavorCatalog:
+    return load_spec(path, FlavorCatalog)
+
+
+def load_service(path: str | Path) -> ServiceSpec:
+    return load_spec(path, ServiceSpec)
+
+
+def load_stress_space(path: str | Path) -> StressSpace:
+    return load_spec(path, StressSpace)
