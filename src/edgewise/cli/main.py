@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from edgewise.errors import EdgewiseError
 
 # Modules under edgewise.cli that register commands, in --help order.
-COMMAND_MODULES: tuple[str, ...] = ("kb",)
+COMMAND_MODULES: tuple[str, ...] = ("kb", "monitor")
 
 
 class EdgewiseGroup(TyperGroup):

@@ -1,0 +1,1 @@
+"""Benchmark harnesses: ``edgewise bench NAME --json``."""
