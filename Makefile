@@ -34,6 +34,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
+test: export EDGEWISE_NEED_CHROMIUM := 1
 test: bootstrap lint typecheck
 	$(BIN)/pytest -q --durations=15
 

@@ -1,0 +1,260 @@
+"""Live serving benchmarks: ``bench serving-live`` and ``bench serving-overhead``.
+
+``serving-live`` replays a compressed trace segment on Ray Serve once per policy and
+simulates the same segment with the same policies, service-time profile and start-up
+time, reporting how far the simulator is from the live run. ``serving-overhead`` compares
+the saturation throughput of the served model with plain inference loops (same number of
+processes and threads, same CPUs, same run) and the latency the serving path adds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import time
+from typing import Any
+
+import numpy as np
+import typer
+
+
+def _plain_loop(model: str, threads: int, seconds: float, conn: Any) -> None:
+    from edgewise.workloads.runner import InferenceRunner
+
+    runner = InferenceRunner(model, batch_size=1, threads=threads)
+    lat = runner.measure(10)  # warm-up and a latency sample
+    n = 0
+    batch = runner.model.example_batch(1)
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        runner.infer(batch)
+        n += 1
+    conn.send((n / seconds, float(np.median(lat))))
+    conn.close()
+
+
+def plain_throughput(
+    model: str, processes: int, threads: int, seconds: float
+) -> tuple[float, float]:
+    """Inferences/s of ``processes`` plain loops side by side, and their median latency (ms)."""
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    for _ in range(processes):
+        parent, child = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_plain_loop, args=(model, threads, seconds, child), daemon=True)
+        p.start()
+        pipes.append(parent)
+        procs.append(p)
+    results = [pp.recv() for pp in pipes]
+    for p in procs:
+        p.join(timeout=10)
+    return float(sum(r[0] for r in results)), float(np.median([r[1] for r in results]))
+
+
+def overhead(
+    model: str = "mobilenet_v2",
+    replicas: int = 2,
+    cpus: float = 1.0,
+    seconds: float = 15.0,
+    concurrency: int = 16,
+    port: int = 18300,
+    max_batch: int = 8,
+) -> dict[str, Any]:
+    """The ``serving-overhead`` benchmark."""
+    from edgewise.serving.live import sample_body
+    from edgewise.serving.loadgen import constant_arrivals, run_closed_loop, run_load
+    from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
+
+    threads = max(1, round(cpus))
+    plain_rps, plain_p50 = plain_throughput(model, replicas, threads, seconds)
+    body, ctype = sample_body(model)
+    cfg = RuntimeConfig(
+        model=model,
+        app="overhead",
+        cpus_per_replica=cpus,
+        initial_replicas=replicas,
+        max_replicas=replicas,
+        port=port,
+        max_ongoing_requests=2 * max_batch,
+        max_queued_requests=1024,
+        max_batch=max_batch,
+    )
+    with ServingRuntime(cfg) as rt:
+        rt.wait_for_replicas(replicas, timeout_s=300)
+        low = run_load(rt.url + "/predict", constant_arrivals(5.0, 10.0, seed=1), body, ctype)
+        sat = run_closed_loop(
+            rt.url + "/predict", body, ctype, concurrency=concurrency, seconds=seconds
+        )
+    served_p50 = low.percentile(50)
+    return {
+        "model": model,
+        "replicas": replicas,
+        "cpus_per_replica": cpus,
+        "threads": threads,
+        "plain_rps": plain_rps,
+        "served_rps": sat["throughput_rps"],
+        "throughput_ratio": sat["throughput_rps"] / plain_rps if plain_rps > 0 else math.nan,
+        "plain_p50_ms": plain_p50,
+        "served_p50_ms_low_load": served_p50,
+        "added_latency_p50_ms": served_p50 - plain_p50,
+        "status_codes": {str(k): v for k, v in sat["codes"].items()},
+        "concurrency": concurrency,
+        "max_batch": max_batch,
+    }
+
+
+def live(
+    trace: str,
+    time_col: str | None,
+    value_col: str | None,
+    start: str | None,
+    hours: float,
+    speedup: float,
+    policies: list[str],
+    slo_ms: float,
+    percentile: float,
+    model: str,
+    peak_rps: float | None,
+    seed: int,
+    port: int = 18400,
+) -> dict[str, Any]:
+    """The ``serving-live`` benchmark: live replays plus the simulator on the same segment."""
+    from edgewise.kb import KnowledgeBase
+    from edgewise.serving.live import DEFAULT_FLAVOR, flavor_option, replicas_that_fit, sample_body
+    from edgewise.serving.policies import make_policy
+    from edgewise.serving.replay import replay_live, select_segment
+    from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
+    from edgewise.sim.queueing import ServiceProfile
+    from edgewise.sim.serving import SimConfig, SimFlavor, simulate
+    from edgewise.workloads.traces import load_trace
+
+    series = load_trace(trace, time_col, value_col)
+    fl = DEFAULT_FLAVOR
+    kb = KnowledgeBase.open()
+    n_max = replicas_that_fit(fl)
+    cap = flavor_option(model, fl, slo_ms=slo_ms, percentile=percentile, kb=kb, max_replicas=n_max)
+    peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
+    segment = select_segment(series, start, hours, speedup, peak)
+    body, ctype = sample_body(model, seed)
+    out: dict[str, Any] = {
+        "trace": trace,
+        "start": str(segment.start),
+        "hours": hours,
+        "speedup": speedup,
+        "peak_rps": peak,
+        "model": model,
+        "flavor": fl.name,
+        "max_replicas": n_max,
+        "capacity_rps_per_replica": cap.option.capacity_rps,
+        "policies": {},
+    }
+    startup_s = 5.0
+    for name in policies:
+        cfg = RuntimeConfig(
+            model=model,
+            app=f"live-{name}",
+            cpus_per_replica=fl.cpus,
+            initial_replicas=1,
+            max_replicas=n_max,
+            port=port,
+        )
+        t0 = time.monotonic()
+        with ServingRuntime(cfg) as rt:
+            startup_s = max(1.0, rt.wait_for_replicas(1, timeout_s=300) or (time.monotonic() - t0))
+            res = replay_live(
+                segment,
+                name,
+                rt,
+                cap.option,
+                slo_ms=slo_ms,
+                slo_percentile=percentile,
+                body=body,
+                content_type=ctype,
+                seed=seed,
+                kb=kb,
+                startup_s=startup_s,
+            )
+        per_s = segment.per_second()
+        sim = simulate(
+            make_policy(name, **({"peak_rps": float(per_s.max())} if name == "static" else {})),
+            per_s,
+            [SimFlavor(cap.option, ServiceProfile(cap.service_ms, fl.cpus, "measured"))],
+            SimConfig(
+                slo_ms=slo_ms,
+                slo_percentile=percentile,
+                startup_s=round(startup_s),
+                seed=seed,
+                history_bin_s=segment.wall_bin_s,
+            ),
+            history=segment.history_rps.tolist(),
+            initial={fl.name: 1},
+            series=False,
+        )
+        sim_cost = sim.cost * segment.speedup
+        out["policies"][name] = {
+            **res.to_dict(),
+            "sim_slo_attainment": sim.slo_attainment,
+            "sim_cost": sim_cost,
+            "sim_live_attainment_diff": sim.slo_attainment - res.slo_attainment,
+            "sim_live_cost_ratio": sim_cost / res.cost if res.cost > 0 else math.nan,
+        }
+    ours = out["policies"].get("edgewise") or next(iter(out["policies"].values()))
+    out["slo_attainment"] = ours["slo_attainment"]
+    out["sim_live_attainment_diff"] = ours["sim_live_attainment_diff"]
+    out["sim_live_cost_ratio"] = ours["sim_live_cost_ratio"]
+    if "hpa" in out["policies"] and "edgewise" in out["policies"]:
+        out["cost_ratio_vs_hpa"] = out["policies"]["edgewise"]["cost"] / max(
+            1e-12, out["policies"]["hpa"]["cost"]
+        )
+    return out
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    @bench_app.command("serving-live")
+    def serving_live_cmd(
+        trace: str = typer.Option("bikeshare", help="'bikeshare' or a CSV path."),
+        time_col: str | None = typer.Option(None),
+        value_col: str | None = typer.Option(None),
+        start: str | None = typer.Option(None, help="Segment start (default: last H hours)."),
+        hours: float = typer.Option(12.0, help="Trace hours."),
+        speedup: float = typer.Option(120.0, help="Trace seconds per wall second."),
+        policies: str = typer.Option("edgewise,hpa", help="Comma-separated policies."),
+        slo_ms: float = typer.Option(150.0),
+        percentile: float = typer.Option(99.0),
+        model: str = typer.Option("mobilenet_v2"),
+        peak_rps: float | None = typer.Option(None, help="Peak rate (default: what fits)."),
+        seed: int = typer.Option(0),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Live replay on Ray Serve per policy, with the simulator on the same segment."""
+        names = [p.strip() for p in policies.split(",") if p.strip()]
+        out = live(
+            trace,
+            time_col,
+            value_col,
+            start,
+            hours,
+            speedup,
+            names,
+            slo_ms,
+            percentile,
+            model,
+            peak_rps,
+            seed,
+        )
+        typer.echo(json.dumps(out, indent=None if as_json else 2))
+
+    @bench_app.command("serving-overhead")
+    def serving_overhead_cmd(
+        model: str = typer.Option("mobilenet_v2"),
+        replicas: int = typer.Option(2),
+        cpus: float = typer.Option(1.0, help="CPUs per replica (and per plain loop)."),
+        seconds: float = typer.Option(15.0),
+        concurrency: int = typer.Option(16),
+        max_batch: int = typer.Option(8, help="Micro-batch limit in each replica (1: off)."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Served throughput at saturation over plain inference loops, and added latency."""
+        out = overhead(model, replicas, cpus, seconds, concurrency, max_batch=max_batch)
+        typer.echo(json.dumps(out, indent=None if as_json else 2))

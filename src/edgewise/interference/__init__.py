@@ -1,0 +1,1 @@
+"""Profile pillar (FECBench): stressors, DoE, campaigns, surrogates, predictor."""

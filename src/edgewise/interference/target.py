@@ -1,0 +1,447 @@
+"""Open-loop target drivers: the workload whose latency a campaign measures.
+
+A :class:`ZooTarget` serves a zoo model in a child process (pinned to its CPUs, one
+torch thread by default). Requests arrive on a seeded Poisson schedule; each latency is
+measured from the request's *scheduled* send time, so a slow request delays the next
+ones' latencies instead of silently thinning the load (no coordinated omission). The
+child loads the model once and serves many measurement windows (``GO`` lines on its
+stdin, one JSON result line back).
+
+A :class:`CommandTarget` runs any command line repeatedly; each run time is a sample.
+
+Pure part: :func:`poisson_schedule` and :func:`latency_summary`; the rest is adapters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import psutil
+
+from edgewise.errors import EnvironmentProblem, UnknownNameError
+
+PERCENTILES: tuple[str, ...] = ("p50", "p95", "p99")
+
+
+def poisson_schedule(rate_rps: float, seconds: float, seed: int) -> np.ndarray:
+    """Sorted send times (s) of a homogeneous Poisson process on ``[0, seconds)``."""
+    if rate_rps <= 0:
+        raise ValueError(f"rate must be positive, got {rate_rps}")
+    rng = np.random.default_rng(seed)
+    n = int(rate_rps * seconds * 1.5 + 20)
+    t = np.cumsum(rng.exponential(1.0 / rate_rps, size=n))
+    while t[-1] < seconds:
+        t = np.concatenate([t, t[-1] + np.cumsum(rng.exponential(1.0 / rate_rps, size=n))])
+    return t[t < seconds]
+
+
+def latency_summary(latencies_ms: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """p50/p95/p99/mean (ms) and the sample count."""
+    a = np.asarray(latencies_ms, dtype=float)
+    if a.size == 0:
+        return {
+            "p50": float("nan"),
+            "p95": float("nan"),
+            "p99": float("nan"),
+            "mean": float("nan"),
+            "n": 0,
+        }
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+        "mean": float(a.mean()),
+        "n": int(a.size),
+    }
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One measurement window of a target."""
+
+    latencies_ms: np.ndarray
+    cpu_s: float
+    wall_s: float
+    rss_bytes: float
+
+    def summary(self) -> dict[str, float]:
+        return latency_summary(self.latencies_ms)
+
+    @property
+    def cpu_fraction(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class Target(Protocol):
+    """What a campaign drives."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]
+
+    def start(self) -> None: ...
+
+    def measure(self, seconds: float, seed: int) -> TargetResult: ...
+
+    def close(self) -> None: ...
+
+
+def _tree_cpu(pid: int) -> float:
+    try:
+        p = psutil.Process(pid)
+        total = 0.0
+        for q in [p, *p.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = q.cpu_times()
+                total += t.user + t.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+def workload_name(model: str, rate_rps: float, batch_size: int = 1, device: str = "cpu") -> str:
+    """KB name of a zoo model served at a rate, e.g. ``mobilenet_v2@20rps`` (``:cuda`` on GPU)."""
+    return (
+        f"{model}@{rate_rps:g}rps"
+        + (f"x{batch_size}" if batch_size > 1 else "")
+        + (":cuda" if device == "cuda" else "")
+    )
+
+
+_WORKLOAD_RE = re.compile(
+    r"^(?P<model>[A-Za-z0-9_]+)@(?P<rate>[0-9.]+)rps(?:x(?P<batch>[0-9]+))?(?P<cuda>:cuda)?$"
+)
+
+
+def parse_workload_name(name: str) -> tuple[str, float, int] | None:
+    """Inverse of :func:`workload_name` (None if ``name`` is not of that form)."""
+    m = _WORKLOAD_RE.match(name)
+    if not m:
+        return None
+    return m["model"], float(m["rate"]), int(m["batch"] or 1)
+
+
+def workload_device(name: str) -> str:
+    """``'cuda'`` for a GPU-served workload name, else ``'cpu'``."""
+    m = _WORKLOAD_RE.match(name)
+    return "cuda" if m and m["cuda"] else "cpu"
+
+
+class ZooTarget:
+    """A zoo model served open-loop at ``rate_rps`` in a pinned child process."""
+
+    kind = "zoo"
+
+    def __init__(
+        self,
+        model: str,
+        rate_rps: float = 20.0,
+        batch_size: int = 1,
+        threads: int = 1,
+        cpus: Sequence[int] | None = None,
+        seed: int = 0,
+        start_timeout_s: float = 120.0,
+        device: str = "cpu",
+    ) -> None:
+        if device not in ("cpu", "cuda"):
+            raise UnknownNameError(f"unknown device {device!r}: expected cpu or cuda")
+        self.device = device
+        self.model = model
+        self.rate_rps = float(rate_rps)
+        self.batch_size = int(batch_size)
+        self.threads = int(threads)
+        self.cpus = list(cpus) if cpus else None
+        self.seed = int(seed)
+        self.start_timeout_s = start_timeout_s
+        self.name = workload_name(model, rate_rps, batch_size, device)
+        self.params = {
+            "model": model,
+            "rate_rps": self.rate_rps,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "device": device,
+        }
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        known = _zoo_names()
+        if known is not None and self.model not in known:
+            raise UnknownNameError(
+                f"unknown zoo model {self.model!r}: expected one of {', '.join(known)}"
+            )
+        cmd = [
+            sys.executable,
+            "-m",
+            "edgewise.interference.target",
+            "--model",
+            self.model,
+            "--batch-size",
+            str(self.batch_size),
+            "--threads",
+            str(self.threads),
+            "--rate",
+            str(self.rate_rps),
+            "--seed",
+            str(self.seed),
+            "--device",
+            self.device,
+        ]
+        if self.device == "cuda":
+            from edgewise.interference.gpu import require_gpu
+
+            require_gpu()
+        cpus = self.cpus
+
+        def _pin() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            preexec_fn=_pin,
+            env=env,
+            start_new_session=True,
+        )
+        line = self._readline(self.start_timeout_s)
+        if line.strip() != "READY":
+            self.close()
+            raise EnvironmentProblem(
+                f"target {self.name} failed to start: {line.strip() or 'no output'}"
+            )
+
+    def _readline(self, timeout_s: float) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        import select
+
+        ready, _, _ = select.select([self._proc.stdout], [], [], timeout_s)
+        if not ready:
+            return ""
+        line = self._proc.stdout.readline()
+        if not line:
+            err = self._proc.stderr.read() if self._proc.stderr else ""
+            return (err.strip().splitlines() or ["exited"])[-1]
+        return line
+
+    def measure(self, seconds: float, seed: int) -> TargetResult:
+        if self._proc is None or self._proc.poll() is not None:
+            raise EnvironmentProblem(f"target {self.name} is not running")
+        assert self._proc.stdin is not None
+        cpu0 = _tree_cpu(self._proc.pid)
+        t0 = time.monotonic()
+        self._proc.stdin.write(f"GO {seconds} {seed}\n")
+        self._proc.stdin.flush()
+        line = self._readline(seconds * 4 + 60)
+        wall = time.monotonic() - t0
+        cpu1 = _tree_cpu(self._proc.pid)
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            raise EnvironmentProblem(
+                f"target {self.name} died: {line.strip() or 'no output'}"
+            ) from None
+        rss = float(psutil.Process(self._proc.pid).memory_info().rss)
+        return TargetResult(np.asarray(doc["latencies_ms"], dtype=float), cpu1 - cpu0, wall, rss)
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(Exception):
+            if self._proc.stdin:
+                self._proc.stdin.write("QUIT\n")
+                self._proc.stdin.flush()
+        try:
+            self._proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, 9)
+            self._proc.wait(timeout=3)
+        self._proc = None
+
+    def __enter__(self) -> ZooTarget:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CommandTarget:
+    """Any command line, run back to back; each run time (ms) is one latency sample."""
+
+    kind = "command"
+
+    def __init__(
+        self, argv: Sequence[str], cpus: Sequence[int] | None = None, name: str | None = None
+    ) -> None:
+        if not argv:
+            raise UnknownNameError("empty command line for a command target")
+        self.argv = list(argv)
+        self.cpus = list(cpus) if cpus else None
+        self.name = name or "cmd:" + " ".join(shlex.quote(a) for a in self.argv)
+        self.params = {"argv": self.argv}
+
+    def start(self) -> None:
+        import shutil
+
+        if shutil.which(self.argv[0]) is None and not os.path.exists(self.argv[0]):
+            raise UnknownNameError(f"command not found: {self.argv[0]}")
+
+    def measure(self, seconds: float, seed: int) -> TargetResult:
+        cpus = self.cpus
+        lat: list[float] = []
+        cpu = 0.0
+        t_end = time.monotonic() + seconds
+        t0 = time.monotonic()
+        rss = 0.0
+
+        def _pin() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        while time.monotonic() < t_end or not lat:
+            s = time.monotonic()
+            r0 = os.times()
+            proc = subprocess.run(
+                self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_pin
+            )
+            r1 = os.times()
+            if proc.returncode != 0:
+                last = (
+                    proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
+                )[-1]
+                raise EnvironmentProblem(
+                    f"target command exited with code {proc.returncode}: {last}"
+                )
+            lat.append(1000.0 * (time.monotonic() - s))
+            cpu += (r1.children_user - r0.children_user) + (r1.children_system - r0.children_system)
+        return TargetResult(np.asarray(lat), cpu, time.monotonic() - t0, rss)
+
+    def close(self) -> None:
+        return None
+
+
+def _zoo_names() -> tuple[str, ...] | None:
+    try:
+        from edgewise.workloads.zoo import MODEL_NAMES
+    except ImportError:
+        return None
+    return tuple(MODEL_NAMES)
+
+
+def make_target(
+    app: str,
+    *,
+    rate_rps: float = 20.0,
+    batch_size: int = 1,
+    threads: int = 1,
+    cpus: Sequence[int] | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> ZooTarget | CommandTarget:
+    """A target from an app name: a zoo model, ``model@Rrps[:cuda]``, or ``cmd:<command line>``."""
+    if app.startswith("cmd:"):
+        return CommandTarget(shlex.split(app[4:]), cpus=cpus, name=app)
+    parsed = parse_workload_name(app)
+    if parsed is not None:
+        model, rate_rps, batch_size = parsed
+        device = "cuda" if workload_device(app) == "cuda" else device
+    else:
+        model = app
+    known = _zoo_names()
+    if known is None:
+        raise EnvironmentProblem(
+            "edgewise.workloads.zoo is not available: cannot serve a zoo model"
+        )
+    if model not in known:
+        raise UnknownNameError(
+            f"unknown app {app!r}: expected a zoo model ({', '.join(known)}), model@RATErps or cmd:COMMAND"
+        )
+    return ZooTarget(model, rate_rps, batch_size, threads, cpus, seed, device=device)
+
+
+# --------------------------------------------------------------------------- child
+def _serve(
+    model: str, batch_size: int, threads: int, rate: float, device: str = "cpu"
+) -> None:  # pragma: no cover - child
+    from collections.abc import Callable
+
+    import torch
+
+    from edgewise.workloads.runner import InferenceRunner, set_threads
+    from edgewise.workloads.zoo import build_model, logits_of
+
+    set_threads(threads)
+    zm = build_model(model, seed=0)
+    batch = zm.example_batch(batch_size, seed=0)
+    infer: Callable[[torch.Tensor], object]
+    if device == "cuda":
+        dev = torch.device("cuda", 0)
+        module = zm.module.to(dev).eval()
+        batch = batch.to(dev)
+
+        def infer(b: torch.Tensor) -> object:
+            out = logits_of(module(b))
+            torch.cuda.synchronize(dev)
+            return out
+
+    else:
+        infer = InferenceRunner(zm, batch_size=batch_size, threads=threads).infer
+    with torch.inference_mode():
+        for _ in range(5):
+            infer(batch)
+    print("READY", flush=True)
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts or parts[0] == "QUIT":
+            break
+        seconds, seed = float(parts[1]), int(parts[2])
+        sched = poisson_schedule(rate, seconds, seed)
+        lat = np.empty(sched.size)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for i, ts in enumerate(sched):
+                wait = start + ts - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                infer(batch)
+                lat[i] = 1000.0 * (time.perf_counter() - (start + ts))
+        print(json.dumps({"latencies_ms": lat.round(4).tolist()}), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - child
+    ap = argparse.ArgumentParser(prog="edgewise.interference.target")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rate", type=float, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    a = ap.parse_args(argv)
+    try:
+        _serve(a.model, a.batch_size, a.threads, a.rate, a.device)
+    except Exception as err:
+        print(f"ERROR {type(err).__name__}: {err}".replace("\n", " "), flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,329 @@
+"""The live controller: drives a pure policy against a running deployment on a clock.
+
+Imperative shell around :mod:`edgewise.serving.policies`. Every second it samples the
+deployment (through a :class:`RuntimePort`: the Ray Serve runtime live, a fake in unit
+tests), turns the samples into the per-second windows a policy sees, and every policy
+period asks ``policy.decide(ctx)``, applies the decision (replica count, CPUs per
+replica) and stores the policy state and the action in the knowledge base. A controller
+killed mid-run and started again with the same ``run_key`` resumes from the stored
+state instead of starting cold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgewise.clock import Clock, WallClock
+from edgewise.serving.cost import CostMeter, FlavorPrice
+from edgewise.serving.policies.base import (
+    FlavorOption,
+    Policy,
+    ScalingContext,
+    ScalingDecision,
+    WindowMetrics,
+)
+
+WINDOW_S = 60
+
+
+class RuntimePort(Protocol):
+    """What the controller needs from a deployment."""
+
+    def snapshot(self, window_s: float = 10.0) -> dict[str, Any]: ...
+
+    def running_replicas(self) -> int: ...
+
+    def scale_to(self, replicas: int) -> None: ...
+
+    def set_cpus(self, cpus: float) -> None: ...
+
+    def set_info(self, **info: Any) -> None: ...
+
+
+@dataclass
+class _Series:
+    """Per-second observations, oldest first, bounded to the window."""
+
+    arrivals: list[float] = field(default_factory=list)
+    ongoing: list[float] = field(default_factory=list)
+    util: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+
+    def push(self, arrivals: float, ongoing: float, util: float, p99: float) -> None:
+        for lst, v in (
+            (self.arrivals, arrivals),
+            (self.ongoing, ongoing),
+            (self.util, util),
+            (self.p99, p99),
+        ):
+            lst.append(v)
+            if len(lst) > WINDOW_S:
+                del lst[0]
+
+    def metrics(self) -> WindowMetrics:
+        return WindowMetrics(
+            arrival_rps=tuple(self.arrivals),
+            ongoing_requests=tuple(self.ongoing),
+            cpu_utilisation=tuple(self.util),
+            latency_p99_ms=tuple(self.p99),
+        )
+
+
+def observe_second(
+    prev: dict[str, Any], cur: dict[str, Any], cpus: float
+) -> tuple[float, float, float, float]:
+    """Turn two coordinator snapshots into (arrivals/s, ongoing, utilisation, p99 ms).
+
+    Arrivals are completions + rejections + growth of the in-system count over the
+    interval; utilisation is replica CPU time over the quota of the replicas seen.
+    """
+    dt = max(1e-3, float(cur["time"]) - float(prev["time"]))
+    done = (cur["completed"] - prev["completed"]) + (cur["rejected"] - prev["rejected"])
+    in_sys_prev = max(float(prev.get("queued_total", 0.0)), float(prev.get("ongoing", 0)))
+    in_sys_cur = max(float(cur.get("queued_total", 0.0)), float(cur.get("ongoing", 0)))
+    arrivals = max(0.0, (done + in_sys_cur - in_sys_prev) / dt)
+    cpu_prev, cpu_cur = prev.get("cpu_s", {}), cur.get("cpu_s", {})
+    used = sum(max(0.0, v - cpu_prev.get(k, v)) for k, v in cpu_cur.items())
+    n = max(1, len(cur.get("replicas", {})))
+    util = min(1.0, used / (dt * n * max(cpus, 1e-6))) if cur.get("replicas") else 0.0
+    lat = [v for t, v in cur.get("recent", []) if t > float(prev["time"])]
+    p99 = float(np.percentile(lat, 99)) if lat else math.nan
+    return arrivals, in_sys_cur, util, p99
+
+
+@dataclass
+class ControllerResult:
+    decisions: int
+    scale_actions: int
+    vertical_actions: int
+    cost: float
+    replicas_series: list[tuple[float, int, float]]  # (t, target replicas, cpus)
+    resumed: bool
+
+
+class LiveController:
+    """Run ``policy`` against ``runtime`` for one flavor, persisting state per ``run_key``.
+
+    Parameters
+    ----------
+    runtime : RuntimePort
+        The deployment (``ServingRuntime`` or a fake).
+    policy : Policy
+        Any policy from :mod:`edgewise.serving.policies`.
+    flavor : FlavorOption
+        The flavor the deployment's replicas run in (its capacity from the profiles).
+    slo_ms, slo_percentile : float
+        The service's SLO.
+    startup_s : float
+        Expected replica start-up time (wall seconds).
+    history_bin_s : float
+        Length of one rate-history bin (wall seconds; a trace hour over the speedup).
+    history : sequence of float
+        Past mean rates per bin, oldest first (for forecasting policies).
+    kb : KnowledgeBase or None
+        Where policy state and scaling events go.
+    run_key : str
+        Identity of this run: a restarted controller with the same key resumes.
+    clock : Clock
+        Wall clock live, a fake in tests.
+    time_scale : float
+        Trace seconds per wall second (the replay speedup), for cost in trace time.
+    """
+
+    def __init__(
+        self,
+        runtime: RuntimePort,
+        policy: Policy,
+        flavor: FlavorOption,
+        *,
+        slo_ms: float,
+        slo_percentile: float = 99.0,
+        startup_s: float = 5.0,
+        history_bin_s: float = 3600.0,
+        history: Sequence[float] = (),
+        kb: Any = None,
+        run_key: str = "serve",
+        clock: Clock | None = None,
+        time_scale: float = 1.0,
+        future_rate: Any = None,
+    ) -> None:
+        self.runtime = runtime
+        self.policy = policy
+        self.flavor = flavor
+        self.slo_ms = slo_ms
+        self.slo_percentile = slo_percentile
+        self.startup_s = startup_s
+        self.history_bin_s = history_bin_s
+        self.kb = kb
+        self.run_key = run_key
+        self.clock = clock or WallClock()
+        self.time_scale = time_scale
+        self.future_rate = future_rate
+        self._series = _Series()
+        self._history = [float(v) for v in history]
+        self._bin_sum = 0.0
+        self._bin_n = 0
+        self._state: dict[str, Any] = {}
+        self._target = 0
+        self._cpus = flavor.cpus
+        self._prev: dict[str, Any] | None = None
+        self._last_decide = -math.inf
+        self._t0 = self.clock.now()
+        self.decisions = 0
+        self.scale_actions = 0
+        self.vertical_actions = 0
+        self.series: list[tuple[float, int, float]] = []
+        self.meter = CostMeter(
+            {flavor.name: FlavorPrice(flavor.name, flavor.cpus, flavor.price_per_hour)},
+            start=0.0,
+        )
+        self.resumed = self._load_state()
+
+    # --- persistence ------------------------------------------------------------------
+    def _load_state(self) -> bool:
+        if self.kb is None:
+            return False
+        from sqlalchemy import select
+
+        from edgewise.kb import models as m
+
+        with self.kb.transaction() as s:
+            row = s.scalars(select(m.PolicyState).where(m.PolicyState.key == self.run_key)).first()
+            if row is None:
+                return False
+            saved = dict(row.state)
+        self._state = dict(saved.get("policy", {}))
+        ctl = saved.get("controller", {})
+        self._history = [float(v) for v in ctl.get("history", self._history)]
+        self._target = int(ctl.get("target", 0))
+        self._cpus = float(ctl.get("cpus", self.flavor.cpus))
+        return True
+
+    def _save(self, decision: ScalingDecision, t: float, changed: bool) -> None:
+        if self.kb is None:
+            return
+        from sqlalchemy import select
+
+        from edgewise.kb import models as m
+
+        blob = {
+            "policy": self._state,
+            "controller": {
+                "history": self._history[-24 * 7 * 6 :],
+                "target": self._target,
+                "cpus": self._cpus,
+            },
+        }
+        with self.kb.transaction() as s:
+            row = s.scalars(select(m.PolicyState).where(m.PolicyState.key == self.run_key)).first()
+            if row is None:
+                s.add(m.PolicyState(key=self.run_key, policy=self.policy.name, state=blob))
+            else:
+                row.state = blob
+                row.policy = self.policy.name
+            if changed:
+                s.add(
+                    m.ScalingEvent(
+                        run_key=self.run_key,
+                        t=t,
+                        policy=self.policy.name,
+                        action=decision.to_dict(),
+                    )
+                )
+
+    # --- the loop ----------------------------------------------------------------------
+    def observe(self) -> None:
+        """Take one sample of the deployment and extend the per-second windows."""
+        cur = self.runtime.snapshot(window_s=5.0)
+        if self._prev is not None:
+            arrivals, ongoing, util, p99 = observe_second(self._prev, cur, self._cpus)
+            self._series.push(arrivals, ongoing, util, p99)
+            self._bin_sum += arrivals
+            self._bin_n += 1
+            if self._bin_n * 1.0 >= self.history_bin_s:
+                self._history.append(self._bin_sum / self._bin_n)
+                self._bin_sum, self._bin_n = 0.0, 0
+        self._prev = cur
+
+    def context(self, now: float) -> ScalingContext:
+        running = self.runtime.running_replicas()
+        starting = max(0, self._target - running)
+        return ScalingContext(
+            now=now,
+            period_s=self.policy.period_s,
+            startup_s=self.startup_s,
+            replicas={self.flavor.name: max(self._target, running)},
+            starting={self.flavor.name: starting},
+            cpus_per_replica={self.flavor.name: self._cpus},
+            metrics=self._series.metrics(),
+            slo_ms=self.slo_ms,
+            slo_percentile=self.slo_percentile,
+            flavors=(self.flavor,),
+            rate_history=tuple(self._history),
+            history_bin_s=self.history_bin_s,
+            history_end=now - self._bin_n,
+            policy_state=self._state,
+            future_rate=self.future_rate,
+        )
+
+    def decide(self) -> ScalingDecision:
+        """Ask the policy and apply its decision."""
+        now = self.clock.now() - self._t0
+        decision, state = self.policy.decide(self.context(now))
+        self._state = json.loads(json.dumps(state))
+        self.decisions += 1
+        target = int(decision.replicas.get(self.flavor.name, 0))
+        cpus = float(decision.cpus_per_replica.get(self.flavor.name, self._cpus))
+        changed = False
+        if target != self._target:
+            self.runtime.scale_to(target)
+            self.scale_actions += 1
+            self._target = target
+            changed = True
+        if abs(cpus - self._cpus) > 1e-6:
+            self.runtime.set_cpus(cpus)
+            self.vertical_actions += 1
+            self._cpus = cpus
+            changed = True
+        self.meter.update(now, self.flavor.name, self._target, self._cpus)
+        self.series.append((now, self._target, self._cpus))
+        self.runtime.set_info(target_replicas=self._target, cpus=self._cpus)
+        self._save(decision, now, changed)
+        return decision
+
+    def start(self, initial_replicas: int) -> None:
+        """Set the starting level (ignored when resuming a stored run)."""
+        if not self.resumed:
+            self._target = initial_replicas
+        self.runtime.scale_to(self._target)
+        self.runtime.set_cpus(self._cpus)
+        self.meter.update(0.0, self.flavor.name, self._target, self._cpus)
+
+    def run(self, duration_s: float, stop: threading.Event | None = None) -> ControllerResult:
+        """Observe every second and decide every policy period until ``duration_s``."""
+        end = self._t0 + duration_s
+        next_tick = self.clock.now()
+        while self.clock.now() < end and not (stop is not None and stop.is_set()):
+            self.observe()
+            now = self.clock.now()
+            if now - self._last_decide >= self.policy.period_s:
+                self._last_decide = now
+                self.decide()
+            next_tick += 1.0
+            self.clock.sleep(max(0.0, next_tick - self.clock.now()))
+        t_end = min(self.clock.now(), end) - self._t0
+        return ControllerResult(
+            decisions=self.decisions,
+            scale_actions=self.scale_actions,
+            vertical_actions=self.vertical_actions,
+            cost=self.meter.total(t_end) * self.time_scale,
+            replicas_series=list(self.series),
+            resumed=self.resumed,
+        )

@@ -1,0 +1,206 @@
+"""Glue for the live serve commands: a flavor's capacity, request bodies, stored results.
+
+``flavor_option`` finds the model's measured service-time profile for a flavor in the
+knowledge base (or measures it in a real cgroup when asked) and turns it into the
+:class:`FlavorOption` the policies plan with; ``sample_body`` makes a valid request for a
+zoo model; ``store_replay`` writes a replay's summary and series to the KB (``Plan`` rows
+of kind ``replay``) for the report.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgewise.config import FlavorSpec
+from edgewise.errors import InfeasibleError
+from edgewise.serving.policies import FlavorOption
+
+DEFAULT_FLAVOR = FlavorSpec(
+    name="small", cpus=0.5, memory_mb=1024, price_per_hour=0.025, max_replicas=8
+)
+
+
+@dataclass(frozen=True)
+class FlavorCapacity:
+    option: FlavorOption
+    service_ms: np.ndarray
+    source: str
+
+
+def host_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def flavor_option(
+    model: str,
+    flavor: FlavorSpec,
+    *,
+    slo_ms: float,
+    percentile: float,
+    kb: Any,
+    measure: bool = True,
+    samples: int = 150,
+    max_replicas: int | None = None,
+    seed: int = 0,
+) -> FlavorCapacity:
+    """Capacity of one replica of ``model`` in ``flavor`` under the SLO, from the KB.
+
+    A missing profile is measured (real cgroup, this host) and stored when ``measure``.
+    """
+    from edgewise.serving.profiles import (
+        find_profile,
+        profile_capacity,
+        profile_flavor,
+        save_profile,
+    )
+
+    with kb.snapshot() as s:
+        row = find_profile(s, model, flavor.name, flavor.cpus)
+        samples_ms = np.asarray(row.service_ms["samples"], dtype=float) if row else None
+        capacity = profile_capacity(row, slo_ms, percentile, seed) if row else None
+    source = "knowledge base"
+    if samples_ms is None or capacity is None:
+        if not measure:
+            raise InfeasibleError(
+                f"no capacity profile for {model} in flavor {flavor.name}: run "
+                f"'edgewise capacity {model} --flavors FLAVORS.yaml --slo-ms {slo_ms:g}'"
+            )
+        prof = profile_flavor(
+            model,
+            flavor,
+            slo_ms=slo_ms,
+            percentile=percentile,
+            samples=samples,
+            time_budget_s=60.0,
+            seed=seed,
+        )
+        save_profile(kb, prof)
+        samples_ms, capacity, source = prof.service_ms, prof.capacity_rps, "measured now"
+    if capacity <= 0:
+        raise InfeasibleError(
+            f"SLO {slo_ms:g} ms at p{percentile:g} is below what one request of {model} takes "
+            f"in flavor {flavor.name} (p{percentile:g} service "
+            f"{np.percentile(samples_ms, percentile):.1f} ms)"
+        )
+    limit = flavor.max_replicas if max_replicas is None else min(max_replicas, flavor.max_replicas)
+    option = FlavorOption(
+        name=flavor.name,
+        cpus=flavor.cpus,
+        capacity_rps=float(capacity),
+        price_per_hour=flavor.price_per_hour,
+        max_replicas=limit,
+        max_cpus=min(2.0 * flavor.cpus, float(host_cpus())),
+        service_ms_mean=float(np.mean(samples_ms)),
+    )
+    return FlavorCapacity(option, samples_ms, source)
+
+
+def replicas_that_fit(flavor: FlavorSpec, reserve_cpus: float = 0.6) -> int:
+    """How many replicas of ``flavor`` fit on this host beside the proxy and the load."""
+    return max(1, min(flavor.max_replicas, math.floor((host_cpus() - reserve_cpus) / flavor.cpus)))
+
+
+def sample_body(model: str, seed: int = 0) -> tuple[bytes, str]:
+    """A valid ``/predict`` body for ``model`` and its content type."""
+    from edgewise.workloads.zoo import build_model
+
+    zoo = build_model(model)
+    rng = np.random.default_rng(seed)
+    if zoo.kind == "text":
+        import json
+
+        words = " ".join(f"w{int(i)}" for i in rng.integers(0, 500, size=24))
+        return json.dumps({"text": words}).encode(), "application/json"
+    arr = rng.normal(size=tuple(zoo.input_shape)).astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue(), "application/octet-stream"
+
+
+def store_replay(
+    kb: Any,
+    kind: str,
+    inputs: dict[str, Any],
+    summary: dict[str, Any],
+    series: dict[str, list[float]],
+    cost: float,
+) -> int:
+    """Store one replay or simulated run as a ``Plan`` row (the report reads these)."""
+    from edgewise.kb import models as m
+
+    clean = {
+        k: [None if (isinstance(v, float) and not math.isfinite(v)) else v for v in vals]
+        for k, vals in series.items()
+    }
+    with kb.transaction() as s:
+        row = m.Plan(
+            kind=kind,
+            inputs=inputs,
+            decision={"summary": summary, "series": clean},
+            cost=float(cost),
+        )
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def probe_live_service(
+    url: str, body: bytes, content_type: str, n: int = 200, warmup: int = 20
+) -> np.ndarray:
+    """Service times (ms) of one live replica through the whole HTTP path.
+
+    Requests go one at a time (no queueing), so each latency is what one request costs
+    the serving path: proxy, routing, decoding and the model. This is the distribution
+    the queueing model needs for the deployed system, not just the model's compute.
+    """
+    import httpx
+
+    out = []
+    with httpx.Client(timeout=30.0) as client:
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            resp = client.post(url, content=body, headers={"content-type": content_type})
+            took = (time.perf_counter() - t0) * 1000.0
+            if resp.status_code != 200:
+                raise RuntimeError(f"probe request failed with {resp.status_code}: {resp.text}")
+            if i >= warmup:
+                out.append(took)
+    return np.asarray(out)
+
+
+def live_flavor_option(
+    flavor: FlavorSpec,
+    service_ms: np.ndarray,
+    *,
+    slo_ms: float,
+    percentile: float,
+    max_replicas: int,
+    seed: int = 0,
+) -> FlavorCapacity:
+    """A FlavorOption from service times probed through the live path."""
+    from edgewise.serving.capacity import capacity_rps
+
+    cap = capacity_rps(service_ms, slo_ms, percentile, seed=seed)
+    if cap <= 0:
+        raise InfeasibleError(
+            f"SLO {slo_ms:g} ms at p{percentile:g} is below what one request takes through "
+            f"the serving path in flavor {flavor.name} "
+            f"(p{percentile:g} {np.percentile(service_ms, percentile):.1f} ms)"
+        )
+    option = FlavorOption(
+        name=flavor.name,
+        cpus=flavor.cpus,
+        capacity_rps=float(cap),
+        price_per_hour=flavor.price_per_hour,
+        max_replicas=max_replicas,
+        max_cpus=min(2.0 * flavor.cpus, float(host_cpus())),
+        service_ms_mean=float(np.mean(service_ms)),
+    )
+    return FlavorCapacity(option, service_ms, "probed through the live HTTP path")

@@ -1,0 +1,239 @@
+"""Open-loop HTTP load generator, run in its own process.
+
+Requests are sent at pre-drawn arrival times whatever the server does (open loop), and
+each latency is measured from the request's *scheduled* send time, so a slow server
+cannot hide its queueing (no coordinated omission). A request that times out or fails
+counts with status 0. One asyncio event loop with a keep-alive connection pool drives
+thousands of requests per second from one core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Per-request records of one load run (arrays of equal length, in send order)."""
+
+    scheduled_s: np.ndarray  # scheduled send time relative to the run start
+    sent_lag_ms: np.ndarray  # how late the generator actually sent it
+    latency_ms: np.ndarray  # completion - scheduled send time; NaN when no response
+    status: np.ndarray  # HTTP status, 0 for timeouts and connection errors
+
+    @property
+    def n(self) -> int:
+        return int(self.scheduled_s.size)
+
+    def ok(self) -> np.ndarray:
+        return self.status == 200
+
+    def attainment(self, slo_ms: float) -> float:
+        """Fraction of requests answered 200 within ``slo_ms`` (failures count against)."""
+        if self.n == 0:
+            return 1.0
+        good = self.ok() & (np.nan_to_num(self.latency_ms, nan=np.inf) <= slo_ms)
+        return float(good.mean())
+
+    def percentile(self, q: float) -> float:
+        lat = self.latency_ms[self.ok()]
+        return float(np.percentile(lat, q)) if lat.size else float("nan")
+
+
+async def _drive(
+    url: str,
+    arrivals_s: np.ndarray,
+    body: bytes,
+    content_type: str,
+    timeout_s: float,
+    max_in_flight: int,
+) -> dict[str, np.ndarray]:
+    import aiohttp
+
+    n = arrivals_s.size
+    lag = np.zeros(n)
+    lat = np.full(n, np.nan)
+    status = np.zeros(n, dtype=np.int32)
+    loop = asyncio.get_running_loop()
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    connector = aiohttp.TCPConnector(limit=max_in_flight, force_close=False)
+    headers = {"content-type": content_type}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        t0 = loop.time() + 0.1
+
+        async def one(i: int, when: float) -> None:
+            lag[i] = (loop.time() - when) * 1000.0
+            try:
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    status[i] = resp.status
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                status[i] = 0
+                return
+            lat[i] = (loop.time() - when) * 1000.0
+
+        tasks = []
+        for i in range(n):
+            when = t0 + float(arrivals_s[i])
+            delay = when - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, when)))
+        if tasks:
+            await asyncio.gather(*tasks)
+    return {"lag": lag, "lat": lat, "status": status}
+
+
+def _child(
+    conn: Any,
+    url: str,
+    arrivals_s: np.ndarray,
+    body: bytes,
+    content_type: str,
+    timeout_s: float,
+    max_in_flight: int,
+) -> None:
+    try:
+        out = asyncio.run(_drive(url, arrivals_s, body, content_type, timeout_s, max_in_flight))
+        conn.send(("ok", out))
+    except BaseException as err:  # report, never hang the parent
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        conn.close()
+
+
+def run_load(
+    url: str,
+    arrivals_s: np.ndarray,
+    body: bytes,
+    content_type: str = "application/octet-stream",
+    timeout_s: float = 10.0,
+    max_in_flight: int = 512,
+) -> LoadResult:
+    """Send one request per arrival time (seconds from start) from a child process."""
+    arrivals = np.sort(np.asarray(arrivals_s, dtype=float))
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_child,
+        args=(child, url, arrivals, body, content_type, timeout_s, max_in_flight),
+        daemon=True,
+    )
+    proc.start()
+    child.close()
+    horizon = (float(arrivals[-1]) if arrivals.size else 0.0) + timeout_s + 30.0
+    try:
+        if not parent.poll(horizon):
+            raise TimeoutError(f"load generator did not finish within {horizon:.0f} s")
+        kind, payload = parent.recv()
+    except EOFError:
+        kind, payload = "error", f"the load generator process died (exit code {proc.exitcode})"
+    finally:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+    if kind != "ok":
+        raise RuntimeError(f"load generator failed: {payload}")
+    return LoadResult(arrivals, payload["lag"], payload["lat"], payload["status"])
+
+
+def constant_arrivals(
+    rate_rps: float, seconds: float, seed: int | np.random.Generator = 0
+) -> np.ndarray:
+    """Poisson arrivals at a constant rate (seconds from start)."""
+    rng = np.random.default_rng(seed)
+    n = rng.poisson(rate_rps * seconds)
+    return np.sort(rng.uniform(0.0, seconds, size=n))
+
+
+async def _closed(
+    url: str, body: bytes, content_type: str, concurrency: int, seconds: float, warmup_s: float
+) -> dict[str, Any]:
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    lat: list[float] = []
+    codes: dict[int, int] = {}
+    t_start = loop.time()
+    t_measure = t_start + warmup_s
+    t_end = t_measure + seconds
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    headers = {"content-type": content_type}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            while True:
+                t0 = loop.time()
+                if t0 >= t_end:
+                    return
+                try:
+                    async with session.post(url, data=body, headers=headers) as resp:
+                        await resp.read()
+                        code = resp.status
+                except (TimeoutError, aiohttp.ClientError, OSError):
+                    code = 0
+                t1 = loop.time()
+                if t0 >= t_measure and t1 <= t_end:
+                    codes[code] = codes.get(code, 0) + 1
+                    if code == 200:
+                        lat.append((t1 - t0) * 1000.0)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {"latency_ms": np.asarray(lat), "codes": codes, "seconds": seconds}
+
+
+def _closed_child(conn: Any, *args: Any) -> None:
+    try:
+        conn.send(("ok", asyncio.run(_closed(*args))))
+    except BaseException as err:
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        conn.close()
+
+
+def run_closed_loop(
+    url: str,
+    body: bytes,
+    content_type: str = "application/octet-stream",
+    concurrency: int = 16,
+    seconds: float = 10.0,
+    warmup_s: float = 2.0,
+) -> dict[str, Any]:
+    """Saturation throughput: ``concurrency`` requests always in flight, from a child process.
+
+    Returns ``throughput_rps`` (200 answers per second in the measured window), the
+    latencies of those answers and the count of each status code.
+    """
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_closed_child,
+        args=(child, url, body, content_type, concurrency, seconds, warmup_s),
+        daemon=True,
+    )
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(seconds + warmup_s + 60):
+            raise TimeoutError("closed-loop load generator did not finish")
+        kind, payload = parent.recv()
+    except EOFError:
+        kind, payload = "error", f"the load generator process died (exit code {proc.exitcode})"
+    finally:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+    if kind != "ok":
+        raise RuntimeError(f"load generator failed: {payload}")
+    ok = int(payload["codes"].get(200, 0))
+    return {
+        "throughput_rps": ok / seconds,
+        "latency_ms": payload["latency_ms"],
+        "codes": payload["codes"],
+    }

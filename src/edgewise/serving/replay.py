@@ -1,0 +1,293 @@
+"""Trace replay: a compressed segment of a workload trace against the live system.
+
+``select_segment`` (pure) cuts the segment and the history before it out of a trace and
+scales it to a peak rate; ``replay_live`` (effects) starts a deployment, runs the live
+controller with a policy in one thread and the open-loop load generator in its own
+process, and returns attainment, cost in trace time, scale actions and the time series
+for the plot. ``replay_simulated`` runs the same segment through the simulator so the
+two can be compared.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from edgewise.errors import TraceError
+from edgewise.serving.policies import FlavorOption, make_policy
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A trace segment scaled to request rates, with the bins before it."""
+
+    rates_rps: np.ndarray  # mean rate of each trace bin of the segment
+    history_rps: np.ndarray  # mean rate of the bins before it (for forecasting)
+    bin_s: float  # trace seconds per bin
+    speedup: float  # trace seconds per wall second
+    start: pd.Timestamp
+
+    @property
+    def wall_bin_s(self) -> float:
+        return self.bin_s / self.speedup
+
+    @property
+    def duration_s(self) -> float:
+        return self.rates_rps.size * self.wall_bin_s
+
+    def per_second(self) -> np.ndarray:
+        """The rate of every wall-clock second of the replay."""
+        n = math.ceil(self.duration_s)
+        idx = np.minimum((np.arange(n) / self.wall_bin_s).astype(int), self.rates_rps.size - 1)
+        return self.rates_rps[idx]
+
+
+def select_segment(
+    series: pd.Series,
+    start: str | pd.Timestamp | None,
+    hours: float,
+    speedup: float,
+    peak_rps: float,
+    history_bins: int = 24 * 7 * 5,
+) -> Segment:
+    """Cut ``hours`` of ``series`` from ``start`` and scale its peak to ``peak_rps``.
+
+    The scaling factor is set on the segment alone so that its busiest bin asks for
+    exactly ``peak_rps``; the history gets the same factor.
+    """
+    from edgewise.workloads.traces import bin_seconds
+
+    if not speedup > 0:
+        raise TraceError(f"speedup must be positive, got {speedup}")
+    if not hours > 0:
+        raise TraceError(f"hours must be positive, got {hours}")
+    bin_s = bin_seconds(series)
+    n = max(1, round(hours * 3600.0 / bin_s))
+    if start is None:
+        i0 = len(series) - n
+    else:
+        ts = pd.Timestamp(start)
+        i0 = int(series.index.searchsorted(ts))
+        if i0 >= len(series) or abs((series.index[i0] - ts).total_seconds()) >= bin_s:
+            raise TraceError(
+                f"start {ts} is outside the trace ({series.index[0]} to {series.index[-1]})"
+            )
+    if i0 < 0 or i0 + n > len(series):
+        raise TraceError(
+            f"{hours:g} h from {series.index[max(i0, 0)]} run past the end of the trace "
+            f"({series.index[-1]})"
+        )
+    seg = series.to_numpy(dtype=float)[i0 : i0 + n] / bin_s
+    hist = series.to_numpy(dtype=float)[max(0, i0 - history_bins) : i0] / bin_s
+    peak = float(seg.max())
+    if not peak > 0:
+        raise TraceError(f"the segment from {series.index[i0]} has no requests")
+    factor = peak_rps / peak
+    return Segment(seg * factor, hist * factor, bin_s, speedup, series.index[i0])
+
+
+@dataclass
+class ReplayResult:
+    """Outcome of one replay with one policy."""
+
+    policy: str
+    slo_attainment: float
+    cost: float
+    scale_actions: int
+    vertical_actions: int
+    requests: int
+    rejected: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    wall_s: float
+    series: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slo_attainment": self.slo_attainment,
+            "cost": self.cost,
+            "scale_actions": self.scale_actions,
+            "vertical_actions": self.vertical_actions,
+            "requests": self.requests,
+            "rejected_503": self.rejected,
+            "failed": self.failed,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "wall_s": self.wall_s,
+        }
+
+
+def per_second_series(
+    scheduled_s: np.ndarray, latency_ms: np.ndarray, status: np.ndarray, seconds: int
+) -> dict[str, list[float]]:
+    """Offered rate, served rate and p99 latency of each wall second of a load run."""
+    sec = np.clip(scheduled_s.astype(int), 0, max(0, seconds - 1))
+    offered = np.bincount(sec, minlength=seconds).astype(float)
+    ok = status == 200
+    served = np.bincount(sec[ok], minlength=seconds).astype(float)
+    p99 = np.full(seconds, np.nan)
+    order = np.argsort(sec, kind="stable")
+    bounds = np.searchsorted(sec[order], np.arange(seconds + 1))
+    lat = np.where(ok, latency_ms, np.inf)[order]
+    for s in range(seconds):
+        chunk = lat[bounds[s] : bounds[s + 1]]
+        if chunk.size:
+            p99[s] = float(np.percentile(chunk, 99)) if np.isfinite(chunk).all() else math.inf
+    return {"offered_rps": offered.tolist(), "served_rps": served.tolist(), "p99_ms": p99.tolist()}
+
+
+def replay_live(
+    segment: Segment,
+    policy_name: str,
+    runtime: Any,
+    flavor: FlavorOption,
+    *,
+    slo_ms: float,
+    slo_percentile: float = 99.0,
+    body: bytes,
+    content_type: str = "application/octet-stream",
+    startup_s: float = 5.0,
+    seed: int = 0,
+    kb: Any = None,
+    run_key: str | None = None,
+    policy_params: dict[str, Any] | None = None,
+    initial_replicas: int | None = None,
+    timeout_s: float = 10.0,
+) -> ReplayResult:
+    """Replay ``segment`` against a started ``runtime`` driven by ``policy_name``."""
+    from edgewise.serving.controller import LiveController
+    from edgewise.serving.loadgen import run_load
+    from edgewise.workloads.arrivals import poisson_arrivals
+
+    policy = make_policy(policy_name, **_policy_params(policy_name, segment, flavor, policy_params))
+    per_s = segment.per_second()
+    arrivals = poisson_arrivals(per_s, 1.0, seed)
+    key = run_key or f"replay-{policy_name}-{segment.start:%Y%m%dT%H}-{seed}"
+    lam = per_s
+
+    def future_rate(t0: float, t1: float) -> float:
+        a, b = max(0, int(t0)), min(lam.size, math.ceil(t1) + 1)
+        return float(lam[a:b].max()) if b > a else 0.0
+
+    ctl = LiveController(
+        runtime,
+        policy,
+        flavor,
+        slo_ms=slo_ms,
+        slo_percentile=slo_percentile,
+        startup_s=startup_s,
+        history_bin_s=segment.wall_bin_s,
+        history=segment.history_rps.tolist(),
+        kb=kb,
+        run_key=key,
+        time_scale=segment.speedup,
+        future_rate=future_rate,
+    )
+    first = initial_replicas
+    if first is None:
+        first = max(1, math.ceil(per_s[: max(1, int(startup_s))].max() / flavor.capacity_rps))
+    ctl.start(min(first, flavor.max_replicas))
+    runtime.wait_for_replicas(min(first, flavor.max_replicas), timeout_s=180)
+    stop = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            holder["result"] = ctl.run(segment.duration_s + timeout_s, stop)
+        except BaseException as err:
+            holder["error"] = err
+
+    t0 = time.monotonic()
+    thread = threading.Thread(target=drive, name="edgewise-controller", daemon=True)
+    thread.start()
+    try:
+        load = run_load(runtime.url + "/predict", arrivals, body, content_type, timeout_s=timeout_s)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    wall = time.monotonic() - t0
+    if "error" in holder:
+        raise holder["error"]
+    res = holder["result"]
+    seconds = math.ceil(segment.duration_s)
+    series = per_second_series(load.scheduled_s, load.latency_ms, load.status, seconds)
+    t_rep = np.arange(seconds, dtype=float)
+    steps = res.replicas_series or [(0.0, first, flavor.cpus)]
+    times = np.array([s[0] for s in steps])
+    idx = np.clip(np.searchsorted(times, t_rep, side="right") - 1, 0, len(steps) - 1)
+    series["replicas"] = [float(steps[i][1]) for i in idx]
+    series["cpus"] = [float(steps[i][2]) for i in idx]
+    series["true_rps"] = per_s.tolist()
+    ok = load.status == 200
+    return ReplayResult(
+        policy=policy_name,
+        slo_attainment=load.attainment(slo_ms),
+        cost=res.cost,
+        scale_actions=res.scale_actions,
+        vertical_actions=res.vertical_actions,
+        requests=load.n,
+        rejected=int((load.status == 503).sum()),
+        failed=int((load.status == 0).sum()),
+        p50_ms=load.percentile(50) if ok.any() else math.nan,
+        p99_ms=load.percentile(99) if ok.any() else math.nan,
+        wall_s=wall,
+        series=series,
+    )
+
+
+def _policy_params(
+    name: str, segment: Segment, flavor: FlavorOption, given: dict[str, Any] | None
+) -> dict[str, Any]:
+    params = dict(given or {})
+    if name == "static" and "peak_rps" not in params:
+        params["peak_rps"] = float(segment.rates_rps.max())
+    return params
+
+
+def plot_replay(results: list[ReplayResult], slo_ms: float, path: str | Path) -> Path:
+    """One figure per policy stacked: rate, replicas and CPUs, p99 latency vs the SLO."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        3, len(results), figsize=(5.5 * len(results), 8), squeeze=False, sharex="col"
+    )
+    for j, r in enumerate(results):
+        s = r.series
+        t = np.arange(len(s.get("offered_rps", [])))
+        ax = axes[0][j]
+        ax.plot(t, s["true_rps"][: len(t)], label="trace rate", color="0.5")
+        ax.plot(t, s["offered_rps"], label="offered", lw=0.6)
+        ax.plot(t, s["served_rps"], label="served within any latency", lw=0.6)
+        ax.set_title(f"{r.policy}: attainment {100 * r.slo_attainment:.2f}%, cost {r.cost:.3f}")
+        ax.set_ylabel("requests/s")
+        ax.legend(fontsize=7)
+        ax = axes[1][j]
+        ax.step(t, s["replicas"], where="post", label="replicas")
+        ax.step(t, np.array(s["replicas"]) * np.array(s["cpus"]), where="post", label="total CPUs")
+        ax.set_ylabel("replicas / CPUs")
+        ax.legend(fontsize=7)
+        ax = axes[2][j]
+        p99 = np.array(s["p99_ms"], dtype=float)
+        ax.plot(t, np.where(np.isfinite(p99), p99, np.nan), lw=0.7, label="p99 per second")
+        ax.axhline(slo_ms, color="red", ls="--", label="SLO")
+        ax.set_yscale("log")
+        ax.set_ylabel("latency ms")
+        ax.set_xlabel("wall seconds")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

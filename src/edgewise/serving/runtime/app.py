@@ -1,0 +1,263 @@
+"""``ServingRuntime``: the adapter between edgewise decisions and Ray Serve.
+
+Effects only: start Ray (local by default, ``address`` for a cluster), start Serve's
+HTTP proxy on loopback, deploy the model, and apply decisions (replica count, CPUs per
+replica) through the coordinator actor. Horizontal changes go through Ray Serve's custom
+autoscaling policy hook, so survivors keep their processes; vertical changes are applied
+by each replica to its own cgroup in place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgewise.errors import EnvironmentProblem, UnknownNameError
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """What to serve and how."""
+
+    model: str
+    app: str = "edgewise"
+    cpus_per_replica: float = 1.0
+    initial_replicas: int = 1
+    max_replicas: int = 8
+    host: str = "127.0.0.1"
+    port: int = 8000
+    address: str | None = None
+    num_cpus: int | None = None
+    max_ongoing_requests: int = 4
+    max_queued_requests: int = 64
+    use_cgroup: bool = True
+    max_batch: int = 8
+    route_prefix: str = "/"
+    ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class ServingRuntime:
+    """Start, scale and stop a live Ray Serve deployment of one zoo model."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self._coordinator: Any = None
+        self._started_ray = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}"
+
+    def __enter__(self) -> ServingRuntime:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def start(self) -> None:
+        import ray
+        from ray import serve
+
+        from edgewise.serving.runtime.autoscale import follow_target
+        from edgewise.serving.runtime.coordinator import NAMESPACE, Coordinator, coordinator_name
+        from edgewise.serving.runtime.replica import ModelReplica
+        from edgewise.workloads.zoo import MODEL_NAMES
+
+        cfg = self.config
+        if cfg.model not in MODEL_NAMES:
+            raise UnknownNameError(
+                f"unknown model {cfg.model!r}; known models: {', '.join(MODEL_NAMES)}"
+            )
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "namespace": NAMESPACE,
+                **cfg.ray_init_kwargs,
+            }
+            if cfg.address:
+                kwargs["address"] = cfg.address
+            elif cfg.num_cpus is not None:
+                kwargs["num_cpus"] = cfg.num_cpus
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                where = cfg.address or "a local Ray instance"
+                raise EnvironmentProblem(f"cannot start or reach Ray at {where}: {err}") from None
+            self._started_ray = True
+        self._coordinator = Coordinator.options(  # type: ignore[attr-defined]
+            name=coordinator_name(cfg.app), namespace=NAMESPACE, get_if_exists=True
+        ).remote(cfg.app, cfg.initial_replicas, cfg.cpus_per_replica)
+        ray.get(self._coordinator.set_target.remote(cfg.initial_replicas))
+        ray.get(self._coordinator.set_cpus.remote(cfg.cpus_per_replica))
+        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        deployment = serve.deployment(
+            ModelReplica,
+            name=f"{cfg.app}-{cfg.model}",
+            ray_actor_options={"num_cpus": cfg.cpus_per_replica},
+            max_ongoing_requests=cfg.max_ongoing_requests,
+            max_queued_requests=cfg.max_queued_requests,
+            health_check_period_s=1.0,
+            graceful_shutdown_wait_loop_s=0.5,
+            graceful_shutdown_timeout_s=3.0,
+            autoscaling_config={
+                "min_replicas": 0,
+                "max_replicas": cfg.max_replicas,
+                "initial_replicas": cfg.initial_replicas,
+                "upscale_delay_s": 0.0,
+                "downscale_delay_s": 0.0,
+                "downscale_to_zero_delay_s": 0.0,
+                "policy": {"policy_function": follow_target},
+            },
+        )
+        serve.run(
+            deployment.bind(
+                cfg.model, cfg.app, cfg.cpus_per_replica, cfg.use_cgroup, cfg.max_batch
+            ),
+            name=cfg.app,
+            route_prefix=cfg.route_prefix,
+        )
+
+    # --- decisions -> effects --------------------------------------------------------
+    def scale_to(self, replicas: int) -> None:
+        """Ask for ``replicas`` replicas; survivors keep running."""
+        import ray
+
+        ray.get(self._coordinator.set_target.remote(int(replicas)))
+
+    def set_cpus(self, cpus: float) -> None:
+        """Set the CPU quota of every running replica in place."""
+        import ray
+
+        ray.get(self._coordinator.set_cpus.remote(float(cpus)))
+
+    def set_info(self, **info: Any) -> None:
+        import ray
+
+        ray.get(self._coordinator.set_info.remote(info))
+
+    def snapshot(self, window_s: float = 10.0) -> dict[str, Any]:
+        import ray
+
+        snap: dict[str, Any] = ray.get(self._coordinator.snapshot.remote(window_s))
+        return snap
+
+    def replicas(self) -> dict[str, dict[str, Any]]:
+        """Live replicas (heard from in the last 3 s), keyed by replica id."""
+        now = time.time()
+        reps: dict[str, dict[str, Any]] = self.snapshot()["replicas"]
+        return {k: v for k, v in reps.items() if now - float(v.get("seen", 0)) < 3.0}
+
+    def running_replicas(self) -> int:
+        from ray import serve
+
+        status = serve.status().applications.get(self.config.app)
+        if status is None:
+            return 0
+        total = 0
+        for dep in status.deployments.values():
+            total += int(dep.replica_states.get("RUNNING", 0))
+        return total
+
+    def wait_for_replicas(self, n: int, timeout_s: float = 120.0) -> float:
+        """Block until ``n`` replicas run; return the seconds it took."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            if self.running_replicas() == n and len(self.replicas()) == n:
+                return time.monotonic() - t0
+            time.sleep(0.1)
+        raise TimeoutError(f"{n} replicas not running after {timeout_s:.0f} s")
+
+    def shutdown(self) -> None:
+        import contextlib
+
+        import ray
+        from ray import serve
+
+        with contextlib.suppress(Exception):
+            serve.delete(self.config.app)
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        if self._coordinator is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self._coordinator)
+            self._coordinator = None
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+        with contextlib.suppress(Exception):
+            from edgewise.isolation import cleanup_stale
+
+            cleanup_stale()
+
+
+class RaySession:
+    """Start (or join) Ray once for several runtimes; shut it down on exit if we started it."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self._started = False
+
+    def __enter__(self) -> RaySession:
+        import ray
+
+        from edgewise.serving.runtime.coordinator import NAMESPACE
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "namespace": NAMESPACE,
+            }
+            if self.address:
+                kwargs["address"] = self.address
+            elif self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                where = self.address or "a local Ray instance"
+                raise EnvironmentProblem(f"cannot start or reach Ray at {where}: {err}") from None
+            self._started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        if self._started:
+            ray.shutdown()
+            self._started = False
+
+
+def probe_capacity(
+    model: str,
+    flavor: Any,
+    *,
+    slo_ms: float,
+    percentile: float,
+    max_replicas: int,
+    port: int,
+    n: int = 200,
+    seed: int = 0,
+) -> Any:
+    """Start one replica of ``model`` in ``flavor``, probe it through HTTP, derive capacity."""
+    from edgewise.serving.live import live_flavor_option, probe_live_service, sample_body
+
+    body, ctype = sample_body(model, seed)
+    cfg = RuntimeConfig(
+        model=model,
+        app="probe",
+        cpus_per_replica=flavor.cpus,
+        initial_replicas=1,
+        max_replicas=1,
+        port=port,
+    )
+    with ServingRuntime(cfg) as rt:
+        rt.wait_for_replicas(1, timeout_s=300)
+        samples = probe_live_service(rt.url + "/predict", body, ctype, n=n)
+    return live_flavor_option(
+        flavor, samples, slo_ms=slo_ms, percentile=percentile, max_replicas=max_replicas, seed=seed
+    )

@@ -1,0 +1,178 @@
+"""The coordinator actor: targets set by the controller, metrics pushed by replicas.
+
+One named Ray actor per served application. The controller writes the target replica
+count and CPUs per replica; the autoscaling policy function and the replicas read them.
+Replicas push batches of request latencies; ``render`` gives the Prometheus text
+exposition served at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+NAMESPACE = "edgewise"
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000)
+
+
+def coordinator_name(app: str) -> str:
+    return f"edgewise-coordinator-{app}"
+
+
+class CoordinatorState:
+    """Plain-Python core of the coordinator (unit-testable without Ray)."""
+
+    def __init__(self, app: str, target_replicas: int, cpus_per_replica: float) -> None:
+        self.app = app
+        self.target_replicas = int(target_replicas)
+        self.cpus_per_replica = float(cpus_per_replica)
+        self.replicas: dict[str, dict[str, Any]] = {}
+        self.info: dict[str, Any] = {}
+        self.completed = 0
+        self.rejected = 0
+        self.queued_total = 0.0  # running + queued requests, as Ray Serve's autoscaler sees them
+        self._cpu_s: dict[str, float] = {}
+        self._recent: list[tuple[float, float]] = []  # (t, latency_ms)
+        self.registry = CollectorRegistry()
+        self._latency = Histogram(
+            "edgewise_request_latency_ms",
+            "In-replica request latency (queue + service) in milliseconds",
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
+        self._requests = Counter(
+            "edgewise_requests", "Requests by outcome", ["outcome"], registry=self.registry
+        )
+        self._replicas_g = Gauge("edgewise_replicas", "Running replicas", registry=self.registry)
+        self._target_g = Gauge(
+            "edgewise_target_replicas", "Target replicas", registry=self.registry
+        )
+        self._cpus_g = Gauge(
+            "edgewise_cpus_per_replica", "CPUs per replica", registry=self.registry
+        )
+        self._queue_g = Gauge(
+            "edgewise_queue_length", "Requests queued or running", registry=self.registry
+        )
+        self._forecast_g = Gauge(
+            "edgewise_forecast_rps", "Forecast request rate", registry=self.registry
+        )
+        self._plan_g = Gauge(
+            "edgewise_plan_capacity_rps", "Planned capacity", registry=self.registry
+        )
+
+    def record(
+        self,
+        replica: str,
+        latencies_ms: list[float],
+        rejected: int,
+        ongoing: int,
+        cpu_s: float = 0.0,
+    ) -> None:
+        now = time.time()
+        self._cpu_s[replica] = float(cpu_s)
+        for v in latencies_ms:
+            self._latency.observe(v)
+            self._recent.append((now, v))
+        self._requests.labels("ok").inc(len(latencies_ms))
+        if rejected:
+            self._requests.labels("rejected").inc(rejected)
+        self.completed += len(latencies_ms)
+        self.rejected += rejected
+        if replica in self.replicas:
+            self.replicas[replica]["ongoing"] = ongoing
+            self.replicas[replica]["seen"] = now
+        cutoff = now - 60.0
+        if self._recent and self._recent[0][0] < cutoff:
+            self._recent = [p for p in self._recent if p[0] >= cutoff]
+
+    def register(self, replica: str, pid: int, node: str, cpus: float) -> None:
+        self.replicas[replica] = {
+            "pid": pid,
+            "node": node,
+            "cpus": cpus,
+            "ongoing": 0,
+            "seen": time.time(),
+        }
+
+    def unregister(self, replica: str) -> None:
+        self.replicas.pop(replica, None)
+
+    def snapshot(self, window_s: float = 10.0) -> dict[str, Any]:
+        now = time.time()
+        recent = [v for t, v in self._recent if t >= now - window_s]
+        return {
+            "target_replicas": self.target_replicas,
+            "cpus_per_replica": self.cpus_per_replica,
+            "replicas": dict(self.replicas),
+            "completed": self.completed,
+            "rejected": self.rejected,
+            "recent_latencies_ms": recent,
+            "recent": [(t, v) for t, v in self._recent if t >= now - window_s],
+            "ongoing": sum(int(r.get("ongoing", 0)) for r in self.replicas.values()),
+            "queued_total": self.queued_total,
+            "cpu_s": dict(self._cpu_s),
+            "time": now,
+            "info": dict(self.info),
+        }
+
+    def render(self) -> bytes:
+        self._replicas_g.set(len(self.replicas))
+        self._target_g.set(self.target_replicas)
+        self._cpus_g.set(self.cpus_per_replica)
+        self._queue_g.set(sum(int(r.get("ongoing", 0)) for r in self.replicas.values()))
+        if "forecast_rps" in self.info:
+            self._forecast_g.set(float(self.info["forecast_rps"]))
+        if "plan_capacity_rps" in self.info:
+            self._plan_g.set(float(self.info["plan_capacity_rps"]))
+        return generate_latest(self.registry)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class Coordinator:
+    """Ray actor wrapper around :class:`CoordinatorState`."""
+
+    def __init__(self, app: str, target_replicas: int, cpus_per_replica: float) -> None:
+        self._s = CoordinatorState(app, target_replicas, cpus_per_replica)
+
+    def get_target(self) -> int:
+        return self._s.target_replicas
+
+    def set_target(self, replicas: int) -> None:
+        self._s.target_replicas = max(0, int(replicas))
+
+    def get_cpus(self) -> float:
+        return self._s.cpus_per_replica
+
+    def set_cpus(self, cpus: float) -> None:
+        self._s.cpus_per_replica = float(cpus)
+
+    def set_info(self, info: dict[str, Any]) -> None:
+        self._s.info.update(info)
+
+    def register(self, replica: str, pid: int, node: str, cpus: float) -> None:
+        self._s.register(replica, pid, node, cpus)
+
+    def unregister(self, replica: str) -> None:
+        self._s.unregister(replica)
+
+    def record(
+        self,
+        replica: str,
+        latencies_ms: list[float],
+        rejected: int,
+        ongoing: int,
+        cpu_s: float = 0.0,
+    ) -> None:
+        self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s)
+
+    def report_queue(self, total_requests: float) -> None:
+        self._s.queued_total = float(total_requests)
+
+    def snapshot(self, window_s: float = 10.0) -> dict[str, Any]:
+        return self._s.snapshot(window_s)
+
+    def render(self) -> bytes:
+        return self._s.render()

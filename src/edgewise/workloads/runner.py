@@ -1,0 +1,195 @@
+"""Inference and training-step runners with explicit thread counts.
+
+This is an effect module (it runs models and reads the wall clock to measure them);
+the numbers it returns (latencies in ms, losses) are plain numpy data that pure code
+downstream (capacity models, planners) consumes. :func:`set_threads` is the only place
+in edgewise that changes torch's thread pools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgewise.workloads.zoo import ZooModel, build_model, logits_of
+
+_interop_fixed = False
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` intra-op threads in this process (and ``n`` inter-op threads if still possible).
+
+    torch accepts ``set_num_interop_threads`` only once and only before any parallel
+    work has started; later calls keep the inter-op pool as it is (inference of one
+    model does not use it).
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+    """
+    global _interop_fixed
+    if n < 1:
+        raise ValueError(f"thread count must be at least 1, got {n}")
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    if not _interop_fixed:
+        _interop_fixed = True
+        # raises once the inter-op pool has started: torch then keeps its first setting
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(n)
+
+
+def latency_summary(latencies_ms: np.ndarray) -> dict[str, float]:
+    """Percentiles of a latency sample: ``{p50, p95, p99, mean, n}`` in ms (``n`` a count)."""
+    lat = np.asarray(latencies_ms, dtype=float)
+    if lat.size == 0:
+        raise ValueError("no latencies to summarise")
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+    return {
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+        "mean": float(lat.mean()),
+        "n": float(lat.size),
+    }
+
+
+class InferenceRunner:
+    """Runs one zoo model under ``torch.inference_mode`` with a fixed thread count.
+
+    Parameters
+    ----------
+    model : str or ZooModel
+        A zoo name (built with ``seed``) or an already built model.
+    batch_size : int
+        Samples per call of :meth:`measure`'s example batch.
+    threads : int
+        Intra-op threads used for every call (set through :func:`set_threads`).
+    seed : int
+        Seed of the weights (when ``model`` is a name) and of the example batch.
+    """
+
+    def __init__(
+        self, model: str | ZooModel, batch_size: int = 1, threads: int = 1, seed: int = 0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.model = build_model(model, seed=seed) if isinstance(model, str) else model
+        self.batch_size = batch_size
+        self.threads = threads
+        self.batch = self.model.example_batch(batch_size, seed=seed)
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` of ``batch``, computed without autograd."""
+        set_threads(self.threads)
+        with torch.inference_mode():
+            return logits_of(self.model.module(batch))
+
+    def measure(self, n: int, warmup: int = 5) -> np.ndarray:
+        """Closed-loop latencies in ms of ``n`` calls on the example batch.
+
+        Each entry is the wall time of one call of ``batch_size`` samples, measured with
+        ``time.perf_counter_ns``; ``warmup`` calls run first and are not recorded.
+        """
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        set_threads(self.threads)
+        module, batch = self.model.module, self.batch
+        out = np.empty(n, dtype=float)
+        with torch.inference_mode():
+            for _ in range(warmup):
+                module(batch)
+            for i in range(n):
+                t0 = time.perf_counter_ns()
+                module(batch)
+                out[i] = (time.perf_counter_ns() - t0) / 1e6
+        return out
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What :func:`train_steps` did: one loss and one wall time (ms) per step."""
+
+    losses: np.ndarray
+    step_ms: np.ndarray
+    samples: int
+
+    @property
+    def samples_per_s(self) -> float:
+        """Training throughput over the measured steps."""
+        total_s = float(self.step_ms.sum()) / 1e3
+        return self.samples / total_s if total_s > 0 else float("nan")
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def train_step(
+    module: nn.Module | ZooModel,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+) -> float:
+    """One step: forward, loss on the logits, backward, optimizer step. Returns the loss.
+
+    The module is put in train mode; the caller chooses the thread count (see
+    :func:`train_steps`).
+    """
+    net = module.module if isinstance(module, ZooModel) else module
+    net.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(logits_of(net(x)), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def train_steps(
+    module: nn.Module | ZooModel,
+    loss_fn: LossFn,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    threads: int | None = None,
+) -> TrainStats:
+    """Run one training step per ``(x, y)`` batch with ``threads`` intra-op threads.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or ZooModel
+        Network to train (left in the mode it was in before the call).
+    loss_fn : callable
+        ``loss_fn(logits, targets) -> scalar tensor``, e.g. ``nn.CrossEntropyLoss()``.
+    batches : iterable of (x, y)
+        Input and target tensors, one pair per step.
+    optimizer : torch.optim.Optimizer
+        Optimizer over the module's parameters.
+    threads : int, optional
+        Thread count to set first; ``None`` keeps the current one.
+    """
+    net: Any = module.module if isinstance(module, ZooModel) else module
+    if threads is not None:
+        set_threads(threads)
+    was_training = net.training
+    losses: list[float] = []
+    times: list[float] = []
+    samples = 0
+    try:
+        for x, y in batches:
+            t0 = time.perf_counter_ns()
+            losses.append(train_step(net, loss_fn, x, y, optimizer))
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+            samples += int(x.shape[0])
+    finally:
+        net.train(was_training)
+    return TrainStats(np.asarray(losses), np.asarray(times), samples)

@@ -1,0 +1,114 @@
+"""Unit tests of the retrain pillar's pure pieces (no processes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edgewise.config import BackgroundApp, DeviceSpec
+from edgewise.retrain.background import read_log, summarise
+from edgewise.retrain.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from edgewise.retrain.profiler import (
+    assemble,
+    needs_reprofile,
+    profiles_from_json,
+    profiles_to_json,
+)
+from edgewise.retrain.trainer import loss_scale, rank_offsets, step_indices
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_loss_scale_makes_equal_average_the_global_mean(seed: int) -> None:
+    """What DDP does (equal-weight mean of rank gradients) equals the global-batch gradient."""
+    rng = np.random.default_rng(seed)
+    world = int(rng.integers(2, 5))
+    shares = list(rng.integers(1, 30, size=world))
+    total = int(sum(shares))
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    x = torch.randn(total, 5, dtype=torch.float64, generator=gen)
+    y = torch.randint(0, 3, (total,), generator=gen)
+    torch.nn.functional.cross_entropy(x @ w, y).backward()
+    ref = w.grad.clone()
+    grads = []
+    for r, lo in enumerate(rank_offsets(shares)):
+        w.grad = None
+        sl = slice(lo, lo + shares[r])
+        (
+            torch.nn.functional.cross_entropy(x[sl] @ w, y[sl])
+            * loss_scale(shares[r], world, total)
+        ).backward()
+        grads.append(w.grad.clone())
+    ddp_avg = sum(grads) / world
+    assert float((ddp_avg - ref).abs().max()) < 1e-12
+    unweighted = []
+    for r, lo in enumerate(rank_offsets(shares)):
+        w.grad = None
+        sl = slice(lo, lo + shares[r])
+        torch.nn.functional.cross_entropy(x[sl] @ w, y[sl]).backward()
+        unweighted.append(w.grad.clone())
+    if len(set(shares)) > 1:
+        assert float((sum(unweighted) / world - ref).abs().max()) > 1e-6
+
+
+def test_step_indices_deterministic_and_epochwise() -> None:
+    a = step_indices(100, 32, 0, seed=5)
+    assert np.array_equal(a, step_indices(100, 32, 0, seed=5))
+    epoch = np.concatenate([step_indices(100, 32, s, seed=5) for s in range(3)])
+    assert len(set(epoch.tolist())) == 96  # no repeats inside an epoch
+    assert not np.array_equal(step_indices(100, 32, 3, 5), a)
+
+
+def test_checkpoint_atomic_roundtrip(tmp_path: Path) -> None:
+    assert latest_checkpoint(tmp_path) is None
+    save_checkpoint(tmp_path, 5, {"model": {"w": torch.ones(2)}})
+    save_checkpoint(tmp_path, 10, {"model": {"w": torch.zeros(2)}})
+    (tmp_path / "step-0000015.tmp123").write_bytes(b"partial")  # a crash mid-write
+    step, path = latest_checkpoint(tmp_path)  # type: ignore[misc]
+    assert step == 10 and load_checkpoint(path)["step"] == 10
+
+
+def test_background_log_summary(tmp_path: Path) -> None:
+    log = tmp_path / "bg.log"
+    log.write_text(
+        "".join(f"{t:.3f} {lat} 10\n" for t, lat in [(1.0, 5), (2.0, 50), (3.0, 7), (9.0, 99)])
+    )
+    arr = read_log(log)
+    s = summarise(arr, deadline_ms=20.0, t0=0.0, t1=5.0)
+    assert s["n"] == 3 and s["misses"] == 1 and s["miss_rate"] == pytest.approx(1 / 3)
+    assert summarise(arr, 20.0, 100.0, 200.0)["n"] == 0
+
+
+def test_profile_assembly_and_drift() -> None:
+    spec = DeviceSpec(name="d", cpus=0.5, background=BackgroundApp(rate_rps=10, deadline_ms=50))
+    log = np.array([[0.5, 2.0, 10], [0.6, 3.0, 10], [1.5, 30.0, 10], [1.6, 40.0, 10]])
+    p = assemble(
+        spec,
+        [{"threads": 1, "nice": 0, "samples": 200, "seconds": 0.5, "t0": 1.0, "t1": 2.0}],
+        log,
+        (0.0, 1.0),
+    )
+    assert p.intensities[0].throughput_sps == 400.0
+    assert 30.0 <= p.intensities[0].bg_latency_ms <= 40.0
+    assert 2.0 <= p.solo_latency_ms <= 3.0
+    assert profiles_from_json(profiles_to_json({"d": p}))["d"] == p
+    assert needs_reprofile(100.0, 125.0) and not needs_reprofile(100.0, 115.0)
+
+
+def test_cli_bad_devices_one_line(tmp_path: Path) -> None:
+    from edgewise.cli.main import make_app
+
+    app = make_app(["retrain"])
+    runner = CliRunner()
+    zero = tmp_path / "zero.yaml"
+    zero.write_text("devices:\n  - {name: a, cpus: 0}\n")
+    r = runner.invoke(app, ["retrain", "--devices", str(zero)])
+    assert r.exit_code == 2 and "cpus" in r.output and len(r.output.strip().splitlines()) == 1
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("devices:\n  - {name: small-pi, cpus: 1, memory_mb: 8}\n")
+    r = runner.invoke(app, ["retrain", "--devices", str(tiny)])
+    assert r.exit_code == 2 and "small-pi" in r.output and "MB" in r.output

@@ -1,0 +1,154 @@
+"""Capacity profiles: replica processes, knowledge-base rows, the real `capacity` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgewise.cli.main import make_app
+from edgewise.config import FlavorSpec
+from edgewise.kb import KnowledgeBase
+from edgewise.serving.capacity import capacity_rps
+from edgewise.serving.profiles import (
+    FlavorProfile,
+    ReplicaSpec,
+    collect_service_times,
+    find_profile,
+    poisson_arrivals_s,
+    profile_capacity,
+    profile_flavor,
+    replica_threads,
+    save_profile,
+    start_replica,
+)
+
+
+def make_profile(flavor: str = "small", cpus: float = 0.5, mean_ms: float = 10.0) -> FlavorProfile:
+    service = np.random.default_rng(1).gamma(9.0, mean_ms / 9.0, 200)
+    return FlavorProfile(
+        model="digits_cnn",
+        flavor=flavor,
+        cpus=cpus,
+        batch_size=1,
+        threads=1,
+        isolated=True,
+        service_ms=service,
+        slo_ms=40.0,
+        percentile=99.0,
+        capacity_rps=capacity_rps(service, 40.0, 99.0, n_requests=20_000),
+    )
+
+
+def test_replica_threads() -> None:
+    assert [replica_threads(c) for c in (0.25, 0.5, 1.0, 1.4, 2.0, 4.0)] == [1, 1, 1, 1, 2, 4]
+    with pytest.raises(ValueError):
+        replica_threads(0.0)
+
+
+def test_poisson_arrivals() -> None:
+    t = poisson_arrivals_s(50.0, 20_000, seed=3)
+    assert np.all(np.diff(t) > 0)
+    assert t.size / t[-1] == pytest.approx(50.0, rel=0.03)
+    assert np.array_equal(t, poisson_arrivals_s(50.0, 20_000, seed=3))
+
+
+def test_save_find_and_reuse() -> None:
+    kb = KnowledgeBase.open()
+    prof = make_profile()
+    save_profile(kb, prof, host="elsewhere")
+    newer = make_profile(mean_ms=12.0)
+    save_profile(kb, newer, host="elsewhere")
+    here = make_profile(mean_ms=11.0)
+    save_profile(kb, here, host="this-host")
+    save_profile(kb, make_profile(cpus=1.0), host="this-host")  # measured at other CPUs
+    with kb.snapshot() as s:
+        row = find_profile(s, "digits_cnn", "small", 0.5, host="this-host")
+        assert row is not None and row.host == "this-host"
+        assert row.service_ms["n"] == 200 and len(row.service_ms["samples"]) == 200
+        other = find_profile(s, "digits_cnn", "small", 0.5, host="third")
+        assert other is not None and other.service_ms["mean"] == pytest.approx(11.0, rel=0.1)
+        assert find_profile(s, "digits_cnn", "small", 0.75) is None
+        assert find_profile(s, "digits_cnn", "small", 0.5, batch_size=4) is None
+        assert profile_capacity(row, 40.0, 99.0) == row.capacity_rps
+        looser = profile_capacity(row, 80.0, 99.0)
+        assert looser > row.capacity_rps
+
+
+def test_replica_process_burst_and_open_loop() -> None:
+    """A real replica process (synthetic 2 ms CPU burns, no cgroup): both measurement modes."""
+    spec = ReplicaSpec("spin", spin_ms=2.0, seed=1, warmup=2)
+    with start_replica(spec, ready_timeout_s=60) as replica:
+        service = collect_service_times(replica, samples=60, warmup=5, chunk=20)
+        assert service.size == 60 and np.all(service > 0)
+        assert 0.5 < float(np.mean(service)) < 50.0
+        arrivals = poisson_arrivals_s(20.0, 30, seed=2)
+        latency = replica.open_loop(arrivals)
+        assert latency.size == 30 and np.all(latency > 0)
+        assert replica.proc.poll() is None
+    assert replica.proc.poll() is not None
+
+
+def test_replica_that_dies_is_one_line() -> None:
+    from edgewise.errors import EnvironmentProblem
+
+    spec = ReplicaSpec("spin", spin_ms=-1.0, warmup=1)  # fails in its warm-up
+    with pytest.raises(EnvironmentProblem) as err, start_replica(spec, ready_timeout_s=60):
+        pass
+    assert "\n" not in str(err.value) and "exited with 1" in str(err.value)
+
+
+@pytest.mark.slow
+def test_profile_flavor_in_real_cgroup() -> None:
+    """Synthetic 4 ms CPU burns in a 0.5-CPU cgroup: service slows ~2x, validation runs."""
+    flavor = FlavorSpec(name="half", cpus=0.5, price_per_hour=0.01, memory_mb=512)
+    prof = profile_flavor(
+        "spin",
+        flavor,
+        slo_ms=200.0,
+        samples=100,
+        warmup=10,
+        validate=True,
+        validate_requests=150,
+        validate_max_s=15.0,
+        spin_ms=4.0,
+        seed=3,
+    )
+    assert prof.service_ms.size == 100 and prof.threads == 1
+    # Half a CPU: a 4 ms burn takes ~8 ms of wall time on average (more on a busy host).
+    assert float(np.mean(prof.service_ms)) > 5.0
+    assert prof.capacity_rps > 0
+    v = prof.validation
+    assert v["requests"] >= 50 and v["measured_ms"] > 0 and v["predicted_ms"] > 0
+    assert np.isfinite(v["rel_error"])
+
+
+@pytest.mark.slow
+def test_capacity_command_digits_cnn(tmp_path: Path) -> None:
+    flavors = tmp_path / "flavors.yaml"
+    flavors.write_text(
+        "flavors:\n"
+        "  - {name: one, cpus: 1.0, memory_mb: 2048, price_per_hour: 0.05}\n"
+        "  - {name: half, cpus: 0.5, memory_mb: 2048, price_per_hour: 0.025}\n"
+    )
+    args = ["capacity", "digits_cnn", "--flavors", str(flavors), "--slo-ms", "50"]
+    args += ["--flavor", "one", "--samples", "40", "--validate", "--validate-requests", "100"]
+    result = CliRunner().invoke(make_app(["plan"]), [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    (row,) = out["flavors"]
+    assert row["flavor"] == "one" and row["service_ms"]["n"] >= 40
+    assert row["capacity_rps"] > 0 and row["validation"]["requests"] >= 50
+    with KnowledgeBase.open().snapshot() as s:
+        stored = find_profile(s, "digits_cnn", "one", 1.0)
+        assert stored is not None and stored.capacity_rps == pytest.approx(row["capacity_rps"])
+
+    tight = CliRunner().invoke(
+        make_app(["plan"]),
+        [*args[:4], "--slo-ms", "0.01", "--flavor", "half", "--samples", "30"],
+    )
+    assert tight.exit_code == 2
+    assert "cannot be met by digits_cnn in any flavor" in tight.output

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from edgewise.serving.payload import BadRequest, InputSpec, decode, hash_tokenize
+
+IMG = InputSpec("image", (3, 32, 32))
+GRAY = InputSpec("image", (1, 32, 32))
+TEXT = InputSpec("text", (16,), vocab_size=5000)
+
+
+def _png(w: int = 40, h: int = 30, mode: str = "RGB", fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (w, h), color=128 if mode == "L" else (10, 200, 30)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def test_png_and_jpeg_become_normalised_batches() -> None:
+    for fmt in ("PNG", "JPEG"):
+        x = decode(_png(fmt=fmt), "image/png", IMG)
+        assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32
+        assert np.isfinite(x).all()
+    g = decode(_png(mode="L"), None, GRAY)
+    assert g.shape == (1, 1, 32, 32)
+    # green channel brighter than red after normalisation
+    assert x[0, 1].mean() > x[0, 0].mean()
+
+
+def test_npy_tensor_single_and_batch() -> None:
+    one = np.random.default_rng(0).normal(size=(3, 32, 32)).astype(np.float32)
+    assert decode(_npy(one), "application/octet-stream", IMG).shape == (1, 3, 32, 32)
+    four = np.stack([one] * 4)
+    assert decode(_npy(four), None, IMG).shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "spec", "status", "fragment"),
+    [
+        (b"", "image/png", IMG, 400, "empty"),
+        (b"hello", "text/plain", IMG, 415, "PNG or JPEG"),
+        (b"\x89PNG\r\n\x1a\ngarbage", "image/png", IMG, 400, "could not be decoded"),
+        (_npy(np.zeros((3, 8, 8), np.float32)), None, IMG, 422, "does not match"),
+        (_npy(np.zeros((3, 32, 32), np.int32)), None, IMG, 422, "floating point"),
+        (_npy(np.full((3, 32, 32), np.nan, np.float32)), None, IMG, 422, "NaN"),
+        (_npy(np.zeros((40, 3, 32, 32), np.float32)), None, IMG, 422, "batch of 40"),
+        (b"\x93NUMPYxx", None, IMG, 400, "could not be read"),
+        (b"not json", "application/json", TEXT, 400, "must be JSON"),
+        (b"[1,2]", "application/json", TEXT, 422, "object"),
+        (b'{"foo": 1}', "application/json", TEXT, 422, '"text" or "token_ids"'),
+        (b'{"text": ""}', "application/json", TEXT, 422, "non-empty"),
+        (b'{"token_ids": [1, 99999]}', "application/json", TEXT, 422, "lie in"),
+        (b'{"token_ids": ["a"]}', "application/json", TEXT, 422, "integers"),
+    ],
+)
+def test_bad_bodies_are_4xx_with_a_reason(body, ctype, spec, status, fragment) -> None:
+    with pytest.raises(BadRequest) as err:
+        decode(body, ctype, spec)
+    assert err.value.status == status
+    assert fragment in err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_oversized_body_is_413() -> None:
+    with pytest.raises(BadRequest) as err:
+        decode(b"\x89PNG" + b"0" * (9 * 1024 * 1024), "image/png", IMG)
+    assert err.value.status == 413
+
+
+def test_text_json_padded_and_deterministic() -> None:
+    a = decode(json.dumps({"text": "a bike to the station"}).encode(), "application/json", TEXT)
+    b = decode(json.dumps({"text": "a bike to the station"}).encode(), "application/json", TEXT)
+    assert a.shape == (1, 16) and a.dtype == np.int64
+    assert (a == b).all() and (a[0, :5] >= 1000).all() and (a[0, 5:] == 0).all()
+    ids = decode(b'{"token_ids": [5, 6, 7]}', "application/json", TEXT)
+    assert ids[0, :3].tolist() == [5, 6, 7]
+    assert all(1000 <= t < 5000 for t in hash_tokenize("x y z", 5000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=2048), kind=st.sampled_from(["image", "text"]))
+def test_fuzz_any_bytes_either_decode_or_bad_request(body: bytes, kind: str) -> None:
+    spec = IMG if kind == "image" else TEXT
+    try:
+        out = decode(body, None, spec)
+    except BadRequest as err:
+        assert 400 <= err.status < 500
+    else:
+        assert out.shape[1:] == spec.shape
