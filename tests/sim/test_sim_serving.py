@@ -163,12 +163,13 @@ def test_bench_run_on_a_csv_trace(tmp_path: Path) -> None:
         policies=["edgewise", "hpa", "oracle"],
         peak_rps=60.0,
         seed=1,
+        max_replicas=40,
     )
     assert set(out["policies"]) == {"edgewise", "hpa", "oracle"}
     from edgewise.bench.serving import HPA_TARGETS
 
     assert len(out["policies"]["hpa"]["sweep"]) == len(HPA_TARGETS)
-    assert out["max_replicas"] == 1000
+    assert out["max_replicas"] == 40
     assert all(e["sim_wall_s"] >= 0 for e in out["policies"]["hpa"]["sweep"])
     for key in ("cost_ratio_vs_hpa", "cost_ratio_vs_oracle", "slo_attainment"):
         assert out[key] > 0
@@ -184,7 +185,9 @@ def test_simulate_cli_with_plot_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     png = tmp_path / "out.png"
     args = ["simulate", "serving", "--trace", str(_trace_csv(tmp_path)), "--days", "0.2"]
-    res = runner.invoke(app, [*args, "--policy", "hpa", "--plot", str(png), "--json"])
+    res = runner.invoke(
+        app, [*args, "--policy", "hpa", "--max-replicas", "30", "--plot", str(png), "--json"]
+    )
     assert res.exit_code == 0, res.output
     data: dict[str, Any] = json.loads(res.stdout)
     assert data["policy"] == "hpa" and 0 < data["slo_attainment"] <= 1
@@ -207,7 +210,15 @@ def test_bench_cli_registers_serving(tmp_path: Path) -> None:
     def _root() -> None:
         """bench"""
 
-    args = ["serving", "--trace", str(_trace_csv(tmp_path)), "--days", "0.1"]
+    args = [
+        "serving",
+        "--trace",
+        str(_trace_csv(tmp_path)),
+        "--days",
+        "0.1",
+        "--max-replicas",
+        "20",
+    ]
     res = CliRunner().invoke(bench, [*args, "--policies", "edgewise,oracle", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)

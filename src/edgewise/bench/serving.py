@@ -235,7 +235,7 @@ def run(
             settings = [_default_setting(name, settings)]
         for label, policy in settings:
             cb = None if progress is None else (lambda x, lab=label: progress(lab, x))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = simulate(
                 policy,
                 wl.rate_rps,
@@ -247,6 +247,7 @@ def run(
                 series=series,
             )
             res.wall_s = time.perf_counter() - t0
+            res.cpu_s = time.process_time() - c0
             runs.append((label, res))
         results[name] = runs
     return _report(results, wl, profile, flavors, config, trace, days, peak_rps, baseline_flavor)

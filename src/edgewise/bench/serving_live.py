@@ -104,7 +104,15 @@ def overhead(
     }
 
 
-def live(
+def live(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The ``serving-live`` benchmark: live replays plus the simulator on the same segment."""
+    from edgewise.serving.runtime import RaySession
+
+    with RaySession():
+        return _live(*args, **kwargs)
+
+
+def _live(
     trace: str,
     time_col: str | None,
     value_col: str | None,
@@ -121,10 +129,10 @@ def live(
 ) -> dict[str, Any]:
     """The ``serving-live`` benchmark: live replays plus the simulator on the same segment."""
     from edgewise.kb import KnowledgeBase
-    from edgewise.serving.live import DEFAULT_FLAVOR, flavor_option, replicas_that_fit, sample_body
+    from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit, sample_body
     from edgewise.serving.policies import make_policy
     from edgewise.serving.replay import replay_live, select_segment
-    from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
+    from edgewise.serving.runtime import RuntimeConfig, ServingRuntime, probe_capacity
     from edgewise.sim.queueing import ServiceProfile
     from edgewise.sim.serving import SimConfig, SimFlavor, simulate
     from edgewise.workloads.traces import load_trace
@@ -133,7 +141,9 @@ def live(
     fl = DEFAULT_FLAVOR
     kb = KnowledgeBase.open()
     n_max = replicas_that_fit(fl)
-    cap = flavor_option(model, fl, slo_ms=slo_ms, percentile=percentile, kb=kb, max_replicas=n_max)
+    cap = probe_capacity(
+        model, fl, slo_ms=slo_ms, percentile=percentile, max_replicas=n_max, port=port, seed=seed
+    )
     peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
     segment = select_segment(series, start, hours, speedup, peak)
     body, ctype = sample_body(model, seed)
@@ -147,6 +157,7 @@ def live(
         "flavor": fl.name,
         "max_replicas": n_max,
         "capacity_rps_per_replica": cap.option.capacity_rps,
+        "capacity_source": cap.source,
         "policies": {},
     }
     startup_s = 5.0

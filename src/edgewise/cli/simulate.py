@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
         ] = 200.0,
         startup_s: Annotated[int, typer.Option(min=0, help="replica start-up (s)")] = 60,
         seed: Annotated[int, typer.Option()] = 0,
+        max_replicas: Annotated[
+            int, typer.Option(min=1, help="most replicas of each flavor")
+        ] = 1000,
         plot: Annotated[
             Path | None, typer.Option(help="write a PNG of rate, replicas, p99")
         ] = None,
@@ -59,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 peak_rps=peak_rps,
                 series=plot is not None,
                 single_setting=True,
+                max_replicas=max_replicas,
                 progress=lambda _label, frac: bar.update(task, completed=frac),
             )
         entry = out["policies"][policy]

@@ -163,7 +163,9 @@ def run_training(
     seen_ck: set[int] = set()
     replans: list[dict[str, Any]] = []
     load_state = LoadState()
-    for gen in range(job.max_generations):
+    # generations already in the workdir (a resumed or repeated job) keep their files
+    gen0 = 1 + max((int(f.stem[len("group-g") :]) for f in work.glob("group-g*.json")), default=-1)
+    for gen in range(gen0, gen0 + job.max_generations):
         plan = planner(list(states.values()), adjusted_profiles(profiles, load_state), constraints)
         plans.append(plan)
         ranks = [
@@ -327,7 +329,7 @@ def run_training(
                 "t_detect": t_detect,
             }
         )
-        if not killed and gen > 0 and failures[-2]["devices"] == []:
+        if not killed and len(failures) > 1 and failures[-2]["devices"] == []:
             raise TrainingFailed(
                 f"training group failed twice without a device failure; see {work}/rank-g{gen}-r*.err"
             )

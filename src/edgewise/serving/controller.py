@@ -69,15 +69,17 @@ class _Series:
 
     def metrics(self) -> WindowMetrics:
         return WindowMetrics(
-            arrival_rps=tuple(self.arrivals),
-            ongoing_requests=tuple(self.ongoing),
-            cpu_utilisation=tuple(self.util),
-            latency_p99_ms=tuple(self.p99),
+            arrival_rps=np.asarray(self.arrivals, dtype=float),
+            ongoing_requests=np.asarray(self.ongoing, dtype=float),
+            cpu_utilisation=np.asarray(self.util, dtype=float),
+            latency_p99_ms=np.asarray(self.p99, dtype=float),
         )
 
 
 def observe_second(
-    prev: dict[str, Any], cur: dict[str, Any], cpus: float
+    prev: dict[str, Any],
+    cur: dict[str, Any],
+    cpus: float,
 ) -> tuple[float, float, float, float]:
     """Turn two coordinator snapshots into (arrivals/s, ongoing, utilisation, p99 ms).
 
@@ -135,6 +137,7 @@ class LiveController:
         Wall clock live, a fake in tests.
     time_scale : float
         Trace seconds per wall second (the replay speedup), for cost in trace time.
+
     """
 
     def __init__(
@@ -186,6 +189,11 @@ class LiveController:
         )
         self.resumed = self._load_state()
 
+    @property
+    def target(self) -> int:
+        """Replicas the controller currently asks for."""
+        return self._target
+
     # --- persistence ------------------------------------------------------------------
     def _load_state(self) -> bool:
         if self.kb is None:
@@ -235,7 +243,7 @@ class LiveController:
                         t=t,
                         policy=self.policy.name,
                         action=decision.to_dict(),
-                    )
+                    ),
                 )
 
     # --- the loop ----------------------------------------------------------------------
@@ -268,6 +276,7 @@ class LiveController:
             flavors=(self.flavor,),
             rate_history=tuple(self._history),
             history_bin_s=self.history_bin_s,
+            time_scale=self.time_scale,
             history_end=now - self._bin_n,
             policy_state=self._state,
             future_rate=self.future_rate,

@@ -21,9 +21,14 @@ import numpy as np
 from edgewise.config import FlavorSpec
 from edgewise.errors import InfeasibleError
 from edgewise.serving.policies import FlavorOption
+from edgewise.serving.policies.base import service_quantiles
 
 DEFAULT_FLAVOR = FlavorSpec(
-    name="small", cpus=0.5, memory_mb=1024, price_per_hour=0.025, max_replicas=8
+    name="small",
+    cpus=0.5,
+    memory_mb=1024,
+    price_per_hour=0.025,
+    max_replicas=8,
 )
 
 
@@ -70,7 +75,7 @@ def flavor_option(
         if not measure:
             raise InfeasibleError(
                 f"no capacity profile for {model} in flavor {flavor.name}: run "
-                f"'edgewise capacity {model} --flavors FLAVORS.yaml --slo-ms {slo_ms:g}'"
+                f"'edgewise capacity {model} --flavors FLAVORS.yaml --slo-ms {slo_ms:g}'",
             )
         prof = profile_flavor(
             model,
@@ -87,7 +92,7 @@ def flavor_option(
         raise InfeasibleError(
             f"SLO {slo_ms:g} ms at p{percentile:g} is below what one request of {model} takes "
             f"in flavor {flavor.name} (p{percentile:g} service "
-            f"{np.percentile(samples_ms, percentile):.1f} ms)"
+            f"{np.percentile(samples_ms, percentile):.1f} ms)",
         )
     limit = flavor.max_replicas if max_replicas is None else min(max_replicas, flavor.max_replicas)
     option = FlavorOption(
@@ -98,6 +103,7 @@ def flavor_option(
         max_replicas=limit,
         max_cpus=min(2.0 * flavor.cpus, float(host_cpus())),
         service_ms_mean=float(np.mean(samples_ms)),
+        service_ms_quantiles=service_quantiles(samples_ms),
     )
     return FlavorCapacity(option, samples_ms, source)
 
@@ -152,7 +158,11 @@ def store_replay(
 
 
 def probe_live_service(
-    url: str, body: bytes, content_type: str, n: int = 200, warmup: int = 20
+    url: str,
+    body: bytes,
+    content_type: str,
+    n: int = 200,
+    warmup: int = 20,
 ) -> np.ndarray:
     """Service times (ms) of one live replica through the whole HTTP path.
 
@@ -192,7 +202,7 @@ def live_flavor_option(
         raise InfeasibleError(
             f"SLO {slo_ms:g} ms at p{percentile:g} is below what one request takes through "
             f"the serving path in flavor {flavor.name} "
-            f"(p{percentile:g} {np.percentile(service_ms, percentile):.1f} ms)"
+            f"(p{percentile:g} {np.percentile(service_ms, percentile):.1f} ms)",
         )
     option = FlavorOption(
         name=flavor.name,
@@ -202,5 +212,6 @@ def live_flavor_option(
         max_replicas=max_replicas,
         max_cpus=min(2.0 * flavor.cpus, float(host_cpus())),
         service_ms_mean=float(np.mean(service_ms)),
+        service_ms_quantiles=service_quantiles(service_ms),
     )
     return FlavorCapacity(option, service_ms, "probed through the live HTTP path")

@@ -77,12 +77,12 @@ def select_segment(
         i0 = int(series.index.searchsorted(ts))
         if i0 >= len(series) or abs((series.index[i0] - ts).total_seconds()) >= bin_s:
             raise TraceError(
-                f"start {ts} is outside the trace ({series.index[0]} to {series.index[-1]})"
+                f"start {ts} is outside the trace ({series.index[0]} to {series.index[-1]})",
             )
     if i0 < 0 or i0 + n > len(series):
         raise TraceError(
             f"{hours:g} h from {series.index[max(i0, 0)]} run past the end of the trace "
-            f"({series.index[-1]})"
+            f"({series.index[-1]})",
         )
     seg = series.to_numpy(dtype=float)[i0 : i0 + n] / bin_s
     hist = series.to_numpy(dtype=float)[max(0, i0 - history_bins) : i0] / bin_s
@@ -126,7 +126,10 @@ class ReplayResult:
 
 
 def per_second_series(
-    scheduled_s: np.ndarray, latency_ms: np.ndarray, status: np.ndarray, seconds: int
+    scheduled_s: np.ndarray,
+    latency_ms: np.ndarray,
+    status: np.ndarray,
+    seconds: int,
 ) -> dict[str, list[float]]:
     """Offered rate, served rate and p99 latency of each wall second of a load run."""
     sec = np.clip(scheduled_s.astype(int), 0, max(0, seconds - 1))
@@ -170,7 +173,8 @@ def replay_live(
     policy = make_policy(policy_name, **_policy_params(policy_name, segment, flavor, policy_params))
     per_s = segment.per_second()
     arrivals = poisson_arrivals(per_s, 1.0, seed)
-    key = run_key or f"replay-{policy_name}-{segment.start:%Y%m%dT%H}-{seed}"
+    # A fresh key per replay; pass ``run_key`` of a killed replay to resume its controller.
+    key = run_key or f"replay-{policy_name}-{segment.start:%Y%m%dT%H}-{seed}-{time.time_ns()}"
     lam = per_s
 
     def future_rate(t0: float, t1: float) -> float:
@@ -195,7 +199,7 @@ def replay_live(
     if first is None:
         first = max(1, math.ceil(per_s[: max(1, int(startup_s))].max() / flavor.capacity_rps))
     ctl.start(min(first, flavor.max_replicas))
-    runtime.wait_for_replicas(min(first, flavor.max_replicas), timeout_s=180)
+    runtime.wait_for_replicas(ctl.target, timeout_s=180)
     stop = threading.Event()
     holder: dict[str, Any] = {}
 
@@ -244,7 +248,10 @@ def replay_live(
 
 
 def _policy_params(
-    name: str, segment: Segment, flavor: FlavorOption, given: dict[str, Any] | None
+    name: str,
+    segment: Segment,
+    flavor: FlavorOption,
+    given: dict[str, Any] | None,
 ) -> dict[str, Any]:
     params = dict(given or {})
     if name == "static" and "peak_rps" not in params:
@@ -260,7 +267,11 @@ def plot_replay(results: list[ReplayResult], slo_ms: float, path: str | Path) ->
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        3, len(results), figsize=(5.5 * len(results), 8), squeeze=False, sharex="col"
+        3,
+        len(results),
+        figsize=(5.5 * len(results), 8),
+        squeeze=False,
+        sharex="col",
     )
     for j, r in enumerate(results):
         s = r.series

@@ -97,6 +97,7 @@ class SimConfig:
     warmup_s: int = 0
     seed: int = 0
     history_bin_s: float = 3600.0
+    time_scale: float = 1.0
     check_state: bool = False
 
 
@@ -116,6 +117,7 @@ class SimResult:
     minutes: dict[str, list[Any]] = field(default_factory=dict)
     decisions: int = 0
     wall_s: float = 0.0  # wall-clock seconds the simulation took (set by the caller)
+    cpu_s: float = 0.0  # CPU seconds of this process meanwhile (shared machines: less noisy)
 
     def to_dict(self, series: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -129,6 +131,7 @@ class SimResult:
             "replica_hours": {k: v / 3600.0 for k, v in self.replica_seconds.items()},
             "decisions": self.decisions,
             "sim_wall_s": round(self.wall_s, 3),
+            "sim_cpu_s": round(self.cpu_s, 3),
         }
         if series:
             out["series_per_minute"] = self.minutes
@@ -387,6 +390,7 @@ def simulate(
             flavors=options,
             rate_history=hist,
             history_bin_s=bin_s,
+            time_scale=config.time_scale,
             history_end=hist_end,
             policy_state=state,
             future_rate=truth,

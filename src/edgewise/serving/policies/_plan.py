@@ -18,7 +18,9 @@ FlavorPlanner = Callable[[Sequence[FlavorOption], float], dict[str, int]]
 
 
 def plan_flavors(
-    flavors: Sequence[FlavorOption], rate_rps: float, method: str = "heuristic"
+    flavors: Sequence[FlavorOption],
+    rate_rps: float,
+    method: str = "heuristic",
 ) -> dict[str, int]:
     """Cheapest replica counts per flavor whose SLO capacity covers ``rate_rps``.
 
@@ -31,6 +33,7 @@ def plan_flavors(
     method : {'heuristic', 'exact'}
         :func:`edgewise.planning.serving.plan_heuristic` or ``plan_exact`` (anything
         else: heuristic).
+
     """
     counts = {f.name: 0 for f in flavors}
     if rate_rps <= 0:
@@ -122,15 +125,13 @@ class Sizer:
 
 @lru_cache(maxsize=64)
 def make_sizer(
-    flavors: tuple[FlavorOption, ...], slo_ms: float, percentile: float, method: str = "pool"
+    flavors: tuple[FlavorOption, ...],
+    slo_ms: float,
+    percentile: float,
+    method: str = "pool",
 ) -> Sizer:
     """The (cached) :class:`Sizer` for these flavors, SLO and method."""
     return Sizer(flavors, slo_ms, percentile, method)
-
-
-def price_of_counts(flavors: Sequence[FlavorOption], counts: dict[str, int]) -> float:
-    """Price per hour of ``counts`` (alias of :func:`price_of`)."""
-    return price_of(flavors, counts)
 
 
 def top_up(sizer: Sizer, current: dict[str, int], rate_rps: float) -> dict[str, int] | None:
@@ -173,7 +174,10 @@ def trim(sizer: Sizer, current: dict[str, int], rate_rps: float) -> dict[str, in
 
 
 def resize(
-    sizer: Sizer, current: dict[str, int], rate_rps: float, mix_band: float
+    sizer: Sizer,
+    current: dict[str, int],
+    rate_rps: float,
+    mix_band: float,
 ) -> dict[str, int]:
     """Counts for ``rate_rps`` that keep the running mix unless re-mixing saves ``mix_band``.
 

@@ -54,6 +54,7 @@ class FlavorOption:
         Sorted service-time quantiles (ms) of one request at nominal size, from the
         capacity profile; with them a policy can size the replica *pool* (a shared
         queue, M/G/c) instead of adding per-replica capacities. Empty: unknown.
+
     """
 
     name: str
@@ -98,6 +99,7 @@ class WindowMetrics:
         Mean CPU use of ready replicas over their CPU quota, in [0, 1].
     latency_p99_ms : numpy.ndarray
         Estimated 99th-percentile latency of the requests of each second (nan: none).
+
     """
 
     arrival_rps: np.ndarray = field(default_factory=lambda: _EMPTY)
@@ -151,6 +153,9 @@ class ScalingContext:
         Flavors this policy may use, with capacities from the capacity profiles.
     rate_history : tuple of float
         Observed mean arrival rate (rps) of each past history bin, oldest first.
+    time_scale : float
+        Trace seconds per context second: 1 live in real time and in the simulator, the
+        speedup in a compressed replay (a trace day then lasts ``86400 / time_scale``).
     history_bin_s : float
         Length of one history bin.
     history_end : float
@@ -159,6 +164,7 @@ class ScalingContext:
         State returned by the previous decision (empty at first).
     future_rate : FutureRate or None
         Clairvoyance for the oracle only: largest true rate over an interval.
+
     """
 
     now: float
@@ -173,6 +179,7 @@ class ScalingContext:
     flavors: tuple[FlavorOption, ...]
     rate_history: tuple[float, ...] = ()
     history_bin_s: float = 3600.0
+    time_scale: float = 1.0
     history_end: float = 0.0
     policy_state: Mapping[str, Any] = field(default_factory=dict)
     future_rate: FutureRate | None = None
@@ -289,7 +296,10 @@ def primary_flavor(ctx: ScalingContext, name: str | None) -> FlavorOption:
 
 
 def single_flavor_decision(
-    ctx: ScalingContext, flavor: FlavorOption, replicas: int, reason: str
+    ctx: ScalingContext,
+    flavor: FlavorOption,
+    replicas: int,
+    reason: str,
 ) -> ScalingDecision:
     """Decision keeping every other flavor at zero and CPUs at nominal size."""
     counts = {f.name: 0 for f in ctx.flavors}

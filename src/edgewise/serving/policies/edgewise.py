@@ -9,11 +9,15 @@ Each control period it
    forecaster (``edgewise.forecast``, refitted once per history bin) gives the shape of the
    coming hours, which is anchored on the rate observed now (``λ_now · f(t+Δ) / f(t)``);
 2. takes an upper quantile: the trend times ``1 + m``, where ``m`` is a quantile of this
-   policy's own recent relative errors (a calibration kept in the state), or the largest
-   10-second mean rate of the last minute when that is higher;
-3. plans flavors and counts for that rate with the planner and scales out at once;
+   policy's own recent relative errors against the 60 s mean rate (a calibration kept in
+   the state), or a 10 s burst of the last minute when it exceeds the Poisson noise;
+3. sizes the replica *pool* for that rate (``planner='pool'``: the replicas share a
+   queue, M/G/c, from the flavors' service-time quantiles; the cheapest flavor mix from
+   a cached cost/rate frontier) and scales out at once, topping up the running mix
+   unless a new mix is ``mix_band`` cheaper;
 4. scales in only when the lower plan, with a hysteresis band, has held for a whole
-   window (no reversal within 5 minutes under a constant rate);
+   window, no scale-out happened within that window and the forecast does not expect
+   the rate back within it (no reversal within 5 minutes under a constant rate);
 5. raises the CPU quota of running replicas in place (up to the flavor's limit) when the
    rate seen now exceeds what the ready replicas serve, while new replicas start;
 6. goes to zero replicas when the forecast (upper bound) is about zero and no request
@@ -78,6 +82,7 @@ class EdgewisePolicy:
     mix_band : float
         A change of flavor mix (rather than adding or trimming replicas of the current
         one) must save this fraction of the price.
+
     """
 
     forecaster: str | None = "seasonal_naive_weekly"
@@ -192,7 +197,11 @@ class EdgewisePolicy:
         return min(self.max_margin, max(self.min_margin, q))
 
     def _vertical(
-        self, ctx: ScalingContext, sizer: Sizer, ready: dict[str, int], need_rps: float
+        self,
+        ctx: ScalingContext,
+        sizer: Sizer,
+        ready: dict[str, int],
+        need_rps: float,
     ) -> dict[str, float]:
         """CPUs per replica: nominal, or raised in place while ready capacity falls short."""
         cpus = {f.name: f.cpus for f in ctx.flavors}
@@ -213,8 +222,9 @@ class EdgewisePolicy:
         if self.forecaster is None:
             return None
         bin_s = ctx.history_bin_s
-        week = round(7 * 86400 / bin_s)
-        day = round(86400 / bin_s)
+        trace_bin_s = bin_s * ctx.time_scale  # seasons are in trace time
+        week = round(7 * 86400 / trace_bin_s)
+        day = round(86400 / trace_bin_s)
         history = np.asarray(ctx.rate_history[-self.history_bins :], dtype=float)
         if len(history) < 2 * week or day < 1:
             return None
@@ -239,7 +249,10 @@ class EdgewisePolicy:
 
 
 def _curve(
-    ctx: ScalingContext, forecast: dict[str, Any] | None, t: float, which: str
+    ctx: ScalingContext,
+    forecast: dict[str, Any] | None,
+    t: float,
+    which: str,
 ) -> float | None:
     """Rate at time ``t`` on the line through the bin centres (history, then forecast)."""
     if forecast is None:
@@ -268,7 +281,10 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 
 def _calibrate(
-    st: Any, now: float, realised: float, keep: int
+    st: Any,
+    now: float,
+    realised: float,
+    keep: int,
 ) -> tuple[list[float], list[list[float]]]:
     """Close predictions whose time has come: relative error of realised over predicted."""
     errors = list(st.get("errors", []))

@@ -68,7 +68,7 @@ class ServingRuntime:
         cfg = self.config
         if cfg.model not in MODEL_NAMES:
             raise UnknownNameError(
-                f"unknown model {cfg.model!r}; known models: {', '.join(MODEL_NAMES)}"
+                f"unknown model {cfg.model!r}; known models: {', '.join(MODEL_NAMES)}",
             )
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
@@ -88,7 +88,9 @@ class ServingRuntime:
                 raise EnvironmentProblem(f"cannot start or reach Ray at {where}: {err}") from None
             self._started_ray = True
         self._coordinator = Coordinator.options(  # type: ignore[attr-defined]
-            name=coordinator_name(cfg.app), namespace=NAMESPACE, get_if_exists=True
+            name=coordinator_name(cfg.app),
+            namespace=NAMESPACE,
+            get_if_exists=True,
         ).remote(cfg.app, cfg.initial_replicas, cfg.cpus_per_replica)
         ray.get(self._coordinator.set_target.remote(cfg.initial_replicas))
         ray.get(self._coordinator.set_cpus.remote(cfg.cpus_per_replica))
@@ -114,7 +116,11 @@ class ServingRuntime:
         )
         serve.run(
             deployment.bind(
-                cfg.model, cfg.app, cfg.cpus_per_replica, cfg.use_cgroup, cfg.max_batch
+                cfg.model,
+                cfg.app,
+                cfg.cpus_per_replica,
+                cfg.use_cgroup,
+                cfg.max_batch,
             ),
             name=cfg.app,
             route_prefix=cfg.route_prefix,
@@ -168,7 +174,11 @@ class ServingRuntime:
             if self.running_replicas() == n and len(self.replicas()) == n:
                 return time.monotonic() - t0
             time.sleep(0.1)
-        raise TimeoutError(f"{n} replicas not running after {timeout_s:.0f} s")
+        raise TimeoutError(
+            f"{n} replicas not running after {timeout_s:.0f} s (Serve reports "
+            f"{self.running_replicas()} running, {len(self.replicas())} heard from, "
+            f"target {self.snapshot()['target_replicas']})",
+        )
 
     def shutdown(self) -> None:
         import contextlib
@@ -259,5 +269,10 @@ def probe_capacity(
         rt.wait_for_replicas(1, timeout_s=300)
         samples = probe_live_service(rt.url + "/predict", body, ctype, n=n)
     return live_flavor_option(
-        flavor, samples, slo_ms=slo_ms, percentile=percentile, max_replicas=max_replicas, seed=seed
+        flavor,
+        samples,
+        slo_ms=slo_ms,
+        percentile=percentile,
+        max_replicas=max_replicas,
+        seed=seed,
     )
