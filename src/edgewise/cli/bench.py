@@ -18,6 +18,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "edgewise.bench.serving",
     "edgewise.bench.serving_live",
     "edgewise.bench.retrain",
+    "edgewise.bench.scale",
 )
 
 

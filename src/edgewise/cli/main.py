@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Modules under edgewise.cli that register commands, in --help order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
     "models",
     "forecast",
     "plan",

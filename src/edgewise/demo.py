@@ -1,0 +1,292 @@
+"""``edgewise demo``: the three pillars end to end on embedded defaults, in minutes.
+
+1. profile: a short interference campaign for ``digits_cnn`` (the app that runs beside the
+   retraining job and behind the service), with its error on held-out stress mixes;
+2. serve: forecast the bike-share trace, derate the measured capacity by the predicted
+   slowdown next to a neighbour, plan, and replay a compressed day live on Ray Serve with
+   our autoscaler and the HPA baseline;
+3. retrain: update the model on three emulated devices with background apps, kill one
+   device mid-run, recover;
+4. a one-screen summary, and everything in the knowledge base for ``edgewise report``.
+
+Orchestration only: every step calls the same functions as the CLI commands.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+APP = "digits_cnn"
+APP_RATE = 50.0
+NEIGHBOUR = "stress:cpu=0.5"  # a co-located job that keeps half a core busy
+SLO_MS = 50.0
+PERCENTILE = 99.0
+
+
+@dataclass
+class DemoSummary:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add(self, pillar: str, what: str, value: str) -> None:
+        self.rows.append((pillar, what, value))
+
+
+def _step(console: Console, title: str) -> None:
+    console.rule(f"[bold]{title}")
+
+
+def run_profile(kb: Any, console: Console, summary: DemoSummary, seed: int) -> None:
+    from edgewise.bench.interference import run as interference
+
+    with console.status("profiling") as status:
+        out = interference(
+            [APP],
+            budget=8,
+            holdout=3,
+            seed=seed,
+            rate_rps=APP_RATE,
+            seconds=3.0,
+            warmup_s=0.5,
+            repeats=2,
+            solo_every=4,
+            lhs_baseline=False,
+            foreign_threshold=5.0,
+            surrogates=("gp", "linear"),
+            kb=kb,
+            progress=lambda msg: status.update(f"profiling: {msg}"),
+        )
+    summary.add("profile", f"{APP}: runs in the campaign", str(out.get("runs_per_app")))
+    summary.add("profile", "held-out median APE of p50 (%)", f"{out['median_ape']:.1f}")
+    summary.add("profile", "run-to-run noise CV of p50 (%)", f"{out['noise_cv_p50']:.1f}")
+
+
+def predicted_slowdown(kb: Any) -> tuple[float, str]:
+    """p50 next to the neighbour over p50 alone, from the profile pillar's model."""
+    from edgewise.interference.predictor import Predictor
+    from edgewise.interference.target import workload_name
+
+    pred = Predictor(kb)
+    name = workload_name(APP, APP_RATE)
+    alone = pred.predict(name, [])
+    beside = pred.predict(name, [NEIGHBOUR])
+    return max(1.0, beside.p50 / alone.p50), beside.source
+
+
+def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdown: float) -> None:
+    from edgewise.forecast import make_forecaster
+    from edgewise.interference.stressors import StressMix
+    from edgewise.kb import models as m
+    from edgewise.serving.capacity import capacity_rps
+    from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit, sample_body, store_replay
+    from edgewise.serving.policies import FlavorOption
+    from edgewise.serving.replay import plot_replay, replay_live, select_segment
+    from edgewise.serving.runtime import RaySession, RuntimeConfig, ServingRuntime, probe_capacity
+    from edgewise.workloads.traces import load_trace
+
+    series = load_trace("bikeshare")
+    hourly = series.to_numpy(dtype=float)
+    train, actual = hourly[-24 * 7 * 8 - 24 : -24], hourly[-24:]
+    t0 = time.perf_counter()
+    fc = make_forecaster("auto", (24, 168)).forecast(train, 24, level=(90,))
+    fit_ms = (time.perf_counter() - t0) * 1000
+    naive = train[-168:-144]
+    mae, mae_naive = np.abs(fc.mean - actual).mean(), np.abs(naive - actual).mean()
+    values = fc.to_json() | {"actual": actual.tolist(), "history": train[-24 * 7 :].tolist()}
+    with kb.transaction() as s:
+        s.add(
+            m.Forecast(
+                series="bikeshare",
+                method="auto",
+                origin=str(series.index[-24]),
+                horizon=24,
+                values=values,
+            )
+        )
+    summary.add("serve", "forecast MAE / weekly naive, last day", f"{mae / mae_naive:.2f}")
+    summary.add("serve", "forecast fit + predict (ms)", f"{fit_ms:.0f}")
+
+    flavor = DEFAULT_FLAVOR
+    n_max = replicas_that_fit(flavor)
+    body, ctype = sample_body(APP, seed)
+    with RaySession():
+        cap = probe_capacity(
+            APP,
+            flavor,
+            slo_ms=SLO_MS,
+            percentile=PERCENTILE,
+            max_replicas=n_max,
+            port=18500,
+            n=150,
+            seed=seed,
+        )
+        derated_rps = capacity_rps(cap.service_ms * slowdown, SLO_MS, PERCENTILE, seed=seed)
+        option = cap.option
+        derated = FlavorOption(
+            name=option.name,
+            cpus=option.cpus,
+            capacity_rps=derated_rps,
+            price_per_hour=option.price_per_hour,
+            max_replicas=option.max_replicas,
+            max_cpus=option.max_cpus,
+            service_ms_mean=option.service_ms_mean * slowdown,
+        )
+        peak = 0.7 * derated_rps * n_max
+        segment = select_segment(series, None, 24.0, 1440.0, peak)
+        alone_n = math.ceil(peak / max(option.capacity_rps, 1e-9))
+        beside_n = math.ceil(peak / max(derated_rps, 1e-9))
+        summary.add(
+            "serve",
+            "capacity per replica alone / next to neighbour (rps)",
+            f"{option.capacity_rps:.1f} / {derated_rps:.1f}",
+        )
+        summary.add(
+            "serve",
+            "replicas for the peak without / with the prediction",
+            f"{alone_n} / {beside_n}",
+        )
+        results = []
+        for policy in ("edgewise", "hpa"):
+            cfg = RuntimeConfig(
+                model=APP,
+                app=f"demo-{policy}",
+                cpus_per_replica=flavor.cpus,
+                initial_replicas=1,
+                max_replicas=n_max,
+                port=18500,
+            )
+            console.print(f"replaying one day of bike-share at x1440 with {policy} ...")
+            # The neighbour really runs beside the service during the replay.
+            neighbour = StressMix(
+                {"cpu": 0.5}, seconds=segment.duration_s + 300, cpus=[max(os.sched_getaffinity(0))]
+            )
+            with neighbour, ServingRuntime(cfg) as rt:
+                res = replay_live(
+                    segment,
+                    policy,
+                    rt,
+                    derated,
+                    slo_ms=SLO_MS,
+                    slo_percentile=PERCENTILE,
+                    body=body,
+                    content_type=ctype,
+                    seed=seed,
+                    kb=kb,
+                )
+            results.append(res)
+            store_replay(
+                kb,
+                "replay",
+                {
+                    "policy": policy,
+                    "trace": "bikeshare",
+                    "start": str(segment.start),
+                    "hours": 24.0,
+                    "speedup": 1440.0,
+                    "slo_ms": SLO_MS,
+                    "model": APP,
+                },
+                res.to_dict(),
+                {"t": [float(t) for t in range(len(res.series["replicas"]))], **res.series},
+                res.cost,
+            )
+            summary.add(
+                "serve",
+                f"{policy}: SLO attainment / cost",
+                f"{100 * res.slo_attainment:.2f}% / {res.cost:.4f}",
+            )
+    plot_replay(results, SLO_MS, Path(os.environ.get("EDGEWISE_HOME", ".")) / "demo-replay.png")
+
+
+def run_retrain(console: Console, summary: DemoSummary, seed: int) -> None:
+    devices = Path(__file__).resolve().parents[2] / "examples" / "devices-hetero.yaml"
+    if not devices.exists():
+        from edgewise.paths import data_file
+
+        devices = data_file("devices-hetero.yaml")
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgewise.cli.main",
+        "retrain",
+        "--devices",
+        str(devices),
+        "--steps",
+        "24",
+        "--global-batch",
+        "512",
+        "--kill-at-step",
+        "10",
+        "--kill-device",
+        "pi-c",
+        "--seed",
+        str(seed),
+        "--json",
+    ]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"retrain step failed with exit code {proc.returncode}")
+    out = json.loads(proc.stdout[proc.stdout.index("{") :])
+    summary.add(
+        "retrain",
+        "accuracy on drifted split before / after",
+        f"{out['accuracy_before']:.3f} / {out['accuracy_after']:.3f}",
+    )
+    if out.get("recovery_s") is not None:
+        summary.add(
+            "retrain",
+            "device pi-c killed at step 10: recovery (s)",
+            f"{out['recovery_s']:.1f}",
+        )
+    bg = out.get("background", {})
+    kept = sum(1 for v in bg.values() if v.get("p99_ms", math.inf) <= v.get("deadline_ms", 0))
+    summary.add("retrain", "background apps within deadline (p99)", f"{kept} / {len(bg)}")
+
+
+def run_demo(seed: int = 0, console: Console | None = None) -> DemoSummary:
+    from edgewise.kb import KnowledgeBase
+
+    console = console or Console(stderr=True)
+    kb = KnowledgeBase.open()
+    summary = DemoSummary()
+    t = time.perf_counter()
+    _step(console, "1/3 profile: how slow does digits_cnn get next to other work?")
+    run_profile(kb, console, summary, seed)
+    slowdown, source = predicted_slowdown(kb)
+    summary.add(
+        "profile", f"predicted p50 slowdown next to {NEIGHBOUR} ({source})", f"x{slowdown:.2f}"
+    )
+    summary.timings["profile"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _step(console, "2/3 serve: forecast, plan, replay a day live on Ray Serve")
+    run_serve(kb, console, summary, seed, slowdown)
+    summary.timings["serve"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _step(console, "3/3 retrain: three emulated devices, one dies mid-run")
+    run_retrain(console, summary, seed)
+    summary.timings["retrain"] = time.perf_counter() - t
+    return summary
+
+
+def print_summary(summary: DemoSummary) -> None:
+    table = Table(title="edgewise demo")
+    table.add_column("pillar")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for row in summary.rows:
+        table.add_row(*row)
+    Console().print(table)
+    spent = ", ".join(f"{k} {v:.0f} s" for k, v in summary.timings.items())
+    Console().print(f"time: {spent}; `edgewise report` renders it all from the knowledge base.")
