@@ -176,3 +176,61 @@ def test_bad_flavor_file(files: tuple[Path, Path]) -> None:
     flavors.write_text(FLAVORS.replace("price_per_hour: 0.025", "price_per_hour: -1"))
     code, out = invoke("plan", "--service", str(service), "--flavors", str(flavors), "--rate", "10")
     assert code == 2 and "price_per_hour" in out and "\n" not in out.strip()
+
+
+def write_trace(path: Path, days: int = 21, peak: float = 360_000.0) -> Path:
+    """Hourly request counts with a daily cycle peaking at ``peak`` requests per hour."""
+    hours = np.arange(24 * days)
+    rng = np.random.default_rng(3)
+    shape = 0.55 + 0.45 * np.sin(2 * np.pi * (hours % 24 - 6) / 24)
+    counts = np.round(peak * shape * rng.uniform(0.95, 1.0, hours.size))
+    ts = np.datetime64("2024-03-04T00:00") + hours.astype("timedelta64[h]")
+    lines = ["when,requests"] + [f"{t},{c:.0f}" for t, c in zip(ts, counts, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_plan_for_a_forecast(files: tuple[Path, Path], tmp_path: Path) -> None:
+    service, flavors = files
+    store(list(MEAN_MS))
+    trace = write_trace(tmp_path / "trace.csv")  # peak 360000/h = 100 rps
+    args = ["plan", "--service", str(service), "--flavors", str(flavors)]
+    args += ["--forecast", str(trace), "--time-col", "when", "--value-col", "requests"]
+    args += ["--season", "24", "--horizon", "12"]
+    result = CliRunner().invoke(make_app(["plan"]), [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.stdout)
+    fc = decision["forecast"]
+    # Counts per hour are requests/s times 3600; the plan covers the upper bound's peak.
+    assert fc["rps_per_unit"] == pytest.approx(1 / 3600)
+    assert fc["level"] == 90 and fc["horizon"] == 12 and 0 <= fc["peak_step"] < 12
+    assert fc["rate_rps"] >= fc["mean_peak_rps"] > 80.0 and fc["rate_rps"] < 130.0
+    assert decision["rate_rps"] == pytest.approx(fc["rate_rps"])
+    assert decision["capacity_rps"] >= fc["rate_rps"]
+    assert "planning for" in result.output and "upper bound" in result.output
+
+    # --peak-rps rescales the trace: past peak 360000/h -> 10 rps.
+    code, out = invoke(*args, "--peak-rps", "10")
+    assert code == 0, out
+    assert "planning for" in out and "cost per hour" in out
+    rate = float(out.split("planning for ")[1].split(" rps")[0])
+    assert 8.0 < rate < 13.0
+
+
+def test_rate_or_forecast_exactly_one(files: tuple[Path, Path], tmp_path: Path) -> None:
+    service, flavors = files
+    store(list(MEAN_MS))
+    base = ["plan", "--service", str(service), "--flavors", str(flavors)]
+    code, out = invoke(*base)
+    assert code == 2 and "exactly one of --rate" in out
+    trace = write_trace(tmp_path / "t.csv", days=3)
+    code, out = invoke(*base, "--rate", "5", "--forecast", str(trace))
+    assert code == 2 and "exactly one of --rate" in out
+    bad = tmp_path / "bad.csv"
+    rows = trace.read_text().splitlines()
+    rows[5] = rows[5].split(",")[0] + ",-4"
+    bad.write_text("\n".join(rows) + "\n")
+    code, out = invoke(
+        *base, "--forecast", str(bad), "--time-col", "when", "--value-col", "requests"
+    )
+    assert code == 2 and "\n" not in out.strip() and "negative" in out

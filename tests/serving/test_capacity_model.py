@@ -10,8 +10,12 @@ import pytest
 
 from edgewise.serving.capacity import (
     capacity_rps,
+    latency_at_arrivals,
     latency_percentile,
+    percentile_ci,
+    resample,
     saturation_rps,
+    sojourn_ms,
     utilisation,
 )
 
@@ -96,3 +100,74 @@ def test_bad_arguments_rejected(exp_sample: np.ndarray) -> None:
         latency_percentile(exp_sample, -1.0, 99.0)
     with pytest.raises(ValueError):
         capacity_rps(exp_sample, 0.0, 99.0)
+
+
+# --------------------------------------------------------------------------- given arrivals
+
+
+def test_sojourn_matches_a_plain_fifo_loop() -> None:
+    rng = np.random.default_rng(4)
+    arrivals = np.cumsum(rng.exponential(0.01, 500))
+    service = rng.gamma(2.0, 4.0, 500)
+    free_at, expected = 0.0, []
+    for t, s in zip(arrivals * 1000, service, strict=True):
+        begin = max(t, free_at)
+        free_at = begin + s
+        expected.append(free_at - t)
+    assert np.allclose(sojourn_ms(arrivals, service), expected)
+
+
+def test_sojourn_rejects_bad_input() -> None:
+    with pytest.raises(ValueError):
+        sojourn_ms([0.0, 1.0], [1.0])
+    with pytest.raises(ValueError):
+        sojourn_ms([1.0, 0.0], [1.0, 1.0])
+    assert sojourn_ms([], []).size == 0
+
+
+def test_latency_at_arrivals_no_queue_when_sparse() -> None:
+    arrivals = np.arange(200) * 1.0  # one per second, service 5-7 ms: nobody waits
+    service = np.array([5.0, 6.0, 7.0])
+    assert latency_at_arrivals(service, arrivals, 100.0, repeats=5) == pytest.approx(7.0)
+    assert 5.0 <= latency_at_arrivals(service, arrivals, 50.0, repeats=20) <= 7.0
+
+
+def test_latency_at_arrivals_close_to_mm1(exp_sample: np.ndarray) -> None:
+    rate = 60.0
+    arrivals = np.cumsum(np.random.default_rng(9).standard_exponential(40_000)) / rate
+    est = latency_at_arrivals(exp_sample, arrivals, 95.0, repeats=3)
+    assert est == pytest.approx(mm1_percentile_ms(rate, 95.0), rel=0.1)
+
+
+def test_percentile_ci_covers_truth_and_widens_with_fewer_values() -> None:
+    rng = np.random.default_rng(12)
+    truth = -math.log(0.01) * MEAN_MS  # p99 of an exponential
+    hits = 0
+    for k in range(20):
+        x = rng.exponential(MEAN_MS, 2000)
+        lo, hi = percentile_ci(x, 99.0, seed=k, n_boot=400, block=1)
+        hits += lo <= truth <= hi
+    assert hits >= 15
+    x = rng.exponential(MEAN_MS, 4000)
+    wide = np.subtract(*percentile_ci(x[:200], 99.0, n_boot=400)[::-1])
+    narrow = np.subtract(*percentile_ci(x, 99.0, n_boot=400)[::-1])
+    assert wide > narrow > 0
+    with pytest.raises(ValueError):
+        percentile_ci([1.0], 99.0)
+    with pytest.raises(ValueError):
+        percentile_ci(x, 99.0, level=1.0)
+
+
+def test_block_resampling_keeps_runs_and_lowers_capacity_of_correlated_service() -> None:
+    rng = np.random.default_rng(21)
+    drawn = resample(np.arange(100.0), 1000, rng, block=10)
+    assert drawn.size == 1000 and np.all(np.diff(drawn.reshape(100, 10), axis=1) == 1.0)
+    with pytest.raises(ValueError):
+        resample(np.arange(5.0), 3, rng, block=0)
+    # Slow and fast phases of 50 requests each: same marginal, but slow requests come in
+    # runs, so they queue behind each other; i.i.d. resampling would miss that.
+    phases = np.repeat(rng.choice([8.0, 16.0], size=40), 50) * rng.uniform(0.9, 1.1, 2000)
+    iid = capacity_rps(phases, 120.0, 99.0, n_requests=50_000)
+    blocks = capacity_rps(phases, 120.0, 99.0, n_requests=50_000, block=50)
+    assert blocks < 0.97 * iid
+    assert latency_percentile(phases, 50.0, 99.0, block=50) > latency_percentile(phases, 50.0, 99.0)

@@ -14,9 +14,11 @@ from edgewise.config import FlavorSpec
 from edgewise.kb import KnowledgeBase
 from edgewise.serving.capacity import capacity_rps
 from edgewise.serving.profiles import (
+    Exchange,
     FlavorProfile,
     ReplicaSpec,
     collect_service_times,
+    compare_latency,
     find_profile,
     poisson_arrivals_s,
     profile_capacity,
@@ -78,16 +80,56 @@ def test_save_find_and_reuse() -> None:
         assert looser > row.capacity_rps
 
 
+def fake_run(due_ms: list[float], service_ms: list[float], late_ms: float = 0.0) -> Exchange:
+    """An Exchange as a FIFO replica would produce it for these due times and services."""
+    due = np.asarray(due_ms) * 1e6
+    done = np.empty_like(due)
+    start = np.empty_like(due)
+    free = -np.inf
+    for k, (t, s) in enumerate(zip(due, np.asarray(service_ms) * 1e6, strict=True)):
+        start[k] = max(t, free)
+        free = done[k] = start[k] + s
+    ints = [a.astype(np.int64) for a in (due, due + late_ms * 1e6, start, done)]
+    return Exchange(*ints, cpu=np.full(due.size, 1_000_000, dtype=np.int64))
+
+
+def test_exchange_service_times_are_fifo_consistent() -> None:
+    run = fake_run([0, 1, 2, 50, 51], [10, 10, 10, 5, 5])
+    assert np.allclose(run.service_ms(), [10, 10, 10, 5, 5])
+    assert np.allclose(run.latency_ms(), [10, 19, 28, 5, 9])
+    assert run.idle_start().tolist() == [True, False, False, True, False]
+    assert np.allclose(run.cpu_ms(), 1.0) and np.allclose(run.lateness_ms(), 0.0)
+
+
+def test_compare_latency_passes_a_matching_model_and_fails_a_wrong_one() -> None:
+    rng = np.random.default_rng(5)
+    service = rng.gamma(9.0, 10.0 / 9.0, 1500)
+    due = np.cumsum(rng.exponential(1000 / 60.0, 4000))  # 60 rps, rho 0.6
+    run = fake_run(list(due), list(rng.gamma(9.0, 10.0 / 9.0, 4000)))
+    good = compare_latency(service, run, 60.0, 99.0)
+    # One run's p99 is itself noisy: the check is the interval, not a fixed band.
+    assert good["passed"] and abs(good["rel_error"]) < 0.25
+    lo, hi = good["measured_ci95_ms"]
+    assert lo <= good["measured_ms"] <= hi
+    assert good["requests"] == 4000 and 0 < good["idle_share"] < 1
+    bad = compare_latency(service * 0.5, run, 60.0, 99.0)  # profile says twice as fast
+    assert not bad["passed"] and bad["rel_error"] < -0.3
+
+
 def test_replica_process_burst_and_open_loop() -> None:
     """A real replica process (synthetic 2 ms CPU burns, no cgroup): both measurement modes."""
     spec = ReplicaSpec("spin", spin_ms=2.0, seed=1, warmup=2)
     with start_replica(spec, ready_timeout_s=60) as replica:
-        service = collect_service_times(replica, samples=60, warmup=5, chunk=20)
+        burst = collect_service_times(replica, samples=40, warmup=5, chunk=20, load=None)
+        assert burst.size == 40 and np.all(burst > 0)
+        service = collect_service_times(replica, samples=60, warmup=5, chunk=30, load=0.3)
         assert service.size == 60 and np.all(service > 0)
         assert 0.5 < float(np.mean(service)) < 50.0
         arrivals = poisson_arrivals_s(20.0, 30, seed=2)
-        latency = replica.open_loop(arrivals)
-        assert latency.size == 30 and np.all(latency > 0)
+        run = replica.run_arrivals(arrivals)
+        assert np.all(run.latency_ms() > 0) and np.all(run.cpu_ms() > 0)
+        assert np.all(run.latency_ms() >= run.service_ms() - 1e-6)
+        assert replica.open_loop(arrivals[:5]).size == 5
         assert replica.proc.poll() is None
     assert replica.proc.poll() is not None
 
@@ -123,7 +165,11 @@ def test_profile_flavor_in_real_cgroup() -> None:
     assert prof.capacity_rps > 0
     v = prof.validation
     assert v["requests"] >= 50 and v["measured_ms"] > 0 and v["predicted_ms"] > 0
-    assert np.isfinite(v["rel_error"])
+    assert np.isfinite(v["rel_error"]) and isinstance(v["passed"], bool)
+    lo, hi = v["measured_ci95_ms"]
+    assert lo <= v["measured_ms"] <= hi
+    # The replica burns ~4 ms of CPU per request; the quota stretches it in wall time.
+    assert 2.0 < v["cpu_mean_ms"] < v["service_mean_ms"]["test"]
 
 
 @pytest.mark.slow

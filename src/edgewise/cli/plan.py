@@ -25,6 +25,8 @@ from edgewise.config import FlavorSpec, load_flavors, load_service
 from edgewise.errors import InfeasibleError, SpecError
 from edgewise.planning.serving import (
     PLANNERS,
+    ForecastRate,
+    forecast_rate,
     native_stdout_silenced,
     replica_options,
 )
@@ -127,7 +129,16 @@ def capacity(
     validate_requests: Annotated[
         int, typer.Option(min=50, help="requests of the load test")
     ] = 1000,
-    validate_max_s: Annotated[float, typer.Option(min=1.0, help="longest load test (s)")] = 60.0,
+    validate_max_s: Annotated[float, typer.Option(min=1.0, help="longest load test (s)")] = 120.0,
+    service_load: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.95,
+            help="load (share of saturation) of the Poisson requests whose service times are "
+            "sampled; 0 samples back-to-back bursts",
+        ),
+    ] = 0.5,
     flavor: Annotated[
         list[str] | None, typer.Option("--flavor", help="only these flavors (repeatable)")
     ] = None,
@@ -164,6 +175,7 @@ def capacity(
         load_fraction=load_fraction,
         validate_requests=validate_requests,
         validate_max_s=validate_max_s,
+        service_load=service_load or None,
         seed=seed,
     )
     ids = [save_profile(kb, p) for p in profiles]
@@ -196,7 +208,35 @@ def capacity(
 def plan(
     service: Annotated[Path, typer.Option(help="service YAML file")],
     flavors: Annotated[Path, typer.Option(help="flavors YAML file")],
-    rate: Annotated[float, typer.Option(min=0.0, help="request rate to serve (requests/s)")],
+    rate: Annotated[
+        float | None, typer.Option(min=0.0, help="request rate to serve (requests/s)")
+    ] = None,
+    forecast: Annotated[
+        str | None,
+        typer.Option(
+            help="instead of --rate: forecast this trace ('bikeshare' or a CSV) and plan for "
+            "the peak of the upper 90% bound over --horizon",
+        ),
+    ] = None,
+    time_col: Annotated[str | None, typer.Option(help="time column of the trace CSV")] = None,
+    value_col: Annotated[str | None, typer.Option(help="value column of the trace CSV")] = None,
+    season: Annotated[
+        str | None, typer.Option(help="season lengths in steps, e.g. 24,168 (default: inferred)")
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option(min=1, help="steps to cover (default: one shortest season)")
+    ] = None,
+    train: Annotated[
+        int | None, typer.Option(min=2, help="fit on the last N steps (default: 8 seasons)")
+    ] = None,
+    peak_rps: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="scale the trace so its past peak is this many requests/s "
+            "(default: values are requests per step)",
+        ),
+    ] = None,
     exact: Annotated[
         bool, typer.Option("--exact/--heuristic", help="integer program or Barista heuristic")
     ] = True,
@@ -219,6 +259,16 @@ def plan(
     catalog = load_flavors(flavors)
     slo, pct = svc.slo.latency_ms, svc.slo.percentile
     console = Console(stderr=as_json)
+    predicted = None
+    if (rate is None) == (forecast is None):
+        raise SpecError("plan: give exactly one of --rate R and --forecast TRACE")
+    if forecast is not None:
+        predicted = _forecast_rate(
+            forecast, time_col, value_col, season, horizon, train, peak_rps, seed
+        )
+        rate = predicted.rate_rps
+        console.print(predicted.reason())
+    assert rate is not None
     kb = KnowledgeBase.open()
 
     def lookup() -> tuple[dict[tuple[str, str], np.ndarray], dict[tuple[str, str], float]]:
@@ -271,9 +321,12 @@ def plan(
     with native_stdout_silenced():
         result = PLANNERS[method](options, rate, svc.min_accuracy)
     decision = result.to_dict() | {"method": method}
+    if predicted is not None:
+        decision["forecast"] = _forecast_json(predicted, forecast)
     inputs = {
         "service": svc.name,
         "rate_rps": rate,
+        "forecast": forecast,
         "slo_ms": slo,
         "percentile": pct,
         "min_accuracy": svc.min_accuracy,
@@ -312,6 +365,52 @@ def plan(
         f"cost per hour: {result.cost_per_hour:.4f}   capacity: {result.capacity_rps:.2f} rps   "
         f"replicas: {result.replicas}   headroom: {headroom}"
     )
+
+
+def _forecast_rate(
+    trace: str,
+    time_col: str | None,
+    value_col: str | None,
+    season: str | None,
+    horizon: int | None,
+    train: int | None,
+    peak_rps: float | None,
+    seed: int,
+) -> ForecastRate:
+    """Load ``trace``, forecast its next horizon, and return the rate to plan for."""
+    import pandas as pd
+
+    from edgewise.bench.forecast import load_series, resolve_seasons
+    from edgewise.cli.forecast import TRAIN_SEASONS, parse_seasons
+    from edgewise.forecast.frequency import step_seconds
+
+    series = load_series(trace, time_col, value_col)
+    seasons = resolve_seasons(series, parse_seasons(season))
+    h = horizon or seasons[0]
+    n_train = min(len(series), train or TRAIN_SEASONS * seasons[-1])
+    history = series.to_numpy(dtype=float)[-n_train:]
+    if peak_rps is not None:
+        top = float(np.max(history))
+        if top <= 0:
+            raise SpecError(f"{trace}: --peak-rps needs a trace with a positive value")
+        per_unit = peak_rps / top
+    else:
+        per_unit = 1.0 / step_seconds(pd.DatetimeIndex(series.index))
+    return forecast_rate(history, seasons, h, rps_per_unit=per_unit, seed=seed)
+
+
+def _forecast_json(f: ForecastRate, trace: str | None) -> dict[str, Any]:
+    return {
+        "trace": trace,
+        "method": f.method,
+        "level": f.level,
+        "horizon": f.horizon,
+        "peak_step": f.step,
+        "rate_rps": f.rate_rps,
+        "mean_peak_rps": f.mean_peak_rps,
+        "rps_per_unit": f.rps_per_unit,
+        "reason": f.reason(),
+    }
 
 
 def _missing_message(missing: list[Any], flavors: Path, slo: float, pct: float) -> str:

@@ -482,3 +482,106 @@ def replica_options(
         for v in service.variants
         for f in catalog.flavors
     ]
+
+
+# --------------------------------------------------------------------------- rate from a forecast
+
+
+@dataclass(frozen=True)
+class ForecastRate:
+    """The rate to provision for over a forecast horizon, and why.
+
+    Attributes
+    ----------
+    rate_rps : float
+        The peak of the forecast's upper bound, in requests/s: what the plan must cover.
+    step : int
+        Horizon step (0-based) at which that upper bound peaks.
+    upper_peak, mean_peak : float
+        Peak of the upper bound and of the point forecast (trace units).
+    level : int
+        Central interval level in percent; its upper bound is the (50 + level/2)% quantile.
+    method : str
+        The forecaster that produced it (for ``auto``, the one it chose).
+    rps_per_unit : float
+        Requests/s per trace unit.
+    horizon : int
+        Steps forecast.
+    """
+
+    rate_rps: float
+    step: int
+    upper_peak: float
+    mean_peak: float
+    level: int
+    method: str
+    rps_per_unit: float
+    horizon: int
+
+    @property
+    def mean_peak_rps(self) -> float:
+        return self.mean_peak * self.rps_per_unit
+
+    def reason(self) -> str:
+        """One line: which rate and why."""
+        return (
+            f"planning for {self.rate_rps:.3g} rps: the peak of the {self.level}% upper bound "
+            f"of the {self.method} forecast over the next {self.horizon} steps (step "
+            f"{self.step + 1}; the point forecast peaks at {self.mean_peak_rps:.3g} rps)"
+        )
+
+
+def forecast_rate(
+    history: Sequence[float] | np.ndarray,
+    season_lengths: Sequence[int],
+    horizon: int,
+    *,
+    rps_per_unit: float = 1.0,
+    level: int = 90,
+    method: str = "auto",
+    seed: int = 0,
+) -> ForecastRate:
+    """Forecast the next ``horizon`` steps of a load trace and take the rate to plan for.
+
+    The rate is the largest value of the ``level``% upper bound over the horizon (a
+    replica count must cover the busiest step, and the upper bound guards against an
+    under-forecast), converted to requests/s by ``rps_per_unit``.
+
+    Parameters
+    ----------
+    history : array-like
+        The trace so far, one value per step (e.g. requests per hour).
+    season_lengths : sequence of int
+        Seasons in steps, for :func:`edgewise.forecast.make_forecaster`.
+    horizon : int
+        Steps ahead to cover (at least the replica start-up time).
+    rps_per_unit : float
+        Requests/s that one trace unit stands for (``1 / step_seconds`` for counts per step).
+    level : int
+        Interval level in percent (90: plan for the 95% upper quantile).
+    method : str
+        Forecaster name (default ``'auto'``: chosen by rolling-origin validation).
+    seed : int
+        Seed of the forecaster's error compensation.
+    """
+    from edgewise.forecast import make_forecaster
+
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1, got {horizon}")
+    if not rps_per_unit > 0:
+        raise ValueError(f"rps_per_unit must be positive, got {rps_per_unit}")
+    y = np.asarray(history, dtype=float)
+    model = make_forecaster(method, season_lengths, horizon=horizon, seed=seed)
+    res = model.fit(y).predict(horizon, (level,))
+    upper = np.maximum(res.upper[level], 0.0)
+    step = int(np.argmax(upper))
+    return ForecastRate(
+        rate_rps=float(upper[step]) * rps_per_unit,
+        step=step,
+        upper_peak=float(upper[step]),
+        mean_peak=float(np.max(res.mean)),
+        level=int(level),
+        method=res.method or method,
+        rps_per_unit=float(rps_per_unit),
+        horizon=int(horizon),
+    )
