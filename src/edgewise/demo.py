@@ -90,10 +90,10 @@ def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdo
     from edgewise.interference.stressors import StressMix
     from edgewise.kb import models as m
     from edgewise.serving.capacity import capacity_rps
-    from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit, sample_body, store_replay
+    from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit
     from edgewise.serving.policies import FlavorOption
-    from edgewise.serving.replay import plot_replay, replay_live, select_segment
-    from edgewise.serving.runtime import RaySession, RuntimeConfig, ServingRuntime, probe_capacity
+    from edgewise.serving.replay import plot_replay, replay_policy, select_segment
+    from edgewise.serving.runtime import RaySession, probe_capacity
     from edgewise.workloads.traces import load_trace
 
     series = load_trace("bikeshare")
@@ -120,7 +120,6 @@ def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdo
 
     flavor = DEFAULT_FLAVOR
     n_max = replicas_that_fit(flavor)
-    body, ctype = sample_body(APP, seed)
     with RaySession():
         cap = probe_capacity(
             APP,
@@ -159,49 +158,26 @@ def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdo
         )
         results = []
         for policy in ("edgewise", "hpa"):
-            cfg = RuntimeConfig(
-                model=APP,
-                app=f"demo-{policy}",
-                cpus_per_replica=flavor.cpus,
-                initial_replicas=1,
-                max_replicas=n_max,
-                port=18500,
-            )
             console.print(f"replaying one day of bike-share at x1440 with {policy} ...")
             # The neighbour really runs beside the service during the replay.
             neighbour = StressMix(
                 {"cpu": 0.5}, seconds=segment.duration_s + 300, cpus=[max(os.sched_getaffinity(0))]
             )
-            with neighbour, ServingRuntime(cfg) as rt:
-                res = replay_live(
-                    segment,
-                    policy,
-                    rt,
-                    derated,
-                    slo_ms=SLO_MS,
-                    slo_percentile=PERCENTILE,
-                    body=body,
-                    content_type=ctype,
-                    seed=seed,
-                    kb=kb,
-                )
-            results.append(res)
-            store_replay(
-                kb,
-                "replay",
-                {
-                    "policy": policy,
-                    "trace": "bikeshare",
-                    "start": str(segment.start),
-                    "hours": 24.0,
-                    "speedup": 1440.0,
-                    "slo_ms": SLO_MS,
-                    "model": APP,
-                },
-                res.to_dict(),
-                {"t": [float(t) for t in range(len(res.series["replicas"]))], **res.series},
-                res.cost,
+            res = replay_policy(
+                segment,
+                policy,
+                APP,
+                flavor,
+                derated,
+                slo_ms=SLO_MS,
+                percentile=PERCENTILE,
+                seed=seed,
+                kb=kb,
+                port=18500,
+                inputs={"trace": "bikeshare", "hours": 24.0},
+                neighbour=neighbour,
             )
+            results.append(res)
             summary.add(
                 "serve",
                 f"{policy}: SLO attainment / cost",

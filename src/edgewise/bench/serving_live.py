@@ -129,10 +129,10 @@ def _live(
 ) -> dict[str, Any]:
     """The ``serving-live`` benchmark: live replays plus the simulator on the same segment."""
     from edgewise.kb import KnowledgeBase
-    from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit, sample_body
+    from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit
     from edgewise.serving.policies import make_policy
-    from edgewise.serving.replay import replay_live, select_segment
-    from edgewise.serving.runtime import RuntimeConfig, ServingRuntime, probe_capacity
+    from edgewise.serving.replay import replay_policy, select_segment
+    from edgewise.serving.runtime import probe_capacity
     from edgewise.sim.queueing import ServiceProfile
     from edgewise.sim.serving import SimConfig, SimFlavor, simulate
     from edgewise.workloads.traces import load_trace
@@ -146,7 +146,6 @@ def _live(
     )
     peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
     segment = select_segment(series, start, hours, speedup, peak)
-    body, ctype = sample_body(model, seed)
     out: dict[str, Any] = {
         "trace": trace,
         "start": str(segment.start),
@@ -160,32 +159,22 @@ def _live(
         "capacity_source": cap.source,
         "policies": {},
     }
-    startup_s = 5.0
+    startup_s = 5.0  # replica start-up measured here: 2-8 s (a new Ray worker + the model)
     for name in policies:
-        cfg = RuntimeConfig(
-            model=model,
-            app=f"live-{name}",
-            cpus_per_replica=fl.cpus,
-            initial_replicas=1,
-            max_replicas=n_max,
+        res = replay_policy(
+            segment,
+            name,
+            model,
+            fl,
+            cap.option,
+            slo_ms=slo_ms,
+            percentile=percentile,
+            seed=seed,
+            kb=kb,
             port=port,
+            inputs={"trace": trace, "hours": hours},
+            startup_s=startup_s,
         )
-        t0 = time.monotonic()
-        with ServingRuntime(cfg) as rt:
-            startup_s = max(1.0, rt.wait_for_replicas(1, timeout_s=300) or (time.monotonic() - t0))
-            res = replay_live(
-                segment,
-                name,
-                rt,
-                cap.option,
-                slo_ms=slo_ms,
-                slo_percentile=percentile,
-                body=body,
-                content_type=ctype,
-                seed=seed,
-                kb=kb,
-                startup_s=startup_s,
-            )
         per_s = segment.per_second()
         sim = simulate(
             make_policy(name, **({"peak_rps": float(per_s.max())} if name == "static" else {})),
@@ -197,6 +186,7 @@ def _live(
                 startup_s=round(startup_s),
                 seed=seed,
                 history_bin_s=segment.wall_bin_s,
+                time_scale=segment.speedup,
             ),
             history=segment.history_rps.tolist(),
             initial={fl.name: 1},

@@ -123,9 +123,9 @@ def replay(
 ) -> None:
     """Replay a compressed trace segment against the live system, one run per policy."""
     from edgewise.kb import KnowledgeBase
-    from edgewise.serving.live import replicas_that_fit, sample_body, store_replay
-    from edgewise.serving.replay import plot_replay, replay_live, select_segment
-    from edgewise.serving.runtime import RaySession, RuntimeConfig, ServingRuntime, probe_capacity
+    from edgewise.serving.live import replicas_that_fit
+    from edgewise.serving.replay import plot_replay, replay_policy, select_segment
+    from edgewise.serving.runtime import RaySession, probe_capacity
     from edgewise.workloads.traces import load_trace
 
     policies = [p.strip() for p in policy.split(",") if p.strip()]
@@ -138,7 +138,6 @@ def replay(
     fl = _pick_flavor(flavors, flavor)
     kb = KnowledgeBase.open()
     n_max = replicas_that_fit(fl)
-    body, ctype = sample_body(model, seed)
     results = []
     with RaySession():
         console.print(f"probing one {model} replica in flavor {fl.name} through HTTP ...")
@@ -154,50 +153,26 @@ def replay(
         peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
         segment = select_segment(series, start, hours, speedup, peak)
         for p in policies:
-            cfg = RuntimeConfig(
-                model=model,
-                app=f"replay-{p}",
-                cpus_per_replica=fl.cpus,
-                initial_replicas=1,
-                max_replicas=n_max,
-                port=port,
-            )
             console.print(
                 f"[bold]{p}[/]: {hours:g} trace hours from {segment.start} at x{speedup:g} "
                 f"({segment.duration_s:.0f} s), peak {peak:.1f} rps, capacity "
                 f"{cap.option.capacity_rps:.1f} rps per replica, up to {n_max} of {fl.name}"
             )
-            with ServingRuntime(cfg) as rt:
-                res = replay_live(
+            inputs = {"trace": trace, "hours": hours, "flavor": fl.name, "peak_rps": peak}
+            results.append(
+                replay_policy(
                     segment,
                     p,
-                    rt,
+                    model,
+                    fl,
                     cap.option,
                     slo_ms=slo_ms,
-                    slo_percentile=percentile,
-                    body=body,
-                    content_type=ctype,
+                    percentile=percentile,
                     seed=seed,
                     kb=kb,
+                    port=port,
+                    inputs=inputs,
                 )
-            results.append(res)
-            store_replay(
-                kb,
-                "replay",
-                {
-                    "policy": p,
-                    "trace": trace,
-                    "start": str(segment.start),
-                    "hours": hours,
-                    "speedup": speedup,
-                    "slo_ms": slo_ms,
-                    "model": model,
-                    "flavor": fl.name,
-                    "peak_rps": peak,
-                },
-                res.to_dict(),
-                {"t": [float(t) for t in range(len(res.series["replicas"]))], **res.series},
-                res.cost,
             )
     out = plot_replay(results, slo_ms, plot)
     if as_json:

@@ -95,17 +95,7 @@ def flavor_option(
             f"{np.percentile(samples_ms, percentile):.1f} ms)",
         )
     limit = flavor.max_replicas if max_replicas is None else min(max_replicas, flavor.max_replicas)
-    option = FlavorOption(
-        name=flavor.name,
-        cpus=flavor.cpus,
-        capacity_rps=float(capacity),
-        price_per_hour=flavor.price_per_hour,
-        max_replicas=limit,
-        max_cpus=min(2.0 * flavor.cpus, float(host_cpus())),
-        service_ms_mean=float(np.mean(samples_ms)),
-        service_ms_quantiles=service_quantiles(samples_ms),
-    )
-    return FlavorCapacity(option, samples_ms, source)
+    return FlavorCapacity(_option(flavor, capacity, samples_ms, limit), samples_ms, source)
 
 
 def replicas_that_fit(flavor: FlavorSpec, reserve_cpus: float = 0.6) -> int:
@@ -204,14 +194,21 @@ def live_flavor_option(
             f"the serving path in flavor {flavor.name} "
             f"(p{percentile:g} {np.percentile(service_ms, percentile):.1f} ms)",
         )
-    option = FlavorOption(
+    option = _option(flavor, cap, service_ms, max_replicas)
+    return FlavorCapacity(option, service_ms, "probed through the live HTTP path")
+
+
+def _option(
+    flavor: FlavorSpec, capacity_rps: float, service_ms: np.ndarray, max_replicas: int
+) -> FlavorOption:
+    """What the policies plan with: capacity, price, limits and the service distribution."""
+    return FlavorOption(
         name=flavor.name,
         cpus=flavor.cpus,
-        capacity_rps=float(cap),
+        capacity_rps=float(capacity_rps),
         price_per_hour=flavor.price_per_hour,
         max_replicas=max_replicas,
         max_cpus=min(2.0 * flavor.cpus, float(host_cpus())),
         service_ms_mean=float(np.mean(service_ms)),
         service_ms_quantiles=service_quantiles(service_ms),
     )
-    return FlavorCapacity(option, service_ms, "probed through the live HTTP path")

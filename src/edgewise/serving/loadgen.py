@@ -89,22 +89,36 @@ async def _drive(
     return {"lag": lag, "lat": lat, "status": status}
 
 
-def _child(
-    conn: Any,
-    url: str,
-    arrivals_s: np.ndarray,
-    body: bytes,
-    content_type: str,
-    timeout_s: float,
-    max_in_flight: int,
-) -> None:
+def _child(conn: Any, fn: Any, args: tuple[Any, ...]) -> None:
+    """Run coroutine function ``fn(*args)`` in this (child) process; send back its result."""
     try:
-        out = asyncio.run(_drive(url, arrivals_s, body, content_type, timeout_s, max_in_flight))
-        conn.send(("ok", out))
+        conn.send(("ok", asyncio.run(fn(*args))))
     except BaseException as err:  # report, never hang the parent
         conn.send(("error", f"{type(err).__name__}: {err}"))
     finally:
         conn.close()
+
+
+def _in_child(fn: Any, args: tuple[Any, ...], limit_s: float) -> Any:
+    """Run a load coroutine in its own process, so it never competes for our GIL."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, args), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(limit_s):
+            raise TimeoutError(f"load generator did not finish within {limit_s:.0f} s")
+        kind, payload = parent.recv()
+    except EOFError:
+        kind, payload = "error", f"the load generator process died (exit code {proc.exitcode})"
+    finally:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+    if kind != "ok":
+        raise RuntimeError(f"load generator failed: {payload}")
+    return payload
 
 
 def run_load(
@@ -117,28 +131,9 @@ def run_load(
 ) -> LoadResult:
     """Send one request per arrival time (seconds from start) from a child process."""
     arrivals = np.sort(np.asarray(arrivals_s, dtype=float))
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_child,
-        args=(child, url, arrivals, body, content_type, timeout_s, max_in_flight),
-        daemon=True,
-    )
-    proc.start()
-    child.close()
     horizon = (float(arrivals[-1]) if arrivals.size else 0.0) + timeout_s + 30.0
-    try:
-        if not parent.poll(horizon):
-            raise TimeoutError(f"load generator did not finish within {horizon:.0f} s")
-        kind, payload = parent.recv()
-    except EOFError:
-        kind, payload = "error", f"the load generator process died (exit code {proc.exitcode})"
-    finally:
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-    if kind != "ok":
-        raise RuntimeError(f"load generator failed: {payload}")
+    args = (url, arrivals, body, content_type, timeout_s, max_in_flight)
+    payload = _in_child(_drive, args, horizon)
     return LoadResult(arrivals, payload["lag"], payload["lat"], payload["status"])
 
 
@@ -188,15 +183,6 @@ async def _closed(
     return {"latency_ms": np.asarray(lat), "codes": codes, "seconds": seconds}
 
 
-def _closed_child(conn: Any, *args: Any) -> None:
-    try:
-        conn.send(("ok", asyncio.run(_closed(*args))))
-    except BaseException as err:
-        conn.send(("error", f"{type(err).__name__}: {err}"))
-    finally:
-        conn.close()
-
-
 def run_closed_loop(
     url: str,
     body: bytes,
@@ -210,27 +196,8 @@ def run_closed_loop(
     Returns ``throughput_rps`` (200 answers per second in the measured window), the
     latencies of those answers and the count of each status code.
     """
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_closed_child,
-        args=(child, url, body, content_type, concurrency, seconds, warmup_s),
-        daemon=True,
-    )
-    proc.start()
-    child.close()
-    try:
-        if not parent.poll(seconds + warmup_s + 60):
-            raise TimeoutError("closed-loop load generator did not finish")
-        kind, payload = parent.recv()
-    except EOFError:
-        kind, payload = "error", f"the load generator process died (exit code {proc.exitcode})"
-    finally:
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-    if kind != "ok":
-        raise RuntimeError(f"load generator failed: {payload}")
+    args = (url, body, content_type, concurrency, seconds, warmup_s)
+    payload = _in_child(_closed, args, seconds + warmup_s + 60)
     ok = int(payload["codes"].get(200, 0))
     return {
         "throughput_rps": ok / seconds,

@@ -302,3 +302,70 @@ def plot_replay(results: list[ReplayResult], slo_ms: float, path: str | Path) ->
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def replay_policy(
+    segment: Segment,
+    policy_name: str,
+    model: str,
+    flavor: Any,
+    option: FlavorOption,
+    *,
+    slo_ms: float,
+    percentile: float,
+    seed: int,
+    kb: Any,
+    port: int,
+    inputs: dict[str, Any],
+    startup_s: float = 5.0,
+    neighbour: Any = None,
+) -> ReplayResult:
+    """Start a deployment, replay ``segment`` with ``policy_name``, store the result.
+
+    ``neighbour`` is a context manager (e.g. a stress mix) kept running for the replay.
+    """
+    import contextlib
+
+    from edgewise.serving.live import sample_body, store_replay
+    from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
+
+    body, ctype = sample_body(model, seed)
+    cfg = RuntimeConfig(
+        model=model,
+        app=f"replay-{policy_name}",
+        cpus_per_replica=flavor.cpus,
+        initial_replicas=1,
+        max_replicas=option.max_replicas,
+        port=port,
+    )
+    with neighbour or contextlib.nullcontext(), ServingRuntime(cfg) as rt:
+        res = replay_live(
+            segment,
+            policy_name,
+            rt,
+            option,
+            slo_ms=slo_ms,
+            slo_percentile=percentile,
+            body=body,
+            content_type=ctype,
+            seed=seed,
+            kb=kb,
+            startup_s=startup_s,
+        )
+    series = {"t": [float(t) for t in range(len(res.series["replicas"]))], **res.series}
+    store_replay(
+        kb,
+        "replay",
+        {
+            "policy": policy_name,
+            "model": model,
+            "slo_ms": slo_ms,
+            "start": str(segment.start),
+            "speedup": segment.speedup,
+            **inputs,
+        },
+        res.to_dict(),
+        series,
+        res.cost,
+    )
+    return res

@@ -43,7 +43,7 @@ class ServingRuntime:
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
         self._coordinator: Any = None
-        self._started_ray = False
+        self._session: RaySession | None = None
 
     @property
     def url(self) -> str:
@@ -71,22 +71,7 @@ class ServingRuntime:
                 f"unknown model {cfg.model!r}; known models: {', '.join(MODEL_NAMES)}",
             )
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {
-                "include_dashboard": False,
-                "log_to_driver": False,
-                "namespace": NAMESPACE,
-                **cfg.ray_init_kwargs,
-            }
-            if cfg.address:
-                kwargs["address"] = cfg.address
-            elif cfg.num_cpus is not None:
-                kwargs["num_cpus"] = cfg.num_cpus
-            try:
-                ray.init(**kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as err:
-                where = cfg.address or "a local Ray instance"
-                raise EnvironmentProblem(f"cannot start or reach Ray at {where}: {err}") from None
-            self._started_ray = True
+            self._session = RaySession(cfg.address, cfg.num_cpus, cfg.ray_init_kwargs).__enter__()
         self._coordinator = Coordinator.options(  # type: ignore[attr-defined]
             name=coordinator_name(cfg.app),
             namespace=NAMESPACE,
@@ -194,9 +179,9 @@ class ServingRuntime:
             with contextlib.suppress(Exception):
                 ray.kill(self._coordinator)
             self._coordinator = None
-        if self._started_ray:
-            ray.shutdown()
-            self._started_ray = False
+        if self._session is not None:
+            self._session.__exit__(None, None, None)
+            self._session = None
         with contextlib.suppress(Exception):
             from edgewise.isolation import cleanup_stale
 
@@ -206,9 +191,15 @@ class ServingRuntime:
 class RaySession:
     """Start (or join) Ray once for several runtimes; shut it down on exit if we started it."""
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        init_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.address = address
         self.num_cpus = num_cpus
+        self.init_kwargs = dict(init_kwargs or {})
         self._started = False
 
     def __enter__(self) -> RaySession:
@@ -221,6 +212,7 @@ class RaySession:
                 "include_dashboard": False,
                 "log_to_driver": False,
                 "namespace": NAMESPACE,
+                **self.init_kwargs,
             }
             if self.address:
                 kwargs["address"] = self.address

@@ -58,7 +58,9 @@ class ModelReplica:
         self._rejected = 0
         self._ongoing = 0
         ray.get(
-            self._coordinator.register.remote(self._id, os.getpid(), socket.gethostname(), cpus)
+            self._coordinator.register.remote(
+                self._id, os.getpid(), ray.get_runtime_context().get_node_id(), cpus
+            )
         )
         # Warm the model so the first real request is not a cold one.
         warm = np.zeros(
