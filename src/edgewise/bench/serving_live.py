@@ -18,18 +18,33 @@ from typing import Any
 import numpy as np
 import typer
 
+LOW_LOAD_RPS = 5.0
+LOW_LOAD_S = 10.0
+
 
 def _plain_loop(model: str, threads: int, seconds: float, conn: Any) -> None:
+    from edgewise.serving.loadgen import constant_arrivals
     from edgewise.workloads.runner import InferenceRunner
 
     runner = InferenceRunner(model, batch_size=1, threads=threads)
-    lat = runner.measure(10)  # warm-up and a latency sample
-    n = 0
+    runner.measure(10)  # warm-up
     batch = runner.model.example_batch(1)
+    # Saturation: back-to-back inferences.
+    n = 0
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end:
         runner.infer(batch)
         n += 1
+    # Low load: the same Poisson arrivals as the served low-load test, latency from the
+    # scheduled time, so idle gaps (cold caches, thread wake-up) cost both sides alike.
+    lat = []
+    t0 = time.perf_counter()
+    for at in constant_arrivals(LOW_LOAD_RPS, LOW_LOAD_S, seed=1):
+        delay = t0 + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        runner.infer(batch)
+        lat.append((time.perf_counter() - (t0 + at)) * 1000.0)
     conn.send((n / seconds, float(np.median(lat))))
     conn.close()
 
@@ -37,7 +52,7 @@ def _plain_loop(model: str, threads: int, seconds: float, conn: Any) -> None:
 def plain_throughput(
     model: str, processes: int, threads: int, seconds: float
 ) -> tuple[float, float]:
-    """Inferences/s of ``processes`` plain loops side by side, and their median latency (ms)."""
+    """Inferences/s of ``processes`` plain loops side by side, and their low-load p50 (ms)."""
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
     for _ in range(processes):
@@ -82,7 +97,9 @@ def overhead(
     )
     with ServingRuntime(cfg) as rt:
         rt.wait_for_replicas(replicas, timeout_s=300)
-        low = run_load(rt.url + "/predict", constant_arrivals(5.0, 10.0, seed=1), body, ctype)
+        low = run_load(
+            rt.url + "/predict", constant_arrivals(LOW_LOAD_RPS, LOW_LOAD_S, seed=1), body, ctype
+        )
         sat = run_closed_loop(
             rt.url + "/predict", body, ctype, concurrency=concurrency, seconds=seconds
         )
@@ -229,21 +246,24 @@ def register_bench(bench_app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Live replay on Ray Serve per policy, with the simulator on the same segment."""
+        from edgewise.serving.runtime import stdout_to_stderr
+
         names = [p.strip() for p in policies.split(",") if p.strip()]
-        out = live(
-            trace,
-            time_col,
-            value_col,
-            start,
-            hours,
-            speedup,
-            names,
-            slo_ms,
-            percentile,
-            model,
-            peak_rps,
-            seed,
-        )
+        with stdout_to_stderr():
+            out = live(
+                trace,
+                time_col,
+                value_col,
+                start,
+                hours,
+                speedup,
+                names,
+                slo_ms,
+                percentile,
+                model,
+                peak_rps,
+                seed,
+            )
         typer.echo(json.dumps(out, indent=None if as_json else 2))
 
     @bench_app.command("serving-overhead")
@@ -257,5 +277,8 @@ def register_bench(bench_app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Served throughput at saturation over plain inference loops, and added latency."""
-        out = overhead(model, replicas, cpus, seconds, concurrency, max_batch=max_batch)
+        from edgewise.serving.runtime import stdout_to_stderr
+
+        with stdout_to_stderr():
+            out = overhead(model, replicas, cpus, seconds, concurrency, max_batch=max_batch)
         typer.echo(json.dumps(out, indent=None if as_json else 2))

@@ -125,7 +125,7 @@ def replay(
     from edgewise.kb import KnowledgeBase
     from edgewise.serving.live import replicas_that_fit
     from edgewise.serving.replay import plot_replay, replay_policy, select_segment
-    from edgewise.serving.runtime import RaySession, probe_capacity
+    from edgewise.serving.runtime import RaySession, probe_capacity, stdout_to_stderr
     from edgewise.workloads.traces import load_trace
 
     policies = [p.strip() for p in policy.split(",") if p.strip()]
@@ -139,7 +139,7 @@ def replay(
     kb = KnowledgeBase.open()
     n_max = replicas_that_fit(fl)
     results = []
-    with RaySession():
+    with RaySession(), stdout_to_stderr():
         console.print(f"probing one {model} replica in flavor {fl.name} through HTTP ...")
         cap = probe_capacity(
             model,

@@ -11,6 +11,7 @@ from edgewise.serving.runtime.app import (
     RuntimeConfig,
     ServingRuntime,
     probe_capacity,
+    stdout_to_stderr,
 )
 
-__all__ = ["RaySession", "RuntimeConfig", "ServingRuntime", "probe_capacity"]
+__all__ = ["RaySession", "RuntimeConfig", "ServingRuntime", "probe_capacity", "stdout_to_stderr"]

@@ -9,7 +9,10 @@ by each replica to its own cgroup in place.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,3 +271,23 @@ def probe_capacity(
         max_replicas=max_replicas,
         seed=seed,
     )
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send file descriptor 1 to stderr for a while (Ray's processes print to stdout).
+
+    Commands with ``--json`` print one JSON object on stdout; Ray's log lines must not
+    end up in it.
+    """
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
