@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from edgewise.errors import TraceError
+from edgewise.errors import InfeasibleError, TraceError
 from edgewise.serving.policies import FlavorOption, make_policy
 
 
@@ -195,6 +195,10 @@ def replay_live(
         time_scale=segment.speedup,
         future_rate=future_rate,
     )
+    if not flavor.capacity_rps > 0:
+        raise InfeasibleError(
+            f"flavor {flavor.name} serves no traffic within the {slo_ms:g} ms SLO (capacity 0)"
+        )
     first = initial_replicas
     if first is None:
         first = max(1, math.ceil(per_s[: max(1, int(startup_s))].max() / flavor.capacity_rps))
