@@ -25,6 +25,7 @@ from edgewise.serving.profiles import (
     profile_flavor,
     replica_threads,
     save_profile,
+    service_drift,
     start_replica,
 )
 
@@ -158,6 +159,8 @@ def test_profile_flavor_in_real_cgroup() -> None:
         validate_max_s=15.0,
         spin_ms=4.0,
         seed=3,
+        drift_tolerance=0.0,  # any drift at all: profile once more and re-test
+        max_reprofiles=1,
     )
     assert prof.service_ms.size == 100 and prof.threads == 1
     # Half a CPU: a 4 ms burn takes ~8 ms of wall time on average (more on a busy host).
@@ -170,6 +173,10 @@ def test_profile_flavor_in_real_cgroup() -> None:
     assert lo <= v["measured_ms"] <= hi
     # The replica burns ~4 ms of CPU per request; the quota stretches it in wall time.
     assert 2.0 < v["cpu_mean_ms"] < v["service_mean_ms"]["test"]
+    # Re-profiled once after the first test's drift; the kept profile is the second one.
+    assert v["reprofiled"] == 1 and len(v["attempts"]) == 2
+    assert v["attempts"][-1]["capacity_rps"] == prof.capacity_rps
+    assert v["service_drift"] == pytest.approx(service_drift(v))
 
 
 @pytest.mark.slow

@@ -89,6 +89,8 @@ def _capacity_table(model: str, profiles: list[FlavorProfile], percentile: float
         v = prof.validation
         check = f"{v['measured_ms']:.1f} / {v['predicted_ms']:.1f}" if v else "-"
         err = f"{100 * v['rel_error']:+.1f}%" if v else "-"
+        if v.get("reprofiled"):
+            err += f" (re-profiled {v['reprofiled']}x after drift)"
         table.add_row(
             prof.flavor,
             f"{prof.cpus:g}",
@@ -130,6 +132,14 @@ def capacity(
         int, typer.Option(min=50, help="requests of the load test")
     ] = 1000,
     validate_max_s: Annotated[float, typer.Option(min=1.0, help="longest load test (s)")] = 120.0,
+    max_reprofiles: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="re-profile and re-test a flavor at most this often when the load test's "
+            "mean service time drifted more than 10% from the profile's",
+        ),
+    ] = 2,
     service_load: Annotated[
         float,
         typer.Option(
@@ -175,6 +185,7 @@ def capacity(
         load_fraction=load_fraction,
         validate_requests=validate_requests,
         validate_max_s=validate_max_s,
+        max_reprofiles=max_reprofiles,
         service_load=service_load or None,
         seed=seed,
     )
