@@ -41,6 +41,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -237,6 +238,57 @@ _LIVE_LOCK = threading.Lock()
 _HANDLERS_INSTALLED = False
 
 
+#: The watchdog: a tiny process in its own session that reads "+PGID" / "-PGID" lines and,
+#: when its stdin reaches EOF (the driver exited, SIGKILL included), kills every group
+#: still registered. Stressors must not depend on the driver's exit handlers: a
+#: duty-cycled one may be SIGSTOPped at that moment, and a stopped stress-ng never
+#: reaches its own ``--timeout``.
+_WATCHDOG_SRC = """
+import os, signal, sys
+live = set()
+for line in sys.stdin:
+    line = line.strip()
+    if line[:1] in ("+", "-") and line[1:].isdigit():
+        (live.add if line[0] == "+" else live.discard)(int(line[1:]))
+for pgid in live:
+    for sig in (signal.SIGCONT, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+"""
+_WATCHDOG: subprocess.Popen[bytes] | None = None
+
+
+def _tell_watchdog(line: str) -> None:
+    """Send one registry line to the watchdog, starting it on first use (hold _LIVE_LOCK)."""
+    global _WATCHDOG
+    if _WATCHDOG is None or _WATCHDOG.poll() is not None:
+        _WATCHDOG = subprocess.Popen(
+            [sys.executable, "-I", "-c", _WATCHDOG_SRC],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    assert _WATCHDOG.stdin is not None
+    with contextlib.suppress(OSError, ValueError):
+        _WATCHDOG.stdin.write(line.encode() + b"\n")
+        _WATCHDOG.stdin.flush()
+
+
+def _register(proc: subprocess.Popen[bytes]) -> None:
+    with _LIVE_LOCK:
+        _LIVE[proc.pid] = proc
+        _tell_watchdog(f"+{proc.pid}")
+
+
+def _unregister(pgid: int) -> None:
+    with _LIVE_LOCK:
+        if _LIVE.pop(pgid, None) is not None:
+            _tell_watchdog(f"-{pgid}")
+
+
 def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -247,6 +299,8 @@ def kill_all_live() -> int:
     with _LIVE_LOCK:
         items = list(_LIVE.items())
         _LIVE.clear()
+        for pgid, _ in items:
+            _tell_watchdog(f"-{pgid}")
     for pgid, proc in items:
         _kill_group(pgid, signal.SIGCONT)
         _kill_group(pgid, signal.SIGKILL)
@@ -432,8 +486,7 @@ class StressMix:
         try:
             for plan in self.plans:
                 proc = self._spawn(list(plan.argv), wd)
-                with _LIVE_LOCK:
-                    _LIVE[proc.pid] = proc
+                _register(proc)
                 self._groups.append(_GroupState(plan, proc))
         except BaseException:
             self.stop()
@@ -491,8 +544,7 @@ class StressMix:
             if g.proc.stderr is not None:
                 with contextlib.suppress(Exception):
                     g.proc.stderr.close()
-            with _LIVE_LOCK:
-                _LIVE.pop(g.proc.pid, None)
+            _unregister(g.proc.pid)
 
     def close(self) -> None:
         """Remove the temp directory (after the yaml has been read)."""
