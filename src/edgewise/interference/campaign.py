@@ -326,11 +326,14 @@ def learning_curve(
     normalise: bool = True,
     resources: Sequence[str] = RESOURCES,
     seed: int = 0,
-    min_runs: int = 4,
+    min_runs: int = 10,
 ) -> list[dict[str, Any]]:
     """CV median APE (p50, %) of surrogate ``name`` trained on the first k stressed runs.
 
-    One entry ``{"runs", "cv_median_ape", "strategy"}`` every ``step`` runs and at the end.
+    One entry ``{"runs", "cv_median_ape", "strategy"}`` every ``step`` runs from
+    ``min_runs`` on, and at the end. Below ``min_runs`` a cross-validated error says
+    nothing (four or six points give folds of one or two and errors in the thousands of
+    percent), so a shorter campaign stores no curve.
     """
     n = sum(1 for r in runs if "solo" not in r.get("flags", []))
     ks = sorted({*range(min_runs, n + 1, max(1, step)), n} - set(range(min_runs)))
