@@ -33,6 +33,9 @@ APP_RATE = 50.0
 NEIGHBOUR = "stress:cpu=0.5"  # a co-located job that keeps half a core busy
 SLO_MS = 100.0
 PERCENTILE = 99.0
+#: The demand at which the summary compares plans with and without the prediction:
+#: what this many replicas carry at their capacity alone.
+REFERENCE_REPLICAS = 4
 
 
 @dataclass
@@ -88,7 +91,7 @@ def predicted_slowdown(kb: Any) -> tuple[float, str]:
 def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdown: float) -> None:
     from edgewise.forecast import make_forecaster
     from edgewise.kb import models as m
-    from edgewise.serving.capacity import capacity_rps
+    from edgewise.serving.capacity import capacity_rps, latency_percentile
     from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit
     from edgewise.serving.policies import FlavorOption
     from edgewise.serving.policies.base import service_quantiles
@@ -153,17 +156,24 @@ def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdo
         # Leave room for the HTTP proxy and the load generator on a small host.
         peak = 0.5 * derated_rps * n_max
         segment = select_segment(series, None, 24.0, 1440.0, peak)
-        alone_n = math.ceil(peak / max(option.capacity_rps, 1e-9))
-        beside_n = math.ceil(peak / max(derated_rps, 1e-9))
         summary.add(
             "serve",
             "capacity per replica alone / next to neighbour (rps)",
             f"{option.capacity_rps:.1f} / {derated_rps:.1f}",
         )
+        # What the prediction changes, at one demand fixed without it: the load that
+        # REFERENCE_REPLICAS replicas carry at their capacity alone.
+        ref_rps = REFERENCE_REPLICAS * option.capacity_rps
+        beside_n = math.ceil(ref_rps / max(derated_rps, 1e-9))
+        p99_blind = latency_percentile(
+            cap.service_ms * slowdown, ref_rps / REFERENCE_REPLICAS, PERCENTILE, seed=seed
+        )
+        blind = "overloaded" if not math.isfinite(p99_blind) else f"p99 {p99_blind:.0f} ms"
         summary.add(
             "serve",
-            "replicas for the peak without / with the prediction",
-            f"{alone_n} / {beside_n}",
+            f"replicas for {ref_rps:.0f} rps without / with the prediction",
+            f"{REFERENCE_REPLICAS} / {beside_n} (without: {blind} next to the neighbour, "
+            f"SLO {SLO_MS:g} ms)",
         )
         results = []
         for policy in ("edgewise", "hpa"):
