@@ -183,7 +183,7 @@ def capacity_rps(
     seed, n_requests, block
         As in :func:`latency_percentile`.
     rtol : float
-        Relative precision of the returned rate.
+        Precision of the returned rate, relative to the saturation rate.
 
     Returns
     -------
@@ -206,7 +206,11 @@ def capacity_rps(
 
     if meets(hi * (1 - rtol)):
         return hi * (1 - rtol)
-    while hi - lo > rtol * hi:
+    # Precision relative to the saturation rate: when even a trickle of requests misses
+    # the bound in simulation (a resampled tail heavier than the sample's percentile),
+    # the bisection ends at 0 instead of chasing ever smaller rates.
+    resolution = rtol * hi
+    while hi - lo > resolution:
         mid = 0.5 * (lo + hi)
         if meets(mid):
             lo = mid
