@@ -4,6 +4,10 @@ Steps: (optionally) check the deployed model for drift and stop when it is fine;
 start the pool; take the device profiles from the knowledge base when cached and not
 stale, else measure them; plan; train elastically with the load-aware monitor; record
 the job, its checkpoints and its metrics in the knowledge base.
+
+Where the devices are: emulated on this host (default), or, with ``--address``, the
+Ray cluster's nodes that carry them (resource ``device-<name>`` or the device's
+``labels``; see :mod:`edgewise.retrain.raypool`). Same code path otherwise.
 """
 
 from __future__ import annotations
@@ -44,10 +48,16 @@ def register(app: typer.Typer) -> None:
         threshold: float | None = typer.Option(
             None, "--threshold", help="accuracy below / KS above it triggers (0.9 / 0.2)"
         ),
+        address: str | None = typer.Option(
+            None,
+            "--address",
+            help="Ray cluster address (HOST:6379 or auto): devices are the nodes that carry them",
+        ),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Plan devices, intensities and batch shares under deadlines, then train elastically."""
         import math
+        import shutil
 
         from rich.console import Console
         from rich.progress import Progress
@@ -69,6 +79,7 @@ def register(app: typer.Typer) -> None:
         from edgewise.retrain.controller import JobSpec, TrainingFailed, run_training
         from edgewise.retrain.devices import EmulatedPool
         from edgewise.retrain.profiler import profile_pool
+        from edgewise.retrain.raypool import RayPool
         from edgewise.retrain.trainer import load_task
 
         if (kill_at_step is None) != (kill_device is None):
@@ -101,7 +112,12 @@ def register(app: typer.Typer) -> None:
         kb = KnowledgeBase.open()
         profile_batch = max(32, c.global_batch // len(spec.devices))
         key = records.pool_key(spec.devices, model, data, profile_batch)
-        with EmulatedPool(spec.devices, work / "pool", seed=seed) as pool:
+        pool_cm: EmulatedPool | RayPool = (
+            RayPool(spec.devices, work / "pool", seed=seed, address=address)
+            if address
+            else EmulatedPool(spec.devices, work / "pool", seed=seed)
+        )
+        with pool_cm as pool:
             cached = None if reprofile else records.load_profiles(kb, key)
             with err.status("starting devices" + ("" if cached else " and profiling")):
                 pool.wait_background_ready()
@@ -118,7 +134,22 @@ def register(app: typer.Typer) -> None:
             err.print(f"profiles: {source} (pool {key})")
             for name, why in plan.explanation.items():
                 err.print(f"{name}: {why}")
-            job = JobSpec(model, data, drift, seed, n_steps, work / "job", init_weights=str(base))
+            init = base
+            if address:
+                # workers on other hosts see the job directory, not this host's cache
+                init = work / "job" / "base-weights.pt"
+                init.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(base, init)
+            job = JobSpec(
+                model,
+                data,
+                drift,
+                seed,
+                n_steps,
+                work / "job",
+                init_weights=str(init),
+                rebalance=True,
+            )
             job_id = records.start_job(
                 kb,
                 f"retrain-{devices.stem}",

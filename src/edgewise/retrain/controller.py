@@ -46,12 +46,43 @@ Planner = Callable[
 ]
 
 
-class Launcher(Protocol):
-    """Where ranks run: an :class:`~edgewise.retrain.devices.EmulatedPool` or a fake."""
+class RankProcess(Protocol):
+    """A started rank: a local ``Popen`` or a remote handle (``raypool.RemoteProcess``)."""
 
-    def spawn(self, name: str, cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]: ...
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+
+class Launcher(Protocol):
+    """Where ranks run: an :class:`~edgewise.retrain.devices.EmulatedPool`, a
+    :class:`~edgewise.retrain.raypool.RayPool` or a fake.
+
+    A launcher may also offer ``rendezvous(device) -> (host, port)``: where the group
+    whose rank 0 runs on ``device`` meets (default: loopback and a free local port).
+    """
+
+    def spawn(self, name: str, cmd: list[str], **kw: Any) -> RankProcess: ...
 
     def kill_device(self, name: str) -> None: ...
+
+
+def stop_rank(proc: RankProcess, sig: int = signal.SIGKILL) -> None:
+    """Signal a rank's process group and reap it, locally or through its launcher."""
+    if isinstance(proc, subprocess.Popen):
+        kill_group(proc, sig)
+    else:
+        proc.kill_group(sig)  # type: ignore[attr-defined]
+
+
+def rendezvous(launcher: Launcher, device: str) -> tuple[str, int]:
+    """Host and port of a group's rendezvous (rank 0 on ``device``)."""
+    where = getattr(launcher, "rendezvous", None)
+    if where is None:
+        return "127.0.0.1", free_port()
+    host, port = where(device)
+    return str(host), int(port)
 
 
 class Monitor(Protocol):
@@ -83,6 +114,8 @@ class JobSpec:
     init_weights: str | None = None
     startup_timeout_s: float = 90.0
     max_generations: int = 5
+    rebalance: bool = False
+    """Move batch shares online toward the ranks' measured compute rates (exact gradients)."""
 
 
 @dataclass
@@ -172,6 +205,7 @@ def run_training(
             RankConfig(n, plan.shares[n], plan.intensities[n].threads, plan.intensities[n].nice)
             for n in plan.shares
         ]
+        host, port = rendezvous(launcher, ranks[0].device)
         cfg = TrainJobConfig(
             model=job.model,
             data=job.data,
@@ -180,7 +214,7 @@ def run_training(
             global_batch=constraints.global_batch,
             total_steps=job.total_steps,
             ranks=ranks,
-            port=free_port(),
+            port=port,
             workdir=str(work),
             lr=job.lr,
             checkpoint_every=job.checkpoint_every,
@@ -189,11 +223,16 @@ def run_training(
             resume_from=resume_from,
             init_weights=job.init_weights,
             generation=gen,
-            extra={"startup_timeout_s": job.startup_timeout_s, "live_plan": monitor is not None},
+            extra={
+                "startup_timeout_s": job.startup_timeout_s,
+                "live_plan": monitor is not None,
+                "master_addr": host,
+                "rebalance": job.rebalance,
+            },
         )
         cfg_path = work / f"group-g{gen}.json"
         cfg_path.write_text(cfg.to_json())
-        procs: list[subprocess.Popen[bytes]] = []
+        procs: list[RankProcess] = []
         metrics = [work / f"metrics-g{gen}-r{r}.jsonl" for r in range(len(ranks))]
         killed: set[str] = set()
         t_kill: float | None = None
@@ -277,7 +316,7 @@ def run_training(
                     if victim in plan.shares:
                         idx = [rk.device for rk in ranks].index(victim)
                         t_kill = time.time()
-                        kill_group(procs[idx], signal.SIGKILL)
+                        stop_rank(procs[idx], signal.SIGKILL)
                         launcher.kill_device(victim)
                         killed.add(victim)
                         pending_kill = False
@@ -310,7 +349,7 @@ def run_training(
         finally:
             for p in procs:
                 if p.poll() is None:
-                    kill_group(p)
+                    stop_rank(p)
         # --- failure handling: everything of this generation is dead now
         t_detect = time.time()
         t_fail = t_kill if t_kill is not None else t_detect

@@ -1,6 +1,7 @@
 """Weighted-share data-parallel trainer (torch.distributed, gloo over loopback).
 
-DDP averages gradients with equal weight per rank. Rank ``i`` holding ``b_i`` of a
+DDP (and :func:`allreduce_mean_grads`, which the workers use) averages gradients with
+equal weight per rank. Rank ``i`` holding ``b_i`` of a
 global batch ``B`` on ``W`` ranks therefore scales its mean loss by ``b_i · W / B``:
 the all-reduced average then equals the gradient of the mean loss over the global
 batch, i.e. single-process training (:func:`loss_scale`).
@@ -52,6 +53,104 @@ def step_indices(n_samples: int, global_batch: int, step: int, seed: int) -> np.
     if n_samples < global_batch:
         perm = np.resize(perm, global_batch)
     return perm[pos * global_batch : (pos + 1) * global_batch]
+
+
+def allreduce_mean_grads(
+    params: list[torch.Tensor], world: int, extra: tuple[int, float] | None = None
+) -> list[float]:
+    """Replace every parameter's gradient by its mean over the group (what DDP does).
+
+    One flat all-reduce per step instead of DDP's bucketed hooks: on a CPU-throttled
+    device the overlap buys nothing, and a separate call lets the trainer time its
+    compute and its communication apart (the planner's affine step model needs both).
+    A parameter without a gradient contributes zeros. ``extra=(rank, value)`` also
+    all-gathers one float per rank in the same message (returned, indexed by rank;
+    empty without ``extra``).
+    """
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    parts = [g.reshape(-1) for g in grads]
+    if extra is not None:
+        slots = torch.zeros(world, dtype=parts[0].dtype if parts else torch.float32)
+        slots[extra[0]] = extra[1]
+        parts.append(slots)
+    flat = torch.cat(parts)
+    if world > 1:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    gathered = [float(v) for v in flat[flat.numel() - world :]] if extra is not None else []
+    flat /= world
+    pos = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[pos : pos + n].view_as(p).clone()
+        pos += n
+    return gathered
+
+
+def broadcast_params(module: nn.Module) -> None:
+    """Make every rank start from rank 0's parameters and buffers."""
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, 0)
+
+
+@dataclass(frozen=True)
+class BalanceState:
+    """Smoothed per-rank compute rates (samples/s) of the ranks seen so far."""
+
+    rates: tuple[float, ...] = ()
+    steps: int = 0
+
+
+def rebalance(
+    shares: list[int],
+    compute_s: list[float],
+    state: BalanceState,
+    global_batch: int,
+    alpha: float = 0.5,
+    min_gain: float = 0.03,
+    warmup: int = 1,
+) -> tuple[list[int] | None, BalanceState]:
+    """Online share balancing from the compute times every rank just measured (pure).
+
+    Each rank's compute rate ``share/compute_s`` is smoothed (EWMA, weight ``alpha``);
+    after ``warmup`` steps, new shares minimise the predicted ``max share/rate`` over the
+    ranks that hold a share (ranks at share 0 stay at 0: nothing is known of them). New
+    shares are returned only when they cut the predicted compute time by more than
+    ``min_gain`` (no churn on noise). Every rank calls this with the same all-reduced
+    inputs, so every rank reaches the same shares.
+    """
+    from edgewise.planning.retrain import min_max_shares
+
+    now = [s / t if s > 0 and t > 0 else 0.0 for s, t in zip(shares, compute_s, strict=True)]
+    if len(state.rates) != len(now):
+        rates = now
+    else:
+        rates = [
+            (alpha * n + (1 - alpha) * o) if n > 0 and o > 0 else (n or o)
+            for n, o in zip(now, state.rates, strict=True)
+        ]
+    new_state = BalanceState(tuple(rates), state.steps + 1)
+    active = [i for i, s in enumerate(shares) if s > 0]
+    if new_state.steps <= warmup or len(active) < 2 or any(rates[i] <= 0 for i in active):
+        return None, new_state
+    theta = np.array([rates[i] for i in active])
+    caps = np.full(len(active), global_batch, dtype=np.int64)
+    b = min_max_shares(theta, caps, global_batch)
+    if np.any(b < 1):  # keep every member busy: never starve a rank to zero here
+        return None, new_state
+    old_t = max(shares[i] / rates[i] for i in active)
+    new_t = float(np.max(b / theta))
+    if new_t >= old_t * (1.0 - min_gain):
+        return None, new_state
+    out = [0] * len(shares)
+    for i, v in zip(active, b, strict=True):
+        out[i] = int(v)
+    return out, new_state
+
+
+def trainer_options(cfg: TrainJobConfig) -> dict[str, Any]:
+    """Trainer options of a group, from ``cfg.extra`` (``{"rebalance": bool}``)."""
+    return {k: v for k, v in cfg.extra.items() if k in ("rebalance",)}
 
 
 def free_port() -> int:
@@ -121,6 +220,29 @@ def load_task(data: str, drift: str, seed: int) -> Any:
     from edgewise.workloads.datasets import make_drift_splits
 
     return make_drift_splits(dataset=data, drift=drift, seed=seed)
+
+
+def train_split(data: str, drift: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The drifted training split and the class count, cached under ``$EDGEWISE_HOME``.
+
+    Building the splits (upscaling and rotating every image) took about 7 s on a busy
+    2-core host: a rank that restarts after a failure loads the cached tensors in
+    milliseconds instead, which is most of ``recovery_s``.
+    """
+    from edgewise.paths import home
+
+    path = home() / "retrain-cache" / f"train-{data}-{drift}-{seed}.pt"
+    with contextlib.suppress(Exception):
+        got = torch.load(path, map_location="cpu")
+        return got["x"], got["y"], int(got["num_classes"])
+    task = load_task(data, drift, seed)
+    x, y = task.drift_train
+    n = _num_classes(task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save({"x": x, "y": y, "num_classes": n}, tmp)
+    os.replace(tmp, path)
+    return x, y, n
 
 
 def build_module(model: str, seed: int, num_classes: int) -> nn.Module:
@@ -231,10 +353,9 @@ def worker_main(config_path: str, rank: int) -> int:
     apply_intensity(me.threads, me.nice)
     work = Path(cfg.workdir)
     metrics = work / f"metrics-g{cfg.generation}-r{rank}.jsonl"
-    task = load_task(cfg.data, cfg.drift, cfg.seed)
-    x, y = task.drift_train
+    x, y, n_classes = train_split(cfg.data, cfg.drift, cfg.seed)
     torch.manual_seed(cfg.seed)
-    module = build_module(cfg.model, cfg.seed, _num_classes(task))
+    module = build_module(cfg.model, cfg.seed, n_classes)
     opt = torch.optim.SGD(module.parameters(), lr=cfg.lr, momentum=0.9)
     step = cfg.start_step
     if cfg.resume_from:
@@ -259,7 +380,7 @@ def worker_main(config_path: str, rank: int) -> int:
     try:
         dist.init_process_group(
             "gloo",
-            init_method=f"tcp://127.0.0.1:{cfg.port}",
+            init_method=f"tcp://{cfg.extra.get('master_addr', '127.0.0.1')}:{cfg.port}",
             rank=rank,
             world_size=cfg.world,
             timeout=timedelta(seconds=cfg.timeout_s),
@@ -267,12 +388,15 @@ def worker_main(config_path: str, rank: int) -> int:
     except Exception as err:  # peer never came: report and leave
         print(f"rank {rank}: rendezvous failed: {err}", file=sys.stderr)
         return 3
-    ddp = nn.parallel.DistributedDataParallel(module)
+    broadcast_params(module)
+    params = list(module.parameters())
     loss_fn = nn.CrossEntropyLoss()
     shares = [r.share for r in cfg.ranks]
     offset = rank_offsets(shares)[rank]
     scale = loss_scale(me.share, cfg.world, cfg.global_batch)
     live = bool(cfg.extra.get("live_plan", False))
+    balance = bool(trainer_options(cfg).get("rebalance", False))
+    bstate = BalanceState()
     version = torch.zeros(1, dtype=torch.int64)
     plan_version = 0
     _append(metrics, {"event": "start", "rank": rank, "step": step, "t": time.time()})
@@ -290,13 +414,29 @@ def worker_main(config_path: str, rank: int) -> int:
                     shares = [r.share for r in ranks]
                     offset = rank_offsets(shares)[rank]
                     scale = loss_scale(me.share, cfg.world, cfg.global_batch)
+                    bstate = BalanceState()
             t0 = time.time()
             idx = step_indices(len(y), cfg.global_batch, step, cfg.seed)
             # a rank with share 0 stays in the group: a 2-sample pass weighted by 0
             mine = torch.as_tensor(idx[offset : offset + me.share] if me.share else idx[:2])
             opt.zero_grad()
-            loss = loss_fn(ddp(x[mine]), y[mine]) * scale
+            raw = loss_fn(module(x[mine]), y[mine])
+            loss = raw * scale
             loss.backward()
+            t_fb = time.time()
+            step_shares = shares
+            if balance:
+                # every rank's compute time rides on the gradient all-reduce (slot = rank)
+                times = allreduce_mean_grads(params, cfg.world, extra=(rank, t_fb - t0))
+                new, bstate = rebalance(shares, times, bstate, cfg.global_batch)
+                if new is not None:
+                    shares = new
+                    me = RankConfig(me.device, shares[rank], me.threads, me.nice)
+                    offset = rank_offsets(shares)[rank]
+                    scale = loss_scale(me.share, cfg.world, cfg.global_batch)
+            else:
+                allreduce_mean_grads(params, cfg.world)
+            t_ar = time.time()
             opt.step()
             step += 1
             _append(
@@ -307,9 +447,11 @@ def worker_main(config_path: str, rank: int) -> int:
                     "device": me.device,
                     "step": step,
                     "t0": t0,
+                    "t_fb": t_fb,
+                    "t_ar": t_ar,
                     "t": time.time(),
-                    "loss": float(loss.detach()) / scale if scale else 0.0,
-                    "share": me.share,
+                    "loss": float(raw.detach()) if step_shares[rank] else 0.0,
+                    "share": step_shares[rank],
                     "threads": me.threads,
                     "nice": me.nice,
                     "plan_version": plan_version,
@@ -349,13 +491,14 @@ def _grad_rank(rank: int, world: int, port: int, shares: list[int], seed: int, o
         timeout=timedelta(seconds=20),
     )
     module, x, y = _grad_problem(seed, sum(shares))
-    ddp = nn.parallel.DistributedDataParallel(module)
+    broadcast_params(module)
     lo = rank_offsets(shares)[rank]
     sl = slice(lo, lo + shares[rank])
-    loss = nn.functional.cross_entropy(ddp(x[sl]), y[sl]) * loss_scale(
+    loss = nn.functional.cross_entropy(module(x[sl]), y[sl]) * loss_scale(
         shares[rank], world, sum(shares)
     )
     loss.backward()
+    allreduce_mean_grads(list(module.parameters()), world)
     if rank == 0:
         torch.save([p.grad.detach().clone() for p in module.parameters()], out)
     dist.barrier()
