@@ -247,3 +247,19 @@ def test_planning_speed() -> None:
     )
     assert time.process_time() - t0 < 3.0  # target 1 s
     assert sum(r.shares.values()) == 100_000
+
+
+def test_oblivious_baselines_run_full_intensity_feasible_ones_the_best_allowed() -> None:
+    devices = [DeviceState("a", 1.0, 4096.0, deadline_ms=40.0), DeviceState("b", 1.0, 4096.0)]
+    its = (
+        Intensity(1, 0, throughput_sps=100.0, bg_latency_ms=60.0),
+        Intensity(1, 19, throughput_sps=104.0, bg_latency_ms=20.0),  # faster by noise
+    )
+    profiles = {n: DeviceProfile(n, its) for n in ("a", "b")}
+    c = make_constraints()
+    for baseline in (plan_equal, plan_proportional):
+        oblivious = baseline(devices, profiles, c)
+        assert {k.nice for k in oblivious.intensities.values()} == {0}
+        feasible = baseline(devices, profiles, c, respect_deadlines=True)
+        assert {k.nice for k in feasible.intensities.values()} == {19}
+    assert plan_exact(devices, profiles, c).intensities["a"].nice == 19

@@ -112,3 +112,93 @@ def test_cli_bad_devices_one_line(tmp_path: Path) -> None:
     tiny.write_text("devices:\n  - {name: small-pi, cpus: 1, memory_mb: 8}\n")
     r = runner.invoke(app, ["retrain", "--devices", str(tiny)])
     assert r.exit_code == 2 and "small-pi" in r.output and "MB" in r.output
+
+
+def test_rebalance_moves_work_to_measured_rates_and_ignores_noise() -> None:
+    from edgewise.retrain.trainer import BalanceState, rebalance
+
+    # planned 1:1:1, but rank 2 is three times slower than rank 0
+    shares = [300, 300, 300]
+    times = [0.1, 0.2, 0.3]
+    new, st = rebalance(shares, times, BalanceState(), 900)
+    assert new is None and st.steps == 1  # warm-up step: no decision yet
+    new, st = rebalance(shares, times, st, 900)
+    assert new is not None and sum(new) == 900
+    assert new[0] > new[1] > new[2] >= 1
+    # predicted step of the new shares is the water-filled optimum (about 900/5500 s)
+    rates = np.array([3000.0, 1500.0, 1000.0])
+    assert max(np.array(new) / rates) < 0.1667
+    # already balanced within 3 %: no churn
+    rates_now = [s / r for s, r in zip(new, rates, strict=True)]
+    again, _ = rebalance(new, rates_now, st, 900)
+    assert again is None
+    # a rank at share 0 stays at 0, the others still balance
+    new0, _ = rebalance([0, 450, 450], [0.01, 0.15, 0.45], BalanceState(steps=5), 900)
+    assert new0 is not None and new0[0] == 0 and sum(new0) == 900 and new0[1] > new0[2]
+
+
+def test_flat_allreduce_single_rank_keeps_grads_and_gathers_slot() -> None:
+    from edgewise.retrain.trainer import allreduce_mean_grads
+
+    w = torch.nn.Parameter(torch.ones(3))
+    v = torch.nn.Parameter(torch.ones(2))  # no gradient: becomes zeros
+    (w * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    got = allreduce_mean_grads([w, v], 1, extra=(0, 0.25))
+    assert got == [0.25]
+    assert torch.equal(w.grad, torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(v.grad, torch.zeros(2))
+
+
+def test_profile_pools_interleaved_phases_of_one_intensity() -> None:
+    spec = DeviceSpec(name="d", cpus=0.5, background=BackgroundApp(rate_rps=10, deadline_ms=50))
+    log = np.array([[1.5, 30.0, 10], [2.5, 5.0, 10], [3.5, 50.0, 10], [4.5, 6.0, 10]])
+    phases = [
+        {"threads": 1, "nice": 0, "samples": 100, "seconds": 1.0, "t0": 1.0, "t1": 2.0},
+        {"threads": 1, "nice": 19, "samples": 90, "seconds": 1.0, "t0": 2.0, "t1": 3.0},
+        {"threads": 1, "nice": 0, "samples": 300, "seconds": 1.0, "t0": 3.0, "t1": 4.0},
+        {"threads": 1, "nice": 19, "samples": 110, "seconds": 1.0, "t0": 4.0, "t1": 5.0},
+    ]
+    p = assemble(spec, phases, log, (0.0, 1.0))
+    by = {k.label: k for k in p.intensities}
+    assert set(by) == {"t1n0", "t1n19"}
+    assert by["t1n0"].throughput_sps == 200.0 and by["t1n19"].throughput_sps == 100.0
+    assert 30.0 <= by["t1n0"].bg_latency_ms <= 50.0
+    assert 5.0 <= by["t1n19"].bg_latency_ms <= 6.0
+
+
+def test_bench_step_summaries() -> None:
+    from edgewise.bench.retrain import default_timeline_path, final_shares, measured_rates
+
+    steps = [
+        {"device": "a", "step": s, "share": 100, "t0": 0.0, "t_fb": 0.1, "t": 0.12}
+        for s in (1, 2, 3)
+    ] + [
+        {"device": "b", "step": 1, "share": 50, "t0": 0.0, "t_fb": 0.1, "t": 0.12},
+        {"device": "b", "step": 2, "share": 0, "t0": 0.0, "t_fb": 0.1, "t": 0.12},
+        {"device": "b", "step": 3, "share": 60, "t0": 0.0, "t_fb": 0.2, "t": 0.22},
+    ]
+    rates = measured_rates(steps)
+    assert rates["a"] == pytest.approx(1000.0)
+    assert 250.0 <= rates["b"] <= 500.0  # share-0 steps say nothing about speed
+    assert final_shares(steps) == {"a": 100, "b": 60}
+    assert default_timeline_path().name == "retrain-timeline-failure.png"
+
+
+def test_train_split_is_cached_under_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from edgewise.retrain import trainer
+
+    calls: list[tuple[str, str, int]] = []
+    x, y = torch.randn(6, 1, 4, 4), torch.tensor([0, 1, 2, 3, 4, 1])
+
+    def fake(data: str, drift: str, seed: int) -> SimpleNamespace:
+        calls.append((data, drift, seed))
+        return SimpleNamespace(drift_train=(x, y), base_train=(x, torch.zeros(6, dtype=int)))
+
+    monkeypatch.setattr(trainer, "load_task", fake)
+    first = trainer.train_split("digits", "rotation", 7)
+    second = trainer.train_split("digits", "rotation", 7)
+    assert calls == [("digits", "rotation", 7)]  # the second call read the cache
+    for got in (first, second):
+        assert torch.equal(got[0], x) and torch.equal(got[1], y) and got[2] == 5

@@ -182,6 +182,30 @@ def drift_accuracy(model: str, data: str, drift: str, seed: int, weights: Path) 
     return accuracy(module, *task.drift_test)
 
 
+def default_timeline_path() -> Path:
+    """Where the killed run's per-device timeline goes unless the user says otherwise."""
+    from edgewise.paths import home
+
+    return home() / "results" / "retrain-timeline-failure.png"
+
+
+def measured_rates(steps: list[dict[str, Any]]) -> dict[str, float]:
+    """Per device, median compute throughput in training (share / forward+backward time)."""
+    import numpy as np
+
+    by: dict[str, list[float]] = {}
+    for s in steps:
+        if "t_fb" in s and s.get("share", 0) > 0 and s["t_fb"] > s["t0"]:
+            by.setdefault(str(s["device"]), []).append(s["share"] / (s["t_fb"] - s["t0"]))
+    return {d: float(np.median(v[1:] if len(v) > 2 else v)) for d, v in by.items()}
+
+
+def final_shares(steps: list[dict[str, Any]]) -> dict[str, int]:
+    """Shares of the last step of a run (after any online re-balancing)."""
+    last = max((int(s["step"]) for s in steps), default=0)
+    return {str(s["device"]): int(s["share"]) for s in steps if int(s["step"]) == last}
+
+
 def run(
     devices_path: str | Path,
     seed: int = 0,
@@ -196,12 +220,17 @@ def run(
     global_batch: int = DEFAULT_BATCH,
     steps: int | None = None,
     kb: Any = None,
+    timeline_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and return its figures (see the module docstring).
 
     ``steps`` overrides ``epochs`` (steps = ceil(epochs · |drift train| / batch)).
-    Every training run is recorded as a ``TrainingJob`` in ``kb`` (default: the
-    knowledge base of ``$EDGEWISE_HOME``), its checkpoints as ``Checkpoint`` rows.
+    Our plan re-balances shares online (see :func:`edgewise.retrain.trainer.rebalance`);
+    the baselines keep their static shares. With ``kill_at_step`` the killed run's
+    per-device timeline is written to ``timeline_path`` (default
+    :func:`default_timeline_path`). Every training run is recorded as a ``TrainingJob``
+    in ``kb`` (default: the knowledge base of ``$EDGEWISE_HOME``), its checkpoints as
+    ``Checkpoint`` rows.
     """
     from edgewise.retrain.controller import JobSpec, run_training
     from edgewise.retrain.devices import EmulatedPool
@@ -252,7 +281,7 @@ def run(
         ours = plan_exact(states, profiles, c)
         out["plan"] = ours.to_dict()
 
-        def job(name: str) -> JobSpec:
+        def job(name: str, balance: bool = False) -> JobSpec:
             return JobSpec(
                 model,
                 data,
@@ -262,11 +291,14 @@ def run(
                 work / name,
                 init_weights=str(base),
                 checkpoint_every=5,
+                rebalance=balance,
             )
 
-        def train(name: str, planner: Any, **kw: Any) -> Any:
+        def train(name: str, planner: Any, balance: bool = False, **kw: Any) -> Any:
             say(f"training: {name}")
-            spec = job(name)
+            # ours re-balances shares online from measured compute times; the baselines
+            # keep their static shares (that is what they are)
+            spec = job(name, balance)
             job_id = records.start_job(
                 kb,
                 f"bench-{name}",
@@ -339,7 +371,7 @@ def run(
             return res, (misses / n if n else 0.0)
 
         p99s: dict[str, dict[str, float]] = {}
-        r_ours, miss_ours = train("ours", plan_exact)
+        r_ours, miss_ours = train("ours", plan_exact, balance=True)
         r_eq, miss_eq = train("equal", plan_equal)
         r_prop, miss_prop = train("proportional", plan_proportional)
         eq_plan = plan_equal(states, profiles, c)
@@ -349,7 +381,13 @@ def run(
         except InfeasibleError:
             feasible_eq = None
             out["predicted_speedup_vs_feasible_equal"] = None
-        if feasible_eq is not None and feasible_eq.shares != eq_plan.shares:
+
+        def knobs(p: Any) -> dict[str, tuple[int, int, int]]:
+            return {
+                n: (b, p.intensities[n].threads, p.intensities[n].nice) for n, b in p.shares.items()
+            }
+
+        if feasible_eq is not None and knobs(feasible_eq) != knobs(eq_plan):
             r_feq, miss_feq = train(
                 "equal-feasible",
                 lambda d, p, cc: plan_equal(d, p, cc, respect_deadlines=True),
@@ -360,8 +398,16 @@ def run(
                 equal_feasible_deadline_miss_rate=miss_feq,
             )
         elif feasible_eq is not None:
-            out["speedup_vs_feasible_equal"] = r_eq.train_time_s / r_ours.train_time_s
+            # the equal split keeps every deadline by itself: it is the feasible one
+            out.update(
+                time_equal_feasible_s=r_eq.train_time_s,
+                speedup_vs_feasible_equal=r_eq.train_time_s / r_ours.train_time_s,
+                equal_feasible_deadline_miss_rate=miss_eq,
+            )
+        else:
+            out["speedup_vs_feasible_equal"] = None
         bound_sps = sum(feasible_throughput(states, profiles, c).values())
+        rates_ours = measured_rates(r_ours.steps)
         work_samples = steps_total * c.global_batch
         out.update(
             time_s=r_ours.train_time_s,
@@ -369,6 +415,14 @@ def run(
             time_proportional_s=r_prop.train_time_s,
             speedup_vs_equal=r_eq.train_time_s / r_ours.train_time_s,
             ratio_to_bound=r_ours.train_time_s / (work_samples / bound_sps) if bound_sps else None,
+            # the same ratio against the throughputs our devices showed during our run
+            # (median share / compute time per device): no profile error in it, only
+            # communication, per-step noise and imbalance
+            ratio_to_bound_in_run=(
+                r_ours.train_time_s / (work_samples / sum(rates_ours.values()))
+                if rates_ours
+                else None
+            ),
             deadline_miss_rate=miss_ours,
             baseline_deadline_miss_rate=miss_prop,
             equal_deadline_miss_rate=miss_eq,
@@ -379,6 +433,16 @@ def run(
             accuracy_after=r_ours.accuracy,
             accuracy_after_equal=r_eq.accuracy,
             step_time_over_plan=r_ours.step_time_over_plan,
+            train_throughput_sps={
+                "ours": rates_ours,
+                "equal": measured_rates(r_eq.steps),
+            },
+            shares_final={"ours": final_shares(r_ours.steps)},
+            bound_throughput_sps=bound_sps,
+            nice={
+                name: {n: k.nice for n, k in r.plans[0].intensities.items()}
+                for name, r in (("ours", r_ours), ("equal", r_eq), ("proportional", r_prop))
+            },
             plans={
                 "equal": r_eq.plans[0].to_dict()["shares"],
                 "proportional": r_prop.plans[0].to_dict()["shares"],
@@ -394,11 +458,15 @@ def run(
                 raise SpecError(
                     f"--kill-device {victim}: not a device of the plan ({', '.join(ours.devices)})"
                 )
-            r_kill, _ = train("killed", plan_exact, kill_at_step=kill_at_step, kill_device=victim)
+            r_kill, _ = train(
+                "killed", plan_exact, balance=True, kill_at_step=kill_at_step, kill_device=victim
+            )
+            plot_path = Path(timeline_path) if timeline_path else default_timeline_path()
+            plot_path.parent.mkdir(parents=True, exist_ok=True)
             plot = timeline_plot(
                 r_kill.steps,
                 r_kill.failures,
-                work / "timeline-failure.png",
+                plot_path,
                 f"re-training with {victim} killed at step {kill_at_step}",
             )
             out.update(
@@ -431,6 +499,12 @@ def register_bench(bench_app: typer.Typer) -> None:
         kill_at_step: int | None = typer.Option(None, "--kill-at-step", min=1),
         kill_device: str | None = typer.Option(None, "--kill-device", help="NAME or auto"),
         as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+        timeline: Path | None = typer.Option(
+            None,
+            "--timeline",
+            help="PNG of the killed run's per-device timeline "
+            "(default: $EDGEWISE_HOME/results/retrain-timeline-failure.png)",
+        ),
     ) -> None:
         """Our retrain plan vs equal / proportional / fastest baselines on an emulated pool."""
         from rich.console import Console
@@ -448,6 +522,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                 progress=lambda m: status.update(m),
                 global_batch=global_batch,
                 steps=steps,
+                timeline_path=timeline,
             )
         if as_json:
             typer.echo(json.dumps(res, indent=2, default=str))
@@ -455,13 +530,16 @@ def register_bench(bench_app: typer.Typer) -> None:
             for k in (
                 "speedup_vs_equal",
                 "ratio_to_bound",
+                "ratio_to_bound_in_run",
                 "deadline_miss_rate",
                 "baseline_deadline_miss_rate",
                 "accuracy_before",
                 "accuracy_after",
                 "grad_max_abs_err",
+                "speedup_vs_feasible_equal",
                 "recovery_s",
                 "steps_lost",
+                "timeline_plot",
             ):
                 if k in res:
                     typer.echo(f"{k}: {res[k]}")

@@ -280,6 +280,19 @@ def _best_intensity(prep: _Prepared) -> tuple[np.ndarray, np.ndarray]:
     return np.where(ok, k, -1), np.where(ok, best, 0.0)
 
 
+def _full_intensity(prep: _Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """Per device, the intensity a job oblivious to its neighbours runs at: the most
+    threads at the default priority (lowest nice); (-1, 0) where there is none."""
+    kidx = np.full(len(prep.names), -1)
+    theta = np.zeros(len(prep.names))
+    for i, p in enumerate(prep.profiles):
+        ok = [k for k in range(len(p.intensities)) if prep.feasible[i, k]]
+        if ok:
+            k = max(ok, key=lambda j: (p.intensities[j].threads, -p.intensities[j].nice))
+            kidx[i], theta[i] = k, prep.theta[i, k]
+    return kidx, theta
+
+
 def _finish(
     method: str,
     prep: _Prepared,
@@ -538,7 +551,8 @@ def _all_devices(
     proportional: bool,
 ) -> RetrainPlan:
     prep = _prepare(devices, profiles, c, respect_deadlines=respect_deadlines)
-    kidx, theta = _best_intensity(prep)
+    # deadline-aware: each device's fastest allowed intensity; oblivious: full intensity
+    kidx, theta = _best_intensity(prep) if respect_deadlines else _full_intensity(prep)
     usable = np.flatnonzero(theta > 0)
     if usable.size == 0:
         raise _no_device(prep)
@@ -561,7 +575,11 @@ def plan_equal(
     constraints: RetrainConstraints,
     respect_deadlines: bool = False,
 ) -> RetrainPlan:
-    """Baseline: every usable device, equal shares, its fastest (allowed) intensity."""
+    """Baseline: every usable device, equal shares.
+
+    With ``respect_deadlines`` each device runs its fastest deadline-keeping intensity
+    (the best feasible equal split); without, its full intensity (most threads, nice 0).
+    """
     return _all_devices(
         "equal" + ("-feasible" if respect_deadlines else ""),
         devices,
@@ -578,7 +596,9 @@ def plan_proportional(
     constraints: RetrainConstraints,
     respect_deadlines: bool = False,
 ) -> RetrainPlan:
-    """Baseline: every usable device at full intensity, shares ∝ throughput (interference-oblivious)."""
+    """Baseline: shares ∝ throughput, every usable device at full intensity (most threads,
+    default priority) and blind to the apps next to it (interference-oblivious); with
+    ``respect_deadlines``, at its fastest deadline-keeping intensity instead."""
     return _all_devices(
         "proportional" + ("-feasible" if respect_deadlines else ""),
         devices,

@@ -53,34 +53,42 @@ def assemble(
     """A device's profile from its phase measurements and its background log."""
     pct = spec.background.percentile if spec.background else 99.0
 
-    def latency(t0: float, t1: float) -> float:
+    def latency(windows: Sequence[tuple[float, float]]) -> float:
         if spec.background is None:
             return 0.0
-        sel = bg_log[(bg_log[:, 0] >= t0) & (bg_log[:, 0] < t1), 1]
+        keep = np.zeros(len(bg_log), dtype=bool)
+        for t0, t1 in windows:
+            keep |= (bg_log[:, 0] >= t0) & (bg_log[:, 0] < t1)
+        sel = bg_log[keep, 1]
         return float(np.percentile(sel, pct)) if sel.size else float("inf")
 
+    # an intensity measured in several phases (interleaved, so that slow drifts of the
+    # host and the first phase's warm-up do not favour one intensity): pooled figures
+    groups: dict[tuple[int, int], list[Mapping[str, Any]]] = {}
+    for ph in phases:
+        groups.setdefault((int(ph["threads"]), int(ph["nice"])), []).append(ph)
     its = tuple(
         Intensity(
-            threads=int(ph["threads"]),
-            nice=int(ph["nice"]),
-            throughput_sps=float(ph["samples"]) / max(float(ph["seconds"]), 1e-9),
-            bg_latency_ms=latency(float(ph["t0"]), float(ph["t1"])),
+            threads=threads,
+            nice=nice,
+            throughput_sps=sum(float(ph["samples"]) for ph in phs)
+            / max(sum(float(ph["seconds"]) for ph in phs), 1e-9),
+            bg_latency_ms=latency([(float(ph["t0"]), float(ph["t1"])) for ph in phs]),
         )
-        for ph in phases
+        for (threads, nice), phs in groups.items()
     )
-    return DeviceProfile(spec.name, its, solo_latency_ms=latency(*solo_window))
+    return DeviceProfile(spec.name, its, solo_latency_ms=latency([solo_window]))
 
 
 def _worker(config_path: str, device: str) -> int:
     import torch
 
-    from edgewise.retrain.trainer import build_module, die_with_parent, load_task
+    from edgewise.retrain.trainer import build_module, die_with_parent, train_split
 
     die_with_parent()
     cfg = json.loads(Path(config_path).read_text())
-    task = load_task(cfg["data"], cfg["drift"], cfg["seed"])
-    x, y = task.drift_train
-    module = build_module(cfg["model"], cfg["seed"], int(y.max()) + 1)
+    x, y, n_classes = train_split(cfg["data"], cfg["drift"], cfg["seed"])
+    module = build_module(cfg["model"], cfg["seed"], n_classes)
     opt = torch.optim.SGD(module.parameters(), lr=0.01)
     loss_fn = torch.nn.CrossEntropyLoss()
     b = int(cfg["batch"])
@@ -97,7 +105,8 @@ def _worker(config_path: str, device: str) -> int:
         time.sleep(0.02)
     t_start = float(json.loads(go.read_text())["t_start"])
     results = []
-    for i, (threads, nice) in enumerate(cfg["intensities"][device]):
+    schedule = [tuple(k) for k in cfg["intensities"][device]] * int(cfg.get("repeats", 1))
+    for i, (threads, nice) in enumerate(schedule):
         t0 = t_start + i * cfg["phase_s"]
         t1 = t0 + cfg["phase_s"]
         torch.set_num_threads(threads)
@@ -145,8 +154,13 @@ def profile_pool(
     warm_s: float = 0.4,
     solo_s: float = 2.0,
     startup_timeout_s: float = 90.0,
+    repeats: int = 2,
 ) -> dict[str, DeviceProfile]:
-    """Measure every device of ``pool`` (an :class:`EmulatedPool`) at every intensity."""
+    """Measure every device of ``pool`` (an :class:`EmulatedPool`) at every intensity.
+
+    The intensities are cycled ``repeats`` times (A B A B ...), each phase ``phase_s``
+    long; an intensity's figures pool its phases.
+    """
     work = Path(pool.workdir)
     intens = {d.name: candidate_intensities(d.cpus) for d in devices}
     cfg: dict[str, Any] = {
@@ -159,6 +173,7 @@ def profile_pool(
         "warm_s": warm_s,
         "workdir": str(work),
         "intensities": intens,
+        "repeats": repeats,
         "t_start": 0.0,
     }
     for d in devices:
@@ -184,7 +199,7 @@ def profile_pool(
     tmp = work / "profile-go.tmp"
     tmp.write_text(json.dumps({"t_start": t_start}))
     os.replace(tmp, work / "profile-go.json")
-    n_phases = max(len(v) for v in intens.values())
+    n_phases = max(len(v) for v in intens.values()) * repeats
     end = t_start + n_phases * phase_s
     while not all((work / f"profile-{d.name}.json").exists() for d in devices):
         if time.time() > end + 30.0:

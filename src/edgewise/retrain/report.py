@@ -34,9 +34,9 @@ def timeline_plot(
     for f in failures:
         t = float(f.get("t_kill", f["t"])) - t0
         ax.axvline(t, color="red", linestyle="--")
-        ax.text(
-            t, len(devices) - 0.4, f" failure: {', '.join(f['devices']) or 'group'}", color="red"
-        )
+        label = f" failure: {', '.join(f['devices']) or 'group'}"
+        # inside the axes, between the top two rows: never over the title
+        ax.text(t, len(devices) - 1.5, label, color="red", va="center")
     ax.set_yticks(range(len(devices)), devices)
     ax.set_xlabel("seconds since the first step")
     ax.set_title(title)
