@@ -10,7 +10,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_serving_overhead_measures_both_sides() -> None:
-    out = overhead(model="digits_cnn", replicas=1, cpus=1.0, seconds=3.0, concurrency=4, port=18810)
+    out = overhead(
+        model="digits_cnn", replicas=1, cpus=1.0, seconds=3.0, concurrency=4, port=18810, rounds=1
+    )
     assert out["plain_rps"] > 0 and out["served_rps"] > 0
     assert 0 < out["throughput_ratio"] < 5
     assert out["plain_p50_ms"] > 0 and out["served_p50_ms_low_load"] > 0

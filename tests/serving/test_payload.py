@@ -99,3 +99,14 @@ def test_fuzz_any_bytes_either_decode_or_bad_request(body: bytes, kind: str) -> 
         assert 400 <= err.status < 500
     else:
         assert out.shape[1:] == spec.shape
+
+
+def test_uint8_pixel_tensor_is_normalised_like_a_png() -> None:
+
+    pixels = np.random.default_rng(1).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buf, "PNG")
+    from_png = decode(buf.getvalue(), "image/png", IMG)
+    from_npy = decode(_npy(pixels.transpose(2, 0, 1).copy()), None, IMG)
+    assert from_npy.dtype == np.float32 and from_npy.shape == (1, 3, 32, 32)
+    np.testing.assert_allclose(from_npy, from_png, atol=1e-6)

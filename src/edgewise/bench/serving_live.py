@@ -9,6 +9,7 @@ processes and threads, same CPUs, same run) and the latency the serving path add
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -22,12 +23,32 @@ LOW_LOAD_RPS = 5.0
 LOW_LOAD_S = 10.0
 
 
-def _plain_loop(model: str, threads: int, seconds: float, conn: Any) -> None:
+def _plain_loop(
+    model: str,
+    threads: int,
+    seconds: float,
+    share: tuple[int, int],
+    cpus: float | None,
+    conn: Any,
+) -> None:
+    """One plain inference process: saturation first, then low-load rounds on request."""
+    import os
+
     from edgewise.serving.loadgen import constant_arrivals
     from edgewise.workloads.runner import InferenceRunner
 
     runner = InferenceRunner(model, batch_size=1, threads=threads)
     runner.measure(10)  # warm-up
+    group: Any = None
+    if cpus is not None:
+        # The same CPUs as a replica: its own cgroup with the replica's quota, joined
+        # once warm, as a replica does (a 1-CPU quota on a process that also runs other
+        # threads costs latency through CFS throttling; both sides pay it alike).
+        from edgewise.isolation import CGroup, cgroups_writable
+
+        if cgroups_writable():
+            group = CGroup(f"plain-{share[0]}", cpus=cpus, cpu_weight=1000).create()
+            group.add_pid(os.getpid())
     batch = runner.model.example_batch(1)
     # Saturation: back-to-back inferences.
     n = 0
@@ -35,36 +56,71 @@ def _plain_loop(model: str, threads: int, seconds: float, conn: Any) -> None:
     while time.perf_counter() < t_end:
         runner.infer(batch)
         n += 1
-    # Low load: the same Poisson arrivals as the served low-load test, latency from the
-    # scheduled time, so idle gaps (cold caches, thread wake-up) cost both sides alike.
-    lat = []
-    t0 = time.perf_counter()
-    for at in constant_arrivals(LOW_LOAD_RPS, LOW_LOAD_S, seed=1):
-        delay = t0 + at - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        runner.infer(batch)
-        lat.append((time.perf_counter() - (t0 + at)) * 1000.0)
-    conn.send((n / seconds, float(np.median(lat))))
+    conn.send(n / seconds)
+    # Low-load rounds, each when asked (interleaved with the served rounds so that both
+    # sides see the same neighbours on a shared host): the same Poisson arrivals as the
+    # served round, dealt round-robin over the plain processes as the router spreads
+    # them over replicas (every process taking every arrival would make the loops
+    # collide on each one and inflate the baseline); latency from the scheduled time,
+    # so idle gaps (cold caches, thread wake-up) cost both sides alike.
+    index, count = share
+    while True:
+        cmd = conn.recv()
+        if cmd is None:
+            break
+        seed, low_s = cmd
+        lat = []
+        t0 = time.perf_counter()
+        for at in constant_arrivals(LOW_LOAD_RPS, low_s, seed=seed)[index::count]:
+            delay = t0 + at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            runner.infer(batch)
+            lat.append((time.perf_counter() - (t0 + at)) * 1000.0)
+        conn.send(np.asarray(lat))
     conn.close()
+    del group  # kept alive until here: the process leaves the group when it exits
 
 
-def plain_throughput(
-    model: str, processes: int, threads: int, seconds: float
-) -> tuple[float, float]:
-    """Inferences/s of ``processes`` plain loops side by side, and their low-load p50 (ms)."""
-    ctx = mp.get_context("spawn")
-    pipes, procs = [], []
-    for _ in range(processes):
-        parent, child = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_plain_loop, args=(model, threads, seconds, child), daemon=True)
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
-    results = [pp.recv() for pp in pipes]
-    for p in procs:
-        p.join(timeout=10)
-    return float(sum(r[0] for r in results)), float(np.median([r[1] for r in results]))
+class PlainLoops:
+    """``processes`` plain inference processes side by side (the serving baseline).
+
+    ``rps`` is their summed saturation throughput; ``low_load(seed)`` runs one low-load
+    round over all of them and returns every request's latency (ms).
+    With ``cpus`` each process runs in its own cgroup with that CPU quota, as a replica.
+    """
+
+    def __init__(
+        self, model: str, processes: int, threads: int, seconds: float, cpus: float | None
+    ) -> None:
+        ctx = mp.get_context("spawn")
+        self._pipes: list[Any] = []
+        self._procs: list[Any] = []
+        for i in range(processes):
+            parent, child = ctx.Pipe(duplex=True)
+            p = ctx.Process(
+                target=_plain_loop,
+                args=(model, threads, seconds, (i, processes), cpus, child),
+                daemon=True,
+            )
+            p.start()
+            self._pipes.append(parent)
+            self._procs.append(p)
+        self.rps = float(sum(pp.recv() for pp in self._pipes))
+
+    def low_load(self, seed: int, seconds: float) -> np.ndarray:
+        for pp in self._pipes:
+            pp.send((seed, seconds))
+        return np.concatenate([pp.recv() for pp in self._pipes])
+
+    def close(self) -> None:
+        for pp in self._pipes:
+            with contextlib.suppress(OSError):
+                pp.send(None)
+        for p in self._procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
 
 
 def overhead(
@@ -75,14 +131,20 @@ def overhead(
     concurrency: int = 16,
     port: int = 18300,
     max_batch: int = 8,
+    rounds: int = 3,
 ) -> dict[str, Any]:
-    """The ``serving-overhead`` benchmark."""
+    """The ``serving-overhead`` benchmark.
+
+    Saturation: plain loops first, then the served path under a closed loop of
+    ``concurrency`` requests. Low load: ``rounds`` rounds of the same Poisson arrivals,
+    alternating plain and served, so a noisy neighbour on a shared host weighs on both.
+    """
     from edgewise.serving.live import sample_body
     from edgewise.serving.loadgen import constant_arrivals, run_closed_loop, run_load
     from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
 
     threads = max(1, round(cpus))
-    plain_rps, plain_p50 = plain_throughput(model, replicas, threads, seconds)
+    low_s = min(LOW_LOAD_S, seconds)  # per round and side
     body, ctype = sample_body(model)
     cfg = RuntimeConfig(
         model=model,
@@ -95,29 +157,58 @@ def overhead(
         max_queued_requests=1024,
         max_batch=max_batch,
     )
-    with ServingRuntime(cfg) as rt:
-        rt.wait_for_replicas(replicas, timeout_s=300)
-        low = run_load(
-            rt.url + "/predict", constant_arrivals(LOW_LOAD_RPS, LOW_LOAD_S, seed=1), body, ctype
-        )
-        sat = run_closed_loop(
-            rt.url + "/predict", body, ctype, concurrency=concurrency, seconds=seconds
-        )
-    served_p50 = low.percentile(50)
+    plain = PlainLoops(model, replicas, threads, seconds, cpus)
+    try:
+        with ServingRuntime(cfg) as rt:
+            rt.wait_for_replicas(replicas, timeout_s=300)
+            url = rt.url + "/predict"
+            run_load(url, constant_arrivals(LOW_LOAD_RPS, 2.0, seed=99), body, ctype)  # warm
+            plain_lat, served_lat, in_replica, rounds_out = [], [], [], []
+            for r in range(rounds):
+                p_lat = plain.low_load(1 + r, low_s)
+                t_low = time.time()
+                low = run_load(url, constant_arrivals(LOW_LOAD_RPS, low_s, seed=1 + r), body, ctype)
+                time.sleep(2 * 0.2 + 0.5)  # replicas push their latencies every 0.2 s
+                in_replica += rt.snapshot(window_s=time.time() - t_low)["recent_latencies_ms"]
+                s_lat = low.latency_ms[low.ok()]
+                plain_lat.append(p_lat)
+                served_lat.append(s_lat)
+                rounds_out.append(
+                    {
+                        "plain_p50_ms": float(np.median(p_lat)),
+                        "served_p50_ms": float(np.median(s_lat)) if s_lat.size else math.nan,
+                    }
+                )
+            # Where the added latency goes: the HTTP round trip through the proxy, router
+            # and replica without the model (``/healthz``), and the time in the replica.
+            arrivals = constant_arrivals(LOW_LOAD_RPS, low_s, seed=1)
+            hop = run_load(rt.url + "/healthz", arrivals, b"{}", "application/json")
+            sat = run_closed_loop(url, body, ctype, concurrency=concurrency, seconds=seconds)
+    finally:
+        plain.close()
+    plain_p50 = float(np.median(np.concatenate(plain_lat)))
+    all_served = np.concatenate(served_lat)
+    served_p50 = float(np.median(all_served)) if all_served.size else math.nan
     return {
         "model": model,
         "replicas": replicas,
         "cpus_per_replica": cpus,
         "threads": threads,
-        "plain_rps": plain_rps,
+        "plain_rps": plain.rps,
         "served_rps": sat["throughput_rps"],
-        "throughput_ratio": sat["throughput_rps"] / plain_rps if plain_rps > 0 else math.nan,
+        "throughput_ratio": sat["throughput_rps"] / plain.rps if plain.rps > 0 else math.nan,
         "plain_p50_ms": plain_p50,
         "served_p50_ms_low_load": served_p50,
         "added_latency_p50_ms": served_p50 - plain_p50,
+        "http_roundtrip_p50_ms": hop.percentile(50),
+        "in_replica_p50_ms": float(np.median(in_replica)) if in_replica else math.nan,
+        "low_load_rounds": rounds_out,
+        "low_load_rps": LOW_LOAD_RPS,
         "status_codes": {str(k): v for k, v in sat["codes"].items()},
         "concurrency": concurrency,
         "max_batch": max_batch,
+        "payload_bytes": len(body),
+        "payload": ctype,
     }
 
 

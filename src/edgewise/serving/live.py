@@ -114,7 +114,9 @@ def sample_body(model: str, seed: int = 0) -> tuple[bytes, str]:
 
         words = " ".join(f"w{int(i)}" for i in rng.integers(0, 500, size=24))
         return json.dumps({"text": words}).encode(), "application/json"
-    arr = rng.normal(size=tuple(zoo.input_shape)).astype(np.float32)
+    # Raw uint8 pixels: what a camera sends, a quarter of the bytes of float32 tensors
+    # (the proxy copies every body twice on its way to a replica).
+    arr = rng.integers(0, 256, size=tuple(zoo.input_shape), dtype=np.uint8)
     buf = io.BytesIO()
     np.save(buf, arr)
     return buf.getvalue(), "application/octet-stream"

@@ -1,6 +1,7 @@
 """Request bodies for ``POST /predict``: decode and validate, purely.
 
-An image arrives as PNG or JPEG bytes, a tensor as a NumPy ``.npy`` file, a text as
+An image arrives as PNG or JPEG bytes or as a NumPy ``.npy`` tensor (float, already
+normalised, or uint8 pixels 0..255, normalised like decoded images), a text as
 JSON (``{"text": "..."}`` or ``{"token_ids": [...]}``). Anything else is a
 :class:`BadRequest` carrying the HTTP status and one line saying what is wrong; the
 replica answers it with a 4xx and stays up.
@@ -109,8 +110,16 @@ def _decode_npy(body: bytes, spec: InputSpec) -> np.ndarray:
     if not 1 <= arr.shape[0] <= MAX_BATCH:
         raise BadRequest(422, f"batch of {arr.shape[0]} outside 1..{MAX_BATCH}")
     if spec.kind == "image":
+        if arr.dtype == np.uint8:
+            # Raw pixels (0..255): a quarter of the float32 bytes on the wire, normalised
+            # here exactly as decoded PNG/JPEG pixels are.
+            return ((arr.astype(np.float32) / 255.0 - IMAGE_MEAN) / IMAGE_STD).astype(
+                np.float32, copy=False
+            )
         if arr.dtype.kind != "f":
-            raise BadRequest(422, f"image tensor must be floating point, got {arr.dtype}")
+            raise BadRequest(
+                422, f"image tensor must be floating point or uint8 pixels, got {arr.dtype}"
+            )
         if not np.isfinite(arr).all():
             raise BadRequest(422, "image tensor contains NaN or infinity")
         return arr.astype(np.float32, copy=False)

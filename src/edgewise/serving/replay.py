@@ -109,6 +109,7 @@ class ReplayResult:
     p99_ms: float
     wall_s: float
     series: dict[str, list[float]] = field(default_factory=dict)
+    load: Any = None  # the load generator's per-request records (LoadResult), live runs only
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -248,6 +249,7 @@ def replay_live(
         p99_ms=load.percentile(99) if ok.any() else math.nan,
         wall_s=wall,
         series=series,
+        load=load,
     )
 
 
