@@ -99,7 +99,8 @@ def _decode_image(body: bytes, spec: InputSpec) -> np.ndarray:
 def _decode_npy(body: bytes, spec: InputSpec) -> np.ndarray:
     try:
         arr = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except Exception as err:
+        # raises more than ValueError (a damaged header dict gives tokenize.TokenError)
         raise BadRequest(400, f"tensor file could not be read: {err}") from None
     if arr.shape == spec.shape:
         arr = arr[None]
