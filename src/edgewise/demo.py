@@ -165,8 +165,9 @@ def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdo
         # REFERENCE_REPLICAS replicas carry at their capacity alone.
         ref_rps = REFERENCE_REPLICAS * option.capacity_rps
         beside_n = math.ceil(ref_rps / max(derated_rps, 1e-9))
+        # without the prediction each replica gets its capacity alone, next to the neighbour
         p99_blind = latency_percentile(
-            cap.service_ms * slowdown, ref_rps / REFERENCE_REPLICAS, PERCENTILE, seed=seed
+            cap.service_ms * slowdown, option.capacity_rps, PERCENTILE, seed=seed
         )
         blind = "overloaded" if not math.isfinite(p99_blind) else f"p99 {p99_blind:.0f} ms"
         summary.add(

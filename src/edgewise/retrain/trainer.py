@@ -148,11 +148,6 @@ def rebalance(
     return out, new_state
 
 
-def trainer_options(cfg: TrainJobConfig) -> dict[str, Any]:
-    """Trainer options of a group, from ``cfg.extra`` (``{"rebalance": bool}``)."""
-    return {k: v for k, v in cfg.extra.items() if k in ("rebalance",)}
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -395,7 +390,7 @@ def worker_main(config_path: str, rank: int) -> int:
     offset = rank_offsets(shares)[rank]
     scale = loss_scale(me.share, cfg.world, cfg.global_batch)
     live = bool(cfg.extra.get("live_plan", False))
-    balance = bool(trainer_options(cfg).get("rebalance", False))
+    balance = bool(cfg.extra.get("rebalance", False))
     bstate = BalanceState()
     version = torch.zeros(1, dtype=torch.int64)
     plan_version = 0

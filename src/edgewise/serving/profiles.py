@@ -646,16 +646,22 @@ def profile_flavor(
         if progress is not None:
             progress("start", 0, samples)
         with start_replica(spec, cg) as replica:
-            service = collect_service_times(
-                replica,
-                samples,
-                warmup,
-                time_budget_s,
-                progress=progress,
-                load=service_load,
-                seed=seed,
-            )
-            capacity = capacity_rps(service, slo_ms, percentile, seed=seed, block=PROFILE_BLOCK)
+
+            def measure(attempt: int) -> tuple[np.ndarray, float]:
+                times = collect_service_times(
+                    replica,
+                    samples,
+                    warmup,
+                    time_budget_s,
+                    progress=progress,
+                    load=service_load,
+                    seed=seed + attempt,
+                )
+                return times, capacity_rps(
+                    times, slo_ms, percentile, seed=seed, block=PROFILE_BLOCK
+                )
+
+            service, capacity = measure(0)
             validation: dict[str, Any] = {}
             attempts: list[dict[str, Any]] = []
             while validate and capacity > 0:
@@ -682,16 +688,7 @@ def profile_flavor(
                 if abs(drift) <= drift_tolerance or len(attempts) > max_reprofiles:
                     break
                 # The host changed under the profile: measure again, now, and re-test.
-                service = collect_service_times(
-                    replica,
-                    samples,
-                    warmup,
-                    time_budget_s,
-                    progress=progress,
-                    load=service_load,
-                    seed=seed + len(attempts),
-                )
-                capacity = capacity_rps(service, slo_ms, percentile, seed=seed, block=PROFILE_BLOCK)
+                service, capacity = measure(len(attempts))
             if attempts:
                 validation["load_fraction"] = load_fraction
                 validation["service_load"] = service_load
