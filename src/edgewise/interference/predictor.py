@@ -40,13 +40,39 @@ class Predictor:
         self.level = level
         self._cache: dict[str, InterferenceModel] = {}
 
+    def _resolve(self, app: str) -> str:
+        """KB name for ``app``: as given when it names a rate (or a command); for a bare
+        zoo model its 20 rps workload if profiled, else its newest profiled rate."""
+        if parse_workload_name(app) or app.startswith("cmd:"):
+            return app
+        default = workload_name(app, 20.0)
+        from sqlalchemy import select
+
+        from edgewise.kb import models as m
+
+        with self.kb.snapshot() as s:
+            rows = s.execute(
+                select(m.FittedModel.name, m.FittedModel.created_at).where(
+                    m.FittedModel.kind == "surrogate", m.FittedModel.name.like(f"{app}@%")
+                )
+            ).all()
+        named = [
+            (created, name)
+            for name, created in rows
+            if (parsed := parse_workload_name(name)) is not None
+            and parsed[0] == app
+            and not name.endswith(":cuda")
+        ]
+        if not named or any(name == default for _, name in named):
+            return default
+        return max(named)[1]
+
     def model(self, app: str) -> InterferenceModel:
-        """The newest interference model for ``app`` (zoo name defaults to 20 rps)."""
+        """The newest interference model for ``app`` (a bare zoo name: its 20 rps model,
+        else the rate it was profiled at most recently)."""
         from edgewise.kb import load_model
 
-        name = (
-            app if parse_workload_name(app) or app.startswith("cmd:") else workload_name(app, 20.0)
-        )
+        name = self._resolve(app)
         if name not in self._cache:
             try:
                 obj, _ = load_model(self.kb, "surrogate", name)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import psutil
 
-from edgewise.errors import EnvironmentProblem, UnknownNameError
+from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
 
 PERCENTILES: tuple[str, ...] = ("p50", "p95", "p99")
 
@@ -339,6 +339,63 @@ class CommandTarget:
         return None
 
 
+def rate_for_load(service_ms: float, load: float) -> float:
+    """Request rate (per s, two significant digits) that keeps a server of mean service
+    time ``service_ms`` busy a fraction ``load`` of the time when alone."""
+    if not 0.0 < load < 1.0:
+        raise SpecError(f"load {load:g} is outside (0, 1): a fraction of the solo capacity")
+    if service_ms <= 0:
+        raise ValueError(f"service time must be positive, got {service_ms}")
+    rate = 1000.0 * load / service_ms
+    return float(f"{rate:.2g}")
+
+
+def solo_service_ms(
+    model: str,
+    *,
+    batch_size: int = 1,
+    threads: int = 1,
+    cpus: Sequence[int] | None = None,
+    device: str = "cpu",
+    n: int = 20,
+    timeout_s: float = 180.0,
+) -> float:
+    """Mean service time (ms) of ``n`` back-to-back inferences of ``model``, measured in
+    a child pinned to ``cpus`` exactly as a :class:`ZooTarget` serves it."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgewise.interference.target",
+        "--model",
+        model,
+        "--batch-size",
+        str(batch_size),
+        "--threads",
+        str(threads),
+        "--device",
+        device,
+        "--probe",
+        str(n),
+    ]
+
+    def _pin() -> None:
+        if cpus:
+            os.sched_setaffinity(0, list(cpus))
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    try:
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, preexec_fn=_pin, env=env
+        )
+    except subprocess.TimeoutExpired:
+        raise EnvironmentProblem(f"timing {model} took longer than {timeout_s:g} s") from None
+    try:
+        return float(json.loads(out.stdout.strip().splitlines()[-1])["service_ms"])
+    except (IndexError, KeyError, ValueError):
+        last = (out.stdout + out.stderr).strip().splitlines() or ["no output"]
+        raise EnvironmentProblem(f"timing {model} failed: {last[-1]}") from None
+
+
 def _zoo_names() -> tuple[str, ...] | None:
     try:
         from edgewise.workloads.zoo import MODEL_NAMES
@@ -356,8 +413,14 @@ def make_target(
     cpus: Sequence[int] | None = None,
     seed: int = 0,
     device: str = "cpu",
+    load: float | None = None,
 ) -> ZooTarget | CommandTarget:
-    """A target from an app name: a zoo model, ``model@Rrps[:cuda]``, or ``cmd:<command line>``."""
+    """A target from an app name: a zoo model, ``model@Rrps[:cuda]``, or ``cmd:<command line>``.
+
+    With ``load`` (and no rate in the name) a zoo model is served at that fraction of its
+    solo capacity on ``cpus``, timed first (:func:`solo_service_ms`): one rate for every
+    model would overload a large one and leave a small one idle.
+    """
     if app.startswith("cmd:"):
         return CommandTarget(shlex.split(app[4:]), cpus=cpus, name=app)
     parsed = parse_workload_name(app)
@@ -375,13 +438,19 @@ def make_target(
         raise UnknownNameError(
             f"unknown app {app!r}: expected a zoo model ({', '.join(known)}), model@RATErps or cmd:COMMAND"
         )
+    if load is not None and parsed is None:
+        svc = solo_service_ms(
+            model, batch_size=batch_size, threads=threads, cpus=cpus, device=device
+        )
+        rate_rps = rate_for_load(svc, load)
     return ZooTarget(model, rate_rps, batch_size, threads, cpus, seed, device=device)
 
 
 # --------------------------------------------------------------------------- child
-def _serve(
-    model: str, batch_size: int, threads: int, rate: float, device: str = "cpu"
-) -> None:  # pragma: no cover - child
+def _load(
+    model: str, batch_size: int, threads: int, device: str
+) -> tuple[Any, Any]:  # pragma: no cover - child
+    """The child's inference function and its input batch, warmed up."""
     from collections.abc import Callable
 
     import torch
@@ -408,6 +477,30 @@ def _serve(
     with torch.inference_mode():
         for _ in range(5):
             infer(batch)
+    return infer, batch
+
+
+def _probe(
+    model: str, batch_size: int, threads: int, n: int, device: str = "cpu"
+) -> None:  # pragma: no cover - child
+    """Print the mean solo service time (ms) of ``n`` back-to-back inferences."""
+    import torch
+
+    infer, batch = _load(model, batch_size, threads, device)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            infer(batch)
+        mean_ms = 1000.0 * (time.perf_counter() - t0) / n
+    print(json.dumps({"service_ms": round(mean_ms, 4)}), flush=True)
+
+
+def _serve(
+    model: str, batch_size: int, threads: int, rate: float, device: str = "cpu"
+) -> None:  # pragma: no cover - child
+    import torch
+
+    infer, batch = _load(model, batch_size, threads, device)
     print("READY", flush=True)
     for line in sys.stdin:
         parts = line.split()
@@ -432,12 +525,16 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - child
     ap.add_argument("--model", required=True)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rate", type=float, required=True)
+    ap.add_argument("--rate", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--probe", type=int, default=0, help="time N inferences, print, exit")
     a = ap.parse_args(argv)
     try:
-        _serve(a.model, a.batch_size, a.threads, a.rate, a.device)
+        if a.probe:
+            _probe(a.model, a.batch_size, a.threads, a.probe, a.device)
+        else:
+            _serve(a.model, a.batch_size, a.threads, a.rate, a.device)
     except Exception as err:
         print(f"ERROR {type(err).__name__}: {err}".replace("\n", " "), flush=True)
         sys.exit(1)
