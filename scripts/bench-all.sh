@@ -18,7 +18,7 @@ declare -A CMD=(
   [retrain-kill]="bench retrain --devices examples/devices-hetero.yaml --seed 0 --kill-at-step 20 --kill-device auto --json"
   [serving-overhead]="bench serving-overhead --model mobilenet_v2 --json"
   [serving-live]="bench serving-live --trace bikeshare --hours 12 --speedup 240 --policies edgewise,hpa --model digits_cnn --slo-ms 50 --json"
-  [interference]="bench interference --apps mobilenet_v2,resnet50,distilbert --budget 30 --holdout 10 --seed 0 --seconds 4 --warmup 1 --repeats 3 --solo-every 10 --json"
+  [interference]="bench interference --apps mobilenet_v2,vit_tiny,resnet18 --budget 30 --holdout 10 --load 0.2 --min-requests 60 --seconds 8 --warmup 1 --repeats 3 --solo-every 10 --seed 0 --json"
 )
 ORDER=(telemetry forecast plan serving scale retrain retrain-kill serving-overhead serving-live interference)
 names=("$@")

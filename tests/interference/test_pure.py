@@ -374,3 +374,45 @@ def test_bench_helpers() -> None:
         "predicted_p99",
     } <= set(rows[0])
     assert holdout_records(M(), held, corrected=False)[0]["predicted_p50"] == 10.0
+
+
+def test_rate_for_load_is_a_fraction_of_the_solo_capacity() -> None:
+    from edgewise.errors import SpecError
+    from edgewise.interference.target import rate_for_load
+
+    assert rate_for_load(27.0, 0.3) == pytest.approx(11.0)  # 0.3 / 27 ms = 11.1/s
+    assert rate_for_load(130.0, 0.3) == pytest.approx(2.3)
+    assert rate_for_load(0.3, 0.3) == pytest.approx(1000.0)
+    for bad in (0.0, 1.0, -0.2, 1.5):
+        with pytest.raises(SpecError, match="outside"):
+            rate_for_load(27.0, bad)
+
+
+def test_a_bare_model_name_finds_the_rate_it_was_profiled_at(tmp_path: Path) -> None:
+    from edgewise.interference.predictor import Predictor
+    from edgewise.kb import KnowledgeBase, save_model
+
+    kb = KnowledgeBase.open(f"sqlite:///{tmp_path / 'kb.sqlite'}")
+    pred = Predictor(kb)
+    assert pred._resolve("mobilenet_v2") == "mobilenet_v2@20rps"  # nothing stored yet
+    save_model(kb, "surrogate", "mobilenet_v2@7.3rps", {"m": 1})
+    save_model(kb, "surrogate", "mobilenet_v2x@9rps", {"m": 2})  # another model's prefix
+    assert pred._resolve("mobilenet_v2") == "mobilenet_v2@7.3rps"
+    assert pred._resolve("mobilenet_v2@5rps") == "mobilenet_v2@5rps"  # an explicit rate wins
+    save_model(kb, "surrogate", "mobilenet_v2@20rps", {"m": 3})
+    assert pred._resolve("mobilenet_v2") == "mobilenet_v2@20rps"
+
+
+def test_variance_reduction_prefers_runs_where_the_model_knows_least() -> None:
+    from edgewise.interference.surrogates import GPSurrogate
+
+    rng = np.random.default_rng(0)
+    X = 0.3 * rng.random((12, 2))  # every run so far in one corner of the unit square
+    y = np.exp(X[:, 0] + 0.01 * rng.normal(size=12))
+    gp = GPSurrogate(cv=1).fit(X, y)
+    cands = np.vstack([X[:3], rng.random((100, 2))])
+    gain = gp.variance_reduction(cands)
+    assert gain.shape == (103,) and np.all(gain >= 0)
+    best = cands[int(np.argmax(gain))]
+    assert best.max() > 0.4, best  # away from the runs already made
+    assert gain[:3].max() < 0.2 * gain.max()  # repeating a run teaches little

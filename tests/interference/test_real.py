@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -149,3 +150,96 @@ def test_stressors_confined_to_a_cgroup_cpuset() -> None:
         procs += [c for p in procs for c in p.children(recursive=True)]
         assert procs and all(p.cpu_affinity() == [cpu] for p in procs)
         assert set(mix.pids) <= set(cg.pids())
+
+
+class _AffinitySpy:
+    """A target whose window records which CPUs each running stressor may use."""
+
+    name = "affinity-spy"
+    kind = "command"
+    params: dict[str, object] = {}
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[int]] = {}
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def measure(self, seconds: float, seed: int) -> object:
+        import numpy as np
+
+        from edgewise.interference.target import TargetResult
+
+        time.sleep(seconds)
+        for p in psutil.process_iter(["name", "cmdline"]):
+            cmd = p.info["cmdline"] or []
+            if not (p.info["name"] or "").startswith("stress-ng") or "--yaml" not in cmd:
+                continue
+            res = Path(cmd[cmd.index("--yaml") + 1]).stem
+            with contextlib.suppress(psutil.Error):
+                self.seen.setdefault(res, set()).update(p.cpu_affinity())
+        return TargetResult(np.array([1.0, 2.0]), 0.0, seconds, 0.0)
+
+
+def test_split_placement_puts_the_cpu_stressor_on_the_target_cpu() -> None:
+    """``cpu_stress_cpus`` runs the CPU stressor apart from the others; both count."""
+    from edgewise.interference.campaign import measure_point
+    from edgewise.interference.stressors import HostCaps
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("split placement needs two CPUs")
+    spy = _AffinitySpy()
+    meas = measure_point(
+        spy,
+        {"cpu": 0.5, "llc": 0.5},
+        seconds=1.0,
+        warmup_s=0.3,
+        seed=0,
+        stress_cpus=[cpus[0]],
+        cpu_stress_cpus=[cpus[-1]],
+        calibration=None,
+        caps=HostCaps.default(),
+    )
+    assert spy.seen == {"cpu": {cpus[-1]}, "llc": {cpus[0]}}, spy.seen
+    assert meas.achieved["cpu"] > 0.05 and meas.achieved["llc"] > 0.05, meas.achieved
+
+
+def test_load_sets_the_rate_from_the_timed_solo_service() -> None:
+    from edgewise.interference.target import make_target, solo_service_ms
+
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    svc = solo_service_ms("digits_cnn", cpus=[cpu], n=50)
+    assert 0.01 < svc < 200.0
+    target = make_target("digits_cnn", cpus=[cpu], load=0.05)
+    rate = target.params["rate_rps"]
+    assert isinstance(rate, float) and rate > 0 and target.name == f"digits_cnn@{rate:g}rps"
+    # an explicit rate in the name wins over the load
+    assert make_target("digits_cnn@7rps", cpus=[cpu], load=0.5).name == "digits_cnn@7rps"
+
+
+def test_bench_interference_cli_prints_every_figure(tmp_path: Path) -> None:
+    """The benchmark end to end at toy size: real target, stress-ng, KB, one JSON line."""
+    import json
+
+    from edgewise.cli.main import make_app
+
+    r = CliRunner().invoke(
+        make_app(["bench"]),
+        [
+            "bench", "interference", "--apps", "digits_cnn@40rps", "--budget", "3",
+            "--holdout", "2", "--seconds", "0.5", "--warmup", "0.2", "--repeats", "2",
+            "--min-requests", "0", "--no-lhs", "--foreign-threshold", "1.0", "--json",
+        ],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output.strip().splitlines()[-1])
+    for key in (
+        "median_ape", "worst_app_median_ape", "p90_ape", "median_ape_p99", "noise_cv_p50",
+        "noise_cv_p99", "interval_coverage_90", "runs_per_app", "wall_s",
+    ):  # fmt: skip
+        assert isinstance(doc[key], float | int) and doc[key] >= 0, (key, doc[key])
+    app = doc["per_app"]["digits_cnn@40rps"]
+    assert app["workload"] == "digits_cnn@40rps" and doc["placement"] == "split"
+    assert doc["runs_per_app"] == 3 and doc["lhs_median_ape"] is None

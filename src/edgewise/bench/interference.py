@@ -1,7 +1,7 @@
 """``edgewise bench interference``: prediction error of profiled interference models.
 
-For each app (target pinned to one CPU, one torch thread, stressors confined to the
-same CPU so that they contend with it and not with the harness):
+For each app (target pinned to one CPU, one torch thread; by default the CPU stressor
+shares that CPU and the other stressors run on the host's other CPUs, see ``placement``):
 
 1. a one-shot Latin-hypercube campaign of ``budget`` runs, then an active campaign of
    ``budget`` runs (both with solo baselines every ``solo_every`` runs; the active
@@ -126,13 +126,16 @@ def run(
     holdout: int,
     seed: int,
     *,
-    rate_rps: float = 20.0,
+    rate_rps: float | None = None,
+    load: float = 0.3,
+    min_requests: int = 0,
     seconds: float = 6.0,
     warmup_s: float = 1.0,
     repeats: int = 3,
     solo_every: int = 10,
     lhs_baseline: bool = True,
     confine: str = "taskset",
+    placement: str = "split",
     foreign_threshold: float = 0.25,
     max_repeats: int = 1,
     surrogates: Sequence[str] = ("gp", "gbq", "linear"),
@@ -144,7 +147,9 @@ def run(
 ) -> dict[str, Any]:
     """Profile each app, measure held-out points, return the benchmark figures.
 
-    ``device='cuda'`` serves the apps on the GPU and adds the GPU stressor's duty cycle
+    Each zoo app is served at ``rate_rps`` or, when that is None, at ``load`` times its
+    solo capacity (timed first); each run's window is at least ``seconds`` and long
+    enough for ``min_requests`` requests. ``device='cuda'`` serves the apps on the GPU and adds the GPU stressor's duty cycle
     (``gpu``) to the stress space; ``gpu_only`` explores that resource alone (for hosts
     without stress-ng).
     """
@@ -169,7 +174,15 @@ def run(
     cal = load_calibration(kb)
     say("host peaks (probing once if not stored)")
     caps = host_caps(kb, probe=not gpu_only)
-    target_cpus = [sorted(os.sched_getaffinity(0))[-1]]
+    allowed = sorted(os.sched_getaffinity(0))
+    target_cpus = [allowed[-1]]
+    # 'split': the CPU stressor shares the target's CPU, the memory, cache, disk and
+    # network stressors run on the host's other CPUs (co-located neighbours, not a
+    # time-slice fight of six processes on one CPU); 'same': all on the target's CPU
+    others = [c for c in allowed if c not in target_cpus] or target_cpus
+    stress_cpus, cpu_stress_cpus = (
+        (others, target_cpus) if placement == "split" else (target_cpus, None)
+    )
     space: dict[str, tuple[float, float]] = (
         {} if gpu_only else {str(k): v for k, v in DEFAULT_SPACE.resources.items()}
     )
@@ -197,32 +210,46 @@ def run(
     app_data: dict[str, dict[str, Any]] = {}
     stamp = time.time_ns()
 
-    def point(target: Any, design: Mapping[str, float], s: int, warm: float) -> Any:
+    def point(target: Any, design: Mapping[str, float], s: int, warm: float, window: float) -> Any:
         return measure_point(
             target,
             design,
-            seconds=seconds,
+            seconds=window,
             warmup_s=warm,
             seed=s,
-            stress_cpus=target_cpus,
+            stress_cpus=stress_cpus,
+            cpu_stress_cpus=cpu_stress_cpus,
             calibration=cal,
             caps=caps,
             confine=confine,  # type: ignore[arg-type]
         )
 
     for app in apps:
-        target = make_target(app, rate_rps=rate_rps, cpus=target_cpus, seed=seed, device=device)
+        say(f"{app}: timing the solo service")
+        target = make_target(
+            app,
+            rate_rps=rate_rps or 20.0,
+            load=None if rate_rps else load,
+            cpus=target_cpus,
+            seed=seed,
+            device=device,
+        )
+        rate_of = getattr(target, "rate_rps", None)
+        window = max(seconds, min_requests / rate_of) if rate_of else seconds
 
-        def cfg(method: str, tag: str, wname: str = target.name) -> CampaignConfig:
+        def cfg(
+            method: str, tag: str, wname: str = target.name, window: float = window
+        ) -> CampaignConfig:
             return CampaignConfig(
                 name=f"bench-{tag}-{wname}-s{seed}-{stamp}",
                 budget=budget,
-                seconds=seconds,
+                seconds=window,
                 warmup_s=warmup_s,
                 seed=seed,
                 method=method,  # type: ignore[arg-type]
                 solo_every=solo_every,
-                stress_cpus=tuple(target_cpus),
+                stress_cpus=tuple(stress_cpus),
+                cpu_stress_cpus=tuple(cpu_stress_cpus) if cpu_stress_cpus else None,
                 confine=confine,  # type: ignore[arg-type]
                 foreign_threshold=foreign_threshold,
                 max_repeats=max_repeats,
@@ -247,18 +274,27 @@ def run(
         solos: list[tuple[int, dict[str, float]]] = []
         try:
             say(f"{app}: held-out solo baseline")
-            solos.append((0, point(target, {}, seed * 7919 + 100000, 0.0).latency))
+            solos.append((0, point(target, {}, seed * 7919 + 100000, 0.0, window).latency))
             for i, pt in enumerate(points):
                 say(f"{app}: held-out point {i + 1}/{len(points)}")
-                meas = point(target, pt, seed * 7919 + i, warmup_s)
-                held.append({"pos": i + 1, "achieved": meas.achieved, "latency": meas.latency})
+                meas = point(target, pt, seed * 7919 + i, warmup_s, window)
+                held.append(
+                    {
+                        "pos": i + 1,
+                        "design": dict(pt),
+                        "achieved": meas.achieved,
+                        "latency": meas.latency,
+                    }
+                )
                 if (i + 1) % max(1, solo_every // 2) == 0 or i + 1 == len(points):
                     say(f"{app}: held-out solo baseline")
-                    solos.append((i + 1, point(target, {}, seed * 7919 + 100001 + i, 0.0).latency))
+                    solos.append(
+                        (i + 1, point(target, {}, seed * 7919 + 100001 + i, 0.0, window).latency)
+                    )
             reps = []
             for r in range(repeats):
                 say(f"{app}: noise repeat {r + 1}/{repeats}")
-                reps.append(point(target, centre, seed + 1 + r, warmup_s))
+                reps.append(point(target, centre, seed + 1 + r, warmup_s, window))
         finally:
             target.close()
         for h in held:
@@ -287,6 +323,8 @@ def run(
             "median_ape_p99": float(np.median(ape99)),
             "median_ape_drift_corrected": float(np.median(ape50_dc)),
             "chosen": active.chosen,
+            "workload": target.name,
+            "seconds_per_run": round(window, 2),
             "solo_p50_ms": active.solo["p50"],
             "noise_cv_p50": noise["p50"][-1],
             "noise_cv_p99": noise["p99"][-1],
@@ -315,6 +353,7 @@ def run(
             entry["lhs_median_ape"] = lhs_err
             entry["active_runs_to_lhs_error"] = need
         entry["holdout_learning_curve"] = curves
+        entry["held_out"] = held  # the measured points, for re-analysis without re-running
         per_app[app] = entry
         app_data[app] = {"workload": target.name, "runs": runs_active, "held": held_plain}
 
@@ -373,6 +412,7 @@ def run(
         "transfer_runs_needed": {a: t["runs_needed"] for a, t in transfer.items()} or None,
         "calibrated": cal is not None,
         "device": device,
+        "placement": placement,
         "space": {k: list(v) for k, v in space.items()},
         "per_app": per_app,
         "transfer": transfer or None,
@@ -388,12 +428,25 @@ def register_bench(bench_app: typer.Typer) -> None:
         budget: int = typer.Option(30, min=3, help="stressed runs per campaign"),
         holdout: int = typer.Option(10, min=1, help="held-out stress configurations per app"),
         seed: int = typer.Option(0),
-        rate: float = typer.Option(20.0, min=0.1, help="request rate (per s)"),
+        rate: float = typer.Option(
+            0.0, min=0.0, help="request rate (per s); 0: set from --load per app"
+        ),
+        load: float = typer.Option(
+            0.3, help="with --rate 0: serve each app at this fraction of its solo capacity"
+        ),
+        min_requests: int = typer.Option(
+            80, min=0, help="lengthen a run's window to hold at least this many requests"
+        ),
         seconds: float = typer.Option(6.0, min=0.5, help="measurement window per run (s)"),
         warmup: float = typer.Option(1.0, min=0.0, help="stressor warm-up per run (s)"),
         repeats: int = typer.Option(3, min=2, help="identical runs for the noise floor"),
         solo_every: int = typer.Option(10, min=1, help="a solo baseline every N runs"),
         confine: str = typer.Option("taskset", help="confine stressors with taskset or cgroup"),
+        placement: str = typer.Option(
+            "split",
+            help="split: CPU stressor on the target's CPU, the others on the other CPUs; "
+            "same: every stressor on the target's CPU",
+        ),
         foreign_threshold: float = typer.Option(
             0.25, help="foreign CPU share above which a run is repeated"
         ),
@@ -413,6 +466,8 @@ def register_bench(bench_app: typer.Typer) -> None:
             raise SpecError(f"--device {device!r}: expected cpu or cuda")
         if confine not in ("taskset", "cgroup"):
             raise SpecError(f"--confine {confine!r}: expected taskset or cgroup")
+        if placement not in ("split", "same"):
+            raise SpecError(f"--placement {placement!r}: expected split or same")
         app_list = [a.strip() for a in apps.split(",") if a.strip()]
         if not app_list:
             raise SpecError("--apps is empty: give at least one zoo model")
@@ -423,13 +478,16 @@ def register_bench(bench_app: typer.Typer) -> None:
                 budget,
                 holdout,
                 seed,
-                rate_rps=rate,
+                rate_rps=rate or None,
+                load=load,
+                min_requests=min_requests,
                 seconds=seconds,
                 warmup_s=warmup,
                 repeats=repeats,
                 solo_every=solo_every,
                 lhs_baseline=not no_lhs,
                 confine=confine,
+                placement=placement,
                 foreign_threshold=foreign_threshold,
                 device=device,
                 gpu_only=gpu_only,

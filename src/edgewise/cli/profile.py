@@ -88,6 +88,9 @@ def register(app: typer.Typer) -> None:
         ),
         budget: int = typer.Option(30, min=1, help="stressed runs"),
         rate: float = typer.Option(20.0, min=0.1, help="request rate (per s) for a zoo model"),
+        load: float | None = typer.Option(
+            None, help="instead of --rate: this fraction of the model's solo capacity"
+        ),
         batch_size: int = typer.Option(1, min=1),
         seconds: float = typer.Option(6.0, min=0.5, help="measurement window per run (s)"),
         warmup: float = typer.Option(1.5, min=0.0, help="stressor warm-up per run (s)"),
@@ -100,7 +103,9 @@ def register(app: typer.Typer) -> None:
             False, help="pool the runs of other profiled workloads (transfer: fewer runs)"
         ),
         confine: str = typer.Option(
-            "none", help="confine stressors to the target's CPU: none | taskset | cgroup"
+            "none",
+            help="stressors on any CPU (none), on the target's CPU (taskset | cgroup), or "
+            "split: the CPU stressor on the target's CPU, the others on the other CPUs",
         ),
         solo_every: int = typer.Option(10, min=1, help="a solo baseline every N runs"),
         device: str = typer.Option("cpu", help="serve a zoo model on cpu or cuda"),
@@ -115,8 +120,8 @@ def register(app: typer.Typer) -> None:
 
         if method not in ("active", "lhs", "sobol"):
             raise SpecError(f"--method {method!r}: expected active, lhs or sobol")
-        if confine not in ("none", "taskset", "cgroup"):
-            raise SpecError(f"--confine {confine!r}: expected none, taskset or cgroup")
+        if confine not in ("none", "taskset", "cgroup", "split"):
+            raise SpecError(f"--confine {confine!r}: expected none, taskset, cgroup or split")
         if device not in ("cpu", "cuda"):
             raise SpecError(f"--device {device!r}: expected cpu or cuda")
         sp = load_stress_space(space) if space else DEFAULT_SPACE
@@ -135,7 +140,9 @@ def register(app: typer.Typer) -> None:
             cpus=tcpus,
             seed=seed,
             device=device,
+            load=load,
         )
+        others = [c for c in sorted(os.sched_getaffinity(0)) if c not in tcpus] or tcpus
         cfg = CampaignConfig(
             name=name or f"{target.name}-seed{seed}",
             budget=budget,
@@ -146,7 +153,10 @@ def register(app: typer.Typer) -> None:
             space=space_map,
             solo_every=solo_every,
             warm_start=warm_start,
-            stress_cpus=tuple(tcpus) if confine != "none" else None,
+            stress_cpus=(
+                tuple(others) if confine == "split" else tuple(tcpus) if confine != "none" else None
+            ),
+            cpu_stress_cpus=tuple(tcpus) if confine == "split" else None,
             confine="cgroup" if confine == "cgroup" else "taskset",
         )
         kb = KnowledgeBase.open()

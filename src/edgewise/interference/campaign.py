@@ -1,9 +1,9 @@
 """Profiling campaigns: design points -> stressed runs -> stored runs -> fitted surrogate.
 
-Pure part: :func:`features_of`, :func:`plan_next` (seed design first, then the most
-uncertain candidate), :func:`training_set` (drift correction: each run's latency is
-divided by the nearest solo baseline, so the surrogate learns the *slowdown*, which
-host drift between baselines does not move), :func:`fit_interference_model` (optionally
+Pure part: :func:`features_of`, :func:`plan_next` (seed design first, then the
+candidate that most lowers the surrogate's integrated variance), :func:`training_set`
+(drift correction: each run's latency is divided by the nearest solo baseline, so the
+surrogate learns the *slowdown*, which host drift between baselines does not move), :func:`fit_interference_model` (optionally
 warm-started from other workloads' runs: the transfer part), :func:`learning_curve`
 and :func:`transfer_curve`. Effectful part:
 :class:`CampaignRunner` starts each stress mix, warms up, drives the target open-loop,
@@ -82,6 +82,7 @@ class CampaignConfig:
         default_factory=lambda: {str(k): v for k, v in DEFAULT_SPACE.resources.items()}
     )
     stress_cpus: tuple[int, ...] | None = None
+    cpu_stress_cpus: tuple[int, ...] | None = None
     confine: Confine = "taskset"
     foreign_threshold: float = 0.25
     max_repeats: int = 1
@@ -105,6 +106,7 @@ class CampaignConfig:
         d["space"] = {k: list(v) for k, v in self.space.items()}
         d["surrogates"] = list(self.surrogates)
         d["stress_cpus"] = list(self.stress_cpus) if self.stress_cpus else None
+        d["cpu_stress_cpus"] = list(self.cpu_stress_cpus) if self.cpu_stress_cpus else None
         return d
 
     @property
@@ -428,6 +430,35 @@ def transfer_curve(
     return out
 
 
+def expected_achieved(
+    runs: Sequence[Mapping[str, Any]], knobs: Sequence[str], resources: Sequence[str]
+) -> Callable[[Sequence[Mapping[str, float]]], list[dict[str, float]]]:
+    """Map requested design points to the achieved vectors the runs so far suggest.
+
+    Stressors sharing CPUs achieve less than asked (and a calibration made for each
+    resource alone cannot know the mix), while the surrogates live in achieved
+    coordinates: a linear fit of achieved on requested over the stressed runs puts the
+    active-sampling candidates where they will land. Identity below three runs.
+    """
+    stressed = [
+        r for r in runs if "solo" not in r.get("flags", []) and r.get("design") is not None
+    ]
+    if len(stressed) < 3:
+        return lambda pts: [{r: float(p.get(r, 0.0)) for r in resources} for p in pts]
+    from sklearn.linear_model import Ridge
+
+    D = np.array([[float(r["design"].get(k, 0.0)) for k in knobs] for r in stressed])
+    A = np.array([[float(r["achieved"].get(k, 0.0)) for k in resources] for r in stressed])
+    fit = Ridge(alpha=1e-2).fit(D, A)
+
+    def expect(pts: Sequence[Mapping[str, float]]) -> list[dict[str, float]]:
+        P = np.array([[float(p.get(k, 0.0)) for k in knobs] for p in pts])
+        out = np.clip(fit.predict(P), 0.0, None)
+        return [dict(zip(resources, row.tolist(), strict=True)) for row in out]
+
+    return expect
+
+
 def plan_next(
     cfg: CampaignConfig,
     done_designs: Sequence[Mapping[str, float]],
@@ -436,8 +467,10 @@ def plan_next(
 ) -> dict[str, float] | None:
     """The next design point, or None when the budget (or target CV error) is reached.
 
-    The seed design (LHS or Sobol) comes first; then the candidate where a GP on the
-    runs so far (``runs``: ok runs, solos included) is least certain about p99.
+    The seed design (LHS or Sobol) comes first; then the candidate whose run would most
+    lower the predictive variance of GPs on the runs so far (``runs``: ok runs, solos
+    included) over the whole candidate set, for p50 and p99 together, each candidate
+    judged at its expected achieved vector (:func:`expected_achieved`).
     """
     n = len(done_designs)
     if n >= cfg.budget:
@@ -451,19 +484,27 @@ def plan_next(
     X, ys, solo_s = training_set(runs, cfg.normalise, res)
     if len(X) < 3:
         return doe.seed_design(space, cfg.budget, "lhs", cfg.seed + 1)[n]
-    gp = GPSurrogate(n_restarts=1, cv=1, random_state=cfg.seed).fit(X, ys["p99"])
+    gps = {
+        p: GPSurrogate(n_restarts=1, cv=1, random_state=cfg.seed).fit(X, ys[p])
+        for p in ("p50", "p99")
+    }
     if (
         cfg.target_cv_ape > 0
         and cv_median_ape(GPSurrogate(n_restarts=0, cv=1), X, ys["p50"]) <= cfg.target_cv_ape
     ):
         return None
     cands = doe.candidates(space, 256, cfg.seed + 7 + n)
+    expect = expected_achieved(runs, list(space), res)
 
-    def std(points: Sequence[dict[str, float]]) -> np.ndarray:
-        xc = np.array([features_of(p, solo_s, res) for p in points])
-        return gp.predict_log_std(xc)
+    def gain(points: Sequence[dict[str, float]]) -> np.ndarray:
+        xc = np.array([features_of(a, solo_s, res) for a in expect(points)])
+        total = np.zeros(len(xc))
+        for g in gps.values():
+            v = g.variance_reduction(xc)
+            total += v / max(float(v.max()), 1e-12)
+        return total
 
-    return doe.next_point(cands, std, taken=[dict(d) for d in done_designs])
+    return doe.next_point(cands, gain, taken=[dict(d) for d in done_designs])
 
 
 # --------------------------------------------------------------------------- effects
@@ -497,45 +538,54 @@ def measure_point(
     calibration: Calibration | None,
     caps: HostCaps,
     confine: Confine = "taskset",
+    cpu_stress_cpus: Sequence[int] | None = None,
 ) -> Measured:
     """One run: stress mix (if any), warm-up, open-loop target window, achieved vector.
 
     ``stress_cpus`` confines the host stressors, through stress-ng's ``--taskset`` or
-    (``confine='cgroup'``) a :class:`~edgewise.isolation.CGroup` with that cpuset. A
-    ``gpu`` entry of ``design`` starts the duty-cycled GPU stressor beside them.
+    (``confine='cgroup'``) a :class:`~edgewise.isolation.CGroup` with that cpuset;
+    ``cpu_stress_cpus``, when given, places the CPU stressor apart from the others (on
+    the target's own CPUs, say, while memory, cache, disk and network stressors run on
+    the host's other CPUs). A ``gpu`` entry of ``design`` starts the duty-cycled GPU
+    stressor beside them.
     """
     host = {k: v for k, v in design.items() if k in RESOURCES and v > 0.005}
+    groups: list[tuple[dict[str, float], Sequence[int] | None]] = []
+    if cpu_stress_cpus is not None and "cpu" in host:
+        groups.append(({"cpu": host.pop("cpu")}, cpu_stress_cpus))
+    if host:
+        groups.append((host, stress_cpus))
     gpu_duty = float(design.get("gpu", 0.0))
     with contextlib.ExitStack() as stack:
-        cg = None
-        if host and confine == "cgroup" and stress_cpus:
-            from edgewise.isolation import CGroup
+        mixes: list[StressMix] = []
+        for i, (part, cpus) in enumerate(groups):
+            cg = None
+            if confine == "cgroup" and cpus:
+                from edgewise.isolation import CGroup
 
-            cg = stack.enter_context(CGroup("stress", cpuset=",".join(map(str, stress_cpus))))
-        mix = (
-            StressMix(
-                host,
-                seconds=seconds + warmup_s,
-                cpus=stress_cpus,
-                caps=caps,
-                calibration=calibration,
-                cgroup=cg,
+                cg = stack.enter_context(CGroup(f"stress{i}", cpuset=",".join(map(str, cpus))))
+            mixes.append(
+                StressMix(
+                    part,
+                    seconds=seconds + warmup_s,
+                    cpus=cpus,
+                    caps=caps,
+                    calibration=calibration,
+                    cgroup=cg,
+                )
             )
-            if host
-            else None
-        )
         gpu = None
         if gpu_duty > 0.005:
             from edgewise.interference.gpu import GpuStress
 
             gpu = stack.enter_context(GpuStress(gpu_duty))
-        if mix is not None:
+        for mix in mixes:
             stack.callback(mix.close)
             stack.callback(mix.stop)
             mix.start()
-        if mix is not None or gpu is not None:
+        if mixes or gpu is not None:
             time.sleep(warmup_s)
-        if mix is not None:
+        for mix in mixes:
             mix.check_alive()
             mix.begin_window()
         if gpu is not None:
@@ -545,11 +595,15 @@ def measure_point(
         result: TargetResult = target.measure(seconds, seed)
         b1, t1 = _host_cpu_busy()
         gpu_ach = gpu.end_window() if gpu is not None else gpu_before
-        if mix is not None:
+        ach = Achieved(dict.fromkeys(RESOURCES, 0.0), {}, result.wall_s)
+        for mix in mixes:
             mix.check_alive()
-            ach = mix.finish(mix.end_window())
-        else:
-            ach = Achieved(dict.fromkeys(RESOURCES, 0.0), {}, result.wall_s)
+            part_ach = mix.finish(mix.end_window())
+            ach = Achieved(
+                {r: ach.intensity[r] + (part_ach.intensity.get(r, 0.0) or 0.0) for r in RESOURCES},
+                {**ach.raw, **part_ach.raw},
+                ach.wall_s,
+            )
     wall = max(1e-6, result.wall_s)
     ncpu = caps.ncpus
     ours = result.cpu_s / wall + sum(ach.raw.get(r, 0.0) for r in ("cpu", "llc", "net", "membw"))
@@ -682,6 +736,7 @@ class CampaignRunner:
                 warmup_s=0.0 if solo else self.cfg.warmup_s,
                 seed=self.cfg.seed * 100003 + index * 17 + attempt,
                 stress_cpus=self.cfg.stress_cpus,
+                cpu_stress_cpus=self.cfg.cpu_stress_cpus,
                 calibration=self.calibration,
                 caps=self.caps,
                 confine=self.cfg.confine,
