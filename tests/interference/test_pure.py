@@ -244,6 +244,18 @@ def test_campaign_flags_and_repeats_foreign_load(tmp_path: Path) -> None:
     assert model.predict({"cpu": 0.5}, reference={"p50": 20.0, "p95": 24.0, "p99": 30.0})[
         "p50"
     ] == pytest.approx(30.0, rel=0.1)
+    # ... and so does the service's current solo p50 given to the predictor
+    from edgewise.errors import SpecError
+    from edgewise.interference.predictor import Predictor
+
+    pred = Predictor(kb)
+    now = pred.predict("fake@1rps", ["stress:cpu=0.5"], solo_p50_ms=2 * model.solo["p50"])
+    then = pred.predict("fake@1rps", ["stress:cpu=0.5"])
+    assert now.p50 == pytest.approx(2 * then.p50) and now.upper["p99"] == pytest.approx(
+        2 * then.upper["p99"]
+    )
+    with pytest.raises(SpecError, match="solo p50"):
+        pred.predict("fake@1rps", [], solo_p50_ms=0.0)
     assert metrics["learning_curve"] == []  # 6 stressed runs: too few for a CV error
     curve = learning_curve(
         [

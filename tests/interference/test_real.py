@@ -59,12 +59,24 @@ def test_stressors_die_with_their_driver(tmp_path: Path, sig: int) -> None:
             time.sleep(60)
     """)
     )
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    # a Ctrl-C reaches a driver whose SIGINT is at its default; the test process may have
+    # inherited an ignored SIGINT from an earlier library, and a child inherits that
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stdout is not None
-    pgids = [int(p) for p in proc.stdout.readline().split()]
-    time.sleep(0.5)
-    proc.send_signal(sig)
-    proc.wait(timeout=15)
+    try:
+        pgids = [int(p) for p in proc.stdout.readline().split()]
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:  # hung: do not leave it (and its stressors) to later tests
+            proc.kill()
+            proc.wait(timeout=5)
     deadline = time.monotonic() + 5.0
     alive = set(pgids)
     while alive and time.monotonic() < deadline:
@@ -157,9 +169,9 @@ class _AffinitySpy:
 
     name = "affinity-spy"
     kind = "command"
-    params: dict[str, object] = {}
 
     def __init__(self) -> None:
+        self.params: dict[str, object] = {}
         self.seen: dict[str, set[int]] = {}
 
     def start(self) -> None: ...

@@ -195,13 +195,18 @@ def register(app: typer.Typer) -> None:
         with_: list[str] = typer.Option(
             [], "--with", help="co-located workload or stress:RES=V,..."
         ),
+        solo_p50_ms: float | None = typer.Option(
+            None,
+            "--solo-p50-ms",
+            help="APP's p50 alone now (ms): scales the prediction to the host's current speed",
+        ),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Predict APP's latency percentiles next to the given workloads, with 90% intervals."""
         from edgewise.interference.predictor import Predictor
         from edgewise.kb import KnowledgeBase
 
-        pred = Predictor(KnowledgeBase.open()).predict(app_name, with_)
+        pred = Predictor(KnowledgeBase.open()).predict(app_name, with_, solo_p50_ms)
         if as_json:
             typer.echo(json.dumps(pred.__dict__))
             return

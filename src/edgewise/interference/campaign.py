@@ -440,9 +440,7 @@ def expected_achieved(
     coordinates: a linear fit of achieved on requested over the stressed runs puts the
     active-sampling candidates where they will land. Identity below three runs.
     """
-    stressed = [
-        r for r in runs if "solo" not in r.get("flags", []) and r.get("design") is not None
-    ]
+    stressed = [r for r in runs if "solo" not in r.get("flags", []) and r.get("design") is not None]
     if len(stressed) < 3:
         return lambda pts: [{r: float(p.get(r, 0.0)) for r in resources} for p in pts]
     from sklearn.linear_model import Ridge

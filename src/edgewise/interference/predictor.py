@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgewise.errors import UnknownNameError
+from edgewise.errors import SpecError, UnknownNameError
 from edgewise.interference.campaign import InterferenceModel
 from edgewise.interference.footprint import colocation_vector
-from edgewise.interference.target import parse_workload_name, workload_name
+from edgewise.interference.target import PERCENTILES, parse_workload_name, workload_name
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,31 @@ class Predictor:
             self._cache[name] = obj
         return self._cache[name]
 
-    def predict(self, app: str, neighbours: Sequence[str]) -> LatencyPrediction:
-        """Latency percentiles of ``app`` next to ``neighbours`` (workload or stressor names)."""
+    def predict(
+        self, app: str, neighbours: Sequence[str], solo_p50_ms: float | None = None
+    ) -> LatencyPrediction:
+        """Latency percentiles of ``app`` next to ``neighbours`` (workload or stressor names).
+
+        ``solo_p50_ms``: the service's p50 alone *now*. The model predicts a slowdown
+        over the solo latency measured during profiling; on a host whose speed drifts
+        (a shared VM moved 25–50 % within minutes in the benchmark) scaling by the
+        current solo latency removes that drift from the prediction.
+        """
         model = self.model(app)
         vec, source = colocation_vector(self.kb, list(neighbours))
-        out = model.predict(vec, level=self.level)
+        if solo_p50_ms is not None and not solo_p50_ms > 0:
+            raise SpecError(f"solo p50 must be a positive latency in ms, got {solo_p50_ms}")
+        factor = 1.0 if solo_p50_ms is None else solo_p50_ms / float(model.solo["p50"])
+        if model.normalised:
+            ref = {p: float(model.solo[p]) * factor for p in PERCENTILES}
+            out = model.predict(vec, level=self.level, reference=ref)
+        else:
+            out = model.predict(vec, level=self.level)
+            out = {
+                **{p: out[p] * factor for p in PERCENTILES},
+                "lower": {p: v * factor for p, v in out["lower"].items()},
+                "upper": {p: v * factor for p, v in out["upper"].items()},
+            }
         return LatencyPrediction(
             p50=out["p50"],
             p95=out["p95"],
