@@ -164,7 +164,8 @@ def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdo
         # What the prediction changes, at one demand fixed without it: the load that
         # REFERENCE_REPLICAS replicas carry at their capacity alone.
         ref_rps = REFERENCE_REPLICAS * option.capacity_rps
-        beside_n = math.ceil(ref_rps / max(derated_rps, 1e-9))
+        # (rounded first: with no slowdown the ratio is 4 up to float noise, not 4.0000001)
+        beside_n = math.ceil(round(ref_rps / max(derated_rps, 1e-9), 6))
         # without the prediction each replica gets its capacity alone, next to the neighbour
         p99_blind = latency_percentile(
             cap.service_ms * slowdown, option.capacity_rps, PERCENTILE, seed=seed
