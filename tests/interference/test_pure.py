@@ -428,3 +428,12 @@ def test_variance_reduction_prefers_runs_where_the_model_knows_least() -> None:
     best = cands[int(np.argmax(gain))]
     assert best.max() > 0.4, best  # away from the runs already made
     assert gain[:3].max() < 0.2 * gain.max()  # repeating a run teaches little
+
+
+def test_placement_cpus() -> None:
+    from edgewise.interference.campaign import placement_cpus
+
+    assert placement_cpus("split", [1], [0, 1]) == ((0,), (1,))
+    assert placement_cpus("split", [0], [0]) == ((0,), (0,))  # one CPU: nowhere else to go
+    assert placement_cpus("same", [1], [0, 1]) == ((1,), None)
+    assert placement_cpus("any", [1], [0, 1]) == (None, None)

@@ -26,13 +26,16 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
 from sqlalchemy import select
 
 from edgewise.interference.target import PERCENTILES
+
+if TYPE_CHECKING:
+    from edgewise.interference.campaign import Placement
 
 Progress = Callable[[str], None]
 
@@ -135,7 +138,7 @@ def run(
     solo_every: int = 10,
     lhs_baseline: bool = True,
     confine: str = "taskset",
-    placement: str = "split",
+    placement: Placement = "split",
     foreign_threshold: float = 0.25,
     max_repeats: int = 1,
     surrogates: Sequence[str] = ("gp", "gbq", "linear"),
@@ -162,6 +165,7 @@ def run(
         PoolSet,
         campaign_runs,
         measure_point,
+        placement_cpus,
         resources_of,
         transfer_curve,
     )
@@ -176,13 +180,7 @@ def run(
     caps = host_caps(kb, probe=not gpu_only)
     allowed = sorted(os.sched_getaffinity(0))
     target_cpus = [allowed[-1]]
-    # 'split': the CPU stressor shares the target's CPU, the memory, cache, disk and
-    # network stressors run on the host's other CPUs (co-located neighbours, not a
-    # time-slice fight of six processes on one CPU); 'same': all on the target's CPU
-    others = [c for c in allowed if c not in target_cpus] or target_cpus
-    stress_cpus, cpu_stress_cpus = (
-        (others, target_cpus) if placement == "split" else (target_cpus, None)
-    )
+    stress_cpus, cpu_stress_cpus = placement_cpus(placement, target_cpus, allowed)
     space: dict[str, tuple[float, float]] = (
         {} if gpu_only else {str(k): v for k, v in DEFAULT_SPACE.resources.items()}
     )
@@ -248,8 +246,8 @@ def run(
                 seed=seed,
                 method=method,  # type: ignore[arg-type]
                 solo_every=solo_every,
-                stress_cpus=tuple(stress_cpus),
-                cpu_stress_cpus=tuple(cpu_stress_cpus) if cpu_stress_cpus else None,
+                stress_cpus=stress_cpus,
+                cpu_stress_cpus=cpu_stress_cpus,
                 confine=confine,  # type: ignore[arg-type]
                 foreign_threshold=foreign_threshold,
                 max_repeats=max_repeats,
@@ -487,7 +485,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                 solo_every=solo_every,
                 lhs_baseline=not no_lhs,
                 confine=confine,
-                placement=placement,
+                placement=placement,  # type: ignore[arg-type]  # checked above
                 foreign_threshold=foreign_threshold,
                 device=device,
                 gpu_only=gpu_only,

@@ -113,7 +113,13 @@ def register(app: typer.Typer) -> None:
         """Profile APP under a designed set of stress mixes and store its interference model."""
         from edgewise.config import load_stress_space
         from edgewise.interference.calibration import load_calibration
-        from edgewise.interference.campaign import DEFAULT_SPACE, CampaignConfig, CampaignRunner
+        from edgewise.interference.campaign import (
+            DEFAULT_SPACE,
+            CampaignConfig,
+            CampaignRunner,
+            Placement,
+            placement_cpus,
+        )
         from edgewise.interference.stressors import require_stress_ng
         from edgewise.interference.target import make_target
         from edgewise.kb import KnowledgeBase
@@ -142,7 +148,15 @@ def register(app: typer.Typer) -> None:
             device=device,
             load=load,
         )
-        others = [c for c in sorted(os.sched_getaffinity(0)) if c not in tcpus] or tcpus
+        placements: dict[str, Placement] = {
+            "none": "any",
+            "split": "split",
+            "taskset": "same",
+            "cgroup": "same",
+        }
+        stress_cpus, cpu_stress_cpus = placement_cpus(
+            placements[confine], tcpus, sorted(os.sched_getaffinity(0))
+        )
         cfg = CampaignConfig(
             name=name or f"{target.name}-seed{seed}",
             budget=budget,
@@ -153,10 +167,8 @@ def register(app: typer.Typer) -> None:
             space=space_map,
             solo_every=solo_every,
             warm_start=warm_start,
-            stress_cpus=(
-                tuple(others) if confine == "split" else tuple(tcpus) if confine != "none" else None
-            ),
-            cpu_stress_cpus=tuple(tcpus) if confine == "split" else None,
+            stress_cpus=stress_cpus,
+            cpu_stress_cpus=cpu_stress_cpus,
             confine="cgroup" if confine == "cgroup" else "taskset",
         )
         kb = KnowledgeBase.open()

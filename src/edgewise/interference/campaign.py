@@ -3,9 +3,9 @@
 Pure part: :func:`features_of`, :func:`plan_next` (seed design first, then the
 candidate that most lowers the surrogate's integrated variance), :func:`training_set`
 (drift correction: each run's latency is divided by the nearest solo baseline, so the
-surrogate learns the *slowdown*, which host drift between baselines does not move), :func:`fit_interference_model` (optionally
-warm-started from other workloads' runs: the transfer part), :func:`learning_curve`
-and :func:`transfer_curve`. Effectful part:
+surrogate learns the *slowdown*, which host drift between baselines does not move),
+:func:`fit_interference_model` (optionally warm-started from other workloads' runs: the
+transfer part), :func:`learning_curve` and :func:`transfer_curve`. Effectful part:
 :class:`CampaignRunner` starts each stress mix, warms up, drives the target open-loop,
 records latency percentiles, the achieved vector and host CPU, stops everything, flags
 and repeats runs disturbed by foreign load, and stores every run in its own KB
@@ -482,15 +482,15 @@ def plan_next(
     X, ys, solo_s = training_set(runs, cfg.normalise, res)
     if len(X) < 3:
         return doe.seed_design(space, cfg.budget, "lhs", cfg.seed + 1)[n]
-    gps = {
-        p: GPSurrogate(n_restarts=1, cv=1, random_state=cfg.seed).fit(X, ys[p])
-        for p in ("p50", "p99")
-    }
     if (
         cfg.target_cv_ape > 0
         and cv_median_ape(GPSurrogate(n_restarts=0, cv=1), X, ys["p50"]) <= cfg.target_cv_ape
     ):
         return None
+    gps = {
+        p: GPSurrogate(n_restarts=1, cv=1, random_state=cfg.seed).fit(X, ys[p])
+        for p in ("p50", "p99")
+    }
     cands = doe.candidates(space, 256, cfg.seed + 7 + n)
     expect = expected_achieved(runs, list(space), res)
 
@@ -523,6 +523,27 @@ class Measured:
     latency: dict[str, float]
     foreign: float
     raw: dict[str, float]
+
+
+Placement = Literal["same", "split", "any"]
+
+
+def placement_cpus(
+    placement: Placement, target_cpus: Sequence[int], allowed: Sequence[int]
+) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """``(stress_cpus, cpu_stress_cpus)`` for a placement of the stressors.
+
+    ``same``: every stressor on the target's CPUs; ``split``: the CPU stressor there and
+    the others on the remaining ``allowed`` CPUs (the target's own on a one-CPU host), as
+    co-located neighbours would run; ``any``: unconfined.
+    """
+    if placement == "any":
+        return None, None
+    target = tuple(target_cpus)
+    if placement == "same":
+        return target, None
+    others = tuple(c for c in allowed if c not in target) or target
+    return others, target
 
 
 def measure_point(

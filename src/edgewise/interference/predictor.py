@@ -39,6 +39,7 @@ class Predictor:
         self.kb = kb
         self.level = level
         self._cache: dict[str, InterferenceModel] = {}
+        self._names: dict[str, str] = {}
 
     def _resolve(self, app: str) -> str:
         """KB name for ``app``: as given when it names a rate (or a command); for a bare
@@ -72,7 +73,7 @@ class Predictor:
         else the rate it was profiled at most recently)."""
         from edgewise.kb import load_model
 
-        name = self._resolve(app)
+        name = self._names.get(app) or self._names.setdefault(app, self._resolve(app))
         if name not in self._cache:
             try:
                 obj, _ = load_model(self.kb, "surrogate", name)

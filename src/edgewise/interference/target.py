@@ -23,7 +23,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -140,6 +140,40 @@ def workload_device(name: str) -> str:
     return "cuda" if m and m["cuda"] else "cpu"
 
 
+def _child_command(
+    model: str, batch_size: int, threads: int, device: str, *extra: str
+) -> list[str]:
+    """The command line of this module's child (serve, or ``--probe``) for ``model``."""
+    return [
+        sys.executable,
+        "-m",
+        "edgewise.interference.target",
+        "--model",
+        model,
+        "--batch-size",
+        str(batch_size),
+        "--threads",
+        str(threads),
+        "--device",
+        device,
+        *extra,
+    ]
+
+
+def _child_env(threads: int) -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
+def _pinner(cpus: Sequence[int] | None) -> Callable[[], None]:
+    """A ``preexec_fn`` that pins the child to ``cpus`` (a no-op without them)."""
+
+    def pin() -> None:
+        if cpus:
+            os.sched_setaffinity(0, list(cpus))
+
+    return pin
+
+
 class ZooTarget:
     """A zoo model served open-loop at ``rate_rps`` in a pinned child process."""
 
@@ -182,34 +216,20 @@ class ZooTarget:
             raise UnknownNameError(
                 f"unknown zoo model {self.model!r}: expected one of {', '.join(known)}"
             )
-        cmd = [
-            sys.executable,
-            "-m",
-            "edgewise.interference.target",
-            "--model",
+        cmd = _child_command(
             self.model,
-            "--batch-size",
-            str(self.batch_size),
-            "--threads",
-            str(self.threads),
+            self.batch_size,
+            self.threads,
+            self.device,
             "--rate",
             str(self.rate_rps),
             "--seed",
             str(self.seed),
-            "--device",
-            self.device,
-        ]
+        )
         if self.device == "cuda":
             from edgewise.interference.gpu import require_gpu
 
             require_gpu()
-        cpus = self.cpus
-
-        def _pin() -> None:
-            if cpus:
-                os.sched_setaffinity(0, cpus)
-
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         self._proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -217,8 +237,8 @@ class ZooTarget:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
-            preexec_fn=_pin,
-            env=env,
+            preexec_fn=_pinner(self.cpus),
+            env=_child_env(self.threads),
             start_new_session=True,
         )
         line = self._readline(self.start_timeout_s)
@@ -306,22 +326,18 @@ class CommandTarget:
             raise UnknownNameError(f"command not found: {self.argv[0]}")
 
     def measure(self, seconds: float, seed: int) -> TargetResult:
-        cpus = self.cpus
         lat: list[float] = []
         cpu = 0.0
         t_end = time.monotonic() + seconds
         t0 = time.monotonic()
         rss = 0.0
-
-        def _pin() -> None:
-            if cpus:
-                os.sched_setaffinity(0, cpus)
+        pin = _pinner(self.cpus)
 
         while time.monotonic() < t_end or not lat:
             s = time.monotonic()
             r0 = os.times()
             proc = subprocess.run(
-                self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_pin
+                self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin
             )
             r1 = os.times()
             if proc.returncode != 0:
@@ -362,30 +378,15 @@ def solo_service_ms(
 ) -> float:
     """Mean service time (ms) of ``n`` back-to-back inferences of ``model``, measured in
     a child pinned to ``cpus`` exactly as a :class:`ZooTarget` serves it."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "edgewise.interference.target",
-        "--model",
-        model,
-        "--batch-size",
-        str(batch_size),
-        "--threads",
-        str(threads),
-        "--device",
-        device,
-        "--probe",
-        str(n),
-    ]
-
-    def _pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, list(cpus))
-
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = _child_command(model, batch_size, threads, device, "--probe", str(n))
     try:
         out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, preexec_fn=_pin, env=env
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            preexec_fn=_pinner(cpus),
+            env=_child_env(threads),
         )
     except subprocess.TimeoutExpired:
         raise EnvironmentProblem(f"timing {model} took longer than {timeout_s:g} s") from None
@@ -451,8 +452,6 @@ def _load(
     model: str, batch_size: int, threads: int, device: str
 ) -> tuple[Any, Any]:  # pragma: no cover - child
     """The child's inference function and its input batch, warmed up."""
-    from collections.abc import Callable
-
     import torch
 
     from edgewise.workloads.runner import InferenceRunner, set_threads
