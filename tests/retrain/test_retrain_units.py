@@ -202,3 +202,31 @@ def test_train_split_is_cached_under_home(monkeypatch: pytest.MonkeyPatch) -> No
     assert calls == [("digits", "rotation", 7)]  # the second call read the cache
     for got in (first, second):
         assert torch.equal(got[0], x) and torch.equal(got[1], y) and got[2] == 5
+
+
+def test_training_rank_does_not_load_the_serving_planner() -> None:
+    """A rank imports everything its step loop calls up front, and nothing heavy: the
+    serving planner's scipy.optimize once loaded inside the first step's re-balance and
+    cost a 0.33-CPU rank a second there (every other rank waited in the all-reduce)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edgewise.retrain.trainer as t; "
+        "from edgewise.planning import plan_exact; "  # still reachable, lazily
+        "assert callable(t.min_max_shares) and callable(plan_exact); "
+        "print('scipy.optimize' in sys.modules)"
+    )
+    probe = "import sys, edgewise.retrain.trainer; print('scipy.optimize' in sys.modules)"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "True"
+    )

@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from edgewise.planning.retrain import min_max_shares
 from edgewise.retrain.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -119,8 +120,6 @@ def rebalance(
     ``min_gain`` (no churn on noise). Every rank calls this with the same all-reduced
     inputs, so every rank reaches the same shares.
     """
-    from edgewise.planning.retrain import min_max_shares
-
     now = [s / t if s > 0 and t > 0 else 0.0 for s, t in zip(shares, compute_s, strict=True)]
     if len(state.rates) != len(now):
         rates = now
