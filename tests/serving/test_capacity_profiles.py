@@ -24,6 +24,7 @@ from edgewise.serving.profiles import (
     profile_capacity,
     profile_flavor,
     replica_threads,
+    requests_for_percentile,
     save_profile,
     service_drift,
     start_replica,
@@ -115,6 +116,17 @@ def test_compare_latency_passes_a_matching_model_and_fails_a_wrong_one() -> None
     assert good["requests"] == 4000 and 0 < good["idle_share"] < 1
     bad = compare_latency(service * 0.5, run, 60.0, 99.0)  # profile says twice as fast
     assert not bad["passed"] and bad["rel_error"] < -0.3
+    assert good["conclusive"] and good["requests_needed"] == 556  # 500 kept after 10%
+
+
+def test_a_short_load_test_is_inconclusive_for_a_high_percentile() -> None:
+    assert [requests_for_percentile(p) for p in (50, 95, 99, 99.9)] == [10, 100, 500, 5000]
+    rng = np.random.default_rng(6)
+    due = np.cumsum(rng.exponential(1000 / 2.0, 126))  # 126 requests, as at 0.5 CPU
+    run = fake_run(list(due), list(rng.gamma(9.0, 70.0 / 9.0, 126)))
+    out = compare_latency(rng.gamma(9.0, 70.0 / 9.0, 500), run, 2.0, 99.0)
+    assert not out["conclusive"]
+    assert compare_latency(rng.gamma(9.0, 70.0 / 9.0, 500), run, 2.0, 50.0)["conclusive"]
 
 
 def test_replica_process_burst_and_open_loop() -> None:

@@ -91,6 +91,8 @@ def _capacity_table(model: str, profiles: list[FlavorProfile], percentile: float
         err = f"{100 * v['rel_error']:+.1f}%" if v else "-"
         if v.get("reprofiled"):
             err += f" (re-profiled {v['reprofiled']}x after drift)"
+        if v and not v.get("conclusive", True):
+            err += f" (inconclusive: {v['requests']} requests, {v['requests_needed']} needed)"
         table.add_row(
             prof.flavor,
             f"{prof.cpus:g}",

@@ -483,6 +483,15 @@ def poisson_arrivals_s(rate_rps: float, n: int, seed: int) -> np.ndarray:
 #: A validation passes when the prediction is within this relative error of the
 #: measured percentile, or inside the measured percentile's confidence interval.
 VALIDATION_TOLERANCE = 0.15
+#: Requests beyond the percentile a load test must hold for its percentile to say
+#: anything: a p99 read from 126 requests is its one or two slowest.
+TAIL_REQUESTS = 5
+
+
+def requests_for_percentile(percentile: float, tail: int = TAIL_REQUESTS) -> int:
+    """Requests (after the burn-in) that put ``tail`` of them beyond ``percentile``."""
+    beyond = 1.0 - percentile / 100.0
+    return tail if beyond <= 0 else math.ceil(tail / beyond - 1e-9)
 
 
 def compare_latency(
@@ -535,6 +544,9 @@ def compare_latency(
         "predicted_ms": predicted,
         "rel_error": rel,
         "passed": bool(abs(rel) <= tolerance or lo <= predicted <= hi),
+        # too few requests for the percentile: the comparison says little either way
+        "conclusive": bool(kept.size >= requests_for_percentile(percentile)),
+        "requests_needed": math.ceil(requests_for_percentile(percentile) / (1.0 - BURN_IN)),
         "measured_p50_ms": float(np.percentile(kept, 50)),
         "predicted_p50_ms": latency_at_arrivals(
             service_ms,
@@ -572,10 +584,13 @@ def validate_capacity(
 ) -> dict[str, Any]:
     """Open-loop Poisson load at ``rate_rps``: measured vs predicted latency percentile.
 
-    Runs ``min(requests, rate·max_duration_s)`` requests (at least 50); the first 10% are
-    dropped as warm-up, in the measurement and in the model. See :func:`compare_latency`.
+    Runs ``requests`` requests, or more where the percentile needs more to be conclusive
+    (:func:`requests_for_percentile` after the burn-in), but no longer than
+    ``max_duration_s`` (at least 50 requests); the first 10% are dropped as warm-up, in
+    the measurement and in the model. See :func:`compare_latency`.
     """
-    n = max(50, min(requests, int(rate_rps * max_duration_s)))
+    needed = math.ceil(requests_for_percentile(percentile) / (1.0 - BURN_IN))
+    n = max(50, min(max(requests, needed), int(rate_rps * max_duration_s)))
     arrivals = poisson_arrivals_s(rate_rps, n, seed + 1)
     run = replica.run_arrivals(arrivals)
     return compare_latency(service_ms, run, rate_rps, percentile, seed)
