@@ -117,6 +117,9 @@ def test_compare_latency_passes_a_matching_model_and_fails_a_wrong_one() -> None
     bad = compare_latency(service * 0.5, run, 60.0, 99.0)  # profile says twice as fast
     assert not bad["passed"] and bad["rel_error"] < -0.3
     assert good["conclusive"] and good["requests_needed"] == 556  # 500 kept after 10%
+    run_lo, run_hi = good["predicted_run_range95_ms"]
+    assert run_lo < good["predicted_ms"] < run_hi and run_lo <= good["measured_ms"] <= run_hi
+    assert bad["predicted_run_range95_ms"][1] < bad["measured_ms"]
 
 
 def test_a_short_load_test_is_inconclusive_for_a_high_percentile() -> None:

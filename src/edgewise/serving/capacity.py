@@ -253,6 +253,41 @@ def sojourn_ms(arrivals_s: ArrayLike, service_ms: ArrayLike) -> NDArray[np.float
     return walk - np.minimum.accumulate(walk) + s
 
 
+def percentiles_at_arrivals(
+    service_ms: ArrayLike,
+    arrivals_s: ArrayLike,
+    percentile: float,
+    seed: int = 0,
+    repeats: int = 200,
+    burn_in: float = BURN_IN,
+    block: int = 1,
+) -> NDArray[np.float64]:
+    """The latency percentile (ms) of ``repeats`` simulated runs with these arrival times.
+
+    Each run resamples service times from the measured sample and passes them through
+    :func:`sojourn_ms` with the given arrivals; its percentile is read after dropping the
+    first ``burn_in`` fraction, as the load test does. Their spread is how far one real
+    run of this length may land from the model's mean by chance alone (which long
+    services meet which bursts). ``block`` as in :func:`latency_percentile`.
+    """
+    _check_percentile(percentile)
+    sample = _check_sample(service_ms)
+    t = np.asarray(arrivals_s, dtype=float).ravel()
+    if t.size == 0:
+        raise ValueError("no arrivals")
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    rng = np.random.default_rng(seed)
+    skip = int(t.size * burn_in)
+    return np.array(
+        [
+            np.percentile(sojourn_ms(t, resample(sample, t.size, rng, block))[skip:], percentile)
+            for _ in range(repeats)
+        ],
+        dtype=float,
+    )
+
+
 def latency_at_arrivals(
     service_ms: ArrayLike,
     arrivals_s: ArrayLike,
@@ -264,26 +299,13 @@ def latency_at_arrivals(
 ) -> float:
     """Predicted latency percentile (ms) of a load test with these exact arrival times.
 
-    The model's answer for one concrete run: service times are resampled from the
-    measured sample ``repeats`` times, each run through :func:`sojourn_ms` with the given
-    arrivals, and the percentile (after dropping the first ``burn_in`` fraction, as the
-    load test does) is averaged over the repeats. Arrival-sampling noise thus cancels out
-    of a model-versus-measurement comparison; only the service-time model is tested.
-    ``block`` as in :func:`latency_percentile`.
+    The model's answer for one concrete run: the mean of
+    :func:`percentiles_at_arrivals`. Arrival-sampling noise thus cancels out of a
+    model-versus-measurement comparison; only the service-time model is tested.
     """
-    _check_percentile(percentile)
-    sample = _check_sample(service_ms)
-    t = np.asarray(arrivals_s, dtype=float).ravel()
-    if t.size == 0:
-        raise ValueError("no arrivals")
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    rng = np.random.default_rng(seed)
-    skip = int(t.size * burn_in)
-    values = [
-        float(np.percentile(sojourn_ms(t, resample(sample, t.size, rng, block))[skip:], percentile))
-        for _ in range(repeats)
-    ]
+    values = percentiles_at_arrivals(
+        service_ms, arrivals_s, percentile, seed, repeats, burn_in, block
+    )
     return float(np.mean(values))
 
 

@@ -51,6 +51,7 @@ from edgewise.serving.capacity import (
     capacity_rps,
     latency_at_arrivals,
     percentile_ci,
+    percentiles_at_arrivals,
 )
 
 if TYPE_CHECKING:
@@ -506,7 +507,9 @@ def compare_latency(
 
     The prediction is :func:`~edgewise.serving.capacity.latency_at_arrivals` with the run's
     own due times; the measured percentile comes with a 95% moving-block bootstrap
-    interval. Diagnostics: the generator's lateness, the share of requests that found
+    interval, and the prediction with the range in which 95% of the model's simulated
+    runs of the same arrivals fall (one finite run's percentile scatters that far by
+    chance, even under a correct model). Diagnostics: the generator's lateness, the share of requests that found
     the replica idle, and the service times seen during the run against the profile's.
     """
     latency = run.latency_ms()
@@ -515,13 +518,16 @@ def compare_latency(
     arrivals_s = (run.scheduled - run.scheduled[0]).astype(float) / 1e9
     measured = float(np.percentile(kept, percentile))
     lo, hi = percentile_ci(kept, percentile, seed=seed)
-    predicted = latency_at_arrivals(
+    runs = percentiles_at_arrivals(
         service_ms,
         arrivals_s,
         percentile,
         seed=seed,
         block=PROFILE_BLOCK,
     )
+    predicted = float(np.mean(runs))
+    # where one run of this length lands by chance, if the model is right
+    run_lo, run_hi = (float(v) for v in np.quantile(runs, [0.025, 0.975]))
     rel = (predicted - measured) / measured
     during = run.service_ms()[skip:]
     # The same model fed with the test's own service times (shuffled in blocks): what is
@@ -543,6 +549,7 @@ def compare_latency(
         "measured_ci95_ms": [lo, hi],
         "predicted_ms": predicted,
         "rel_error": rel,
+        "predicted_run_range95_ms": [run_lo, run_hi],
         "passed": bool(abs(rel) <= tolerance or lo <= predicted <= hi),
         # too few requests for the percentile: the comparison says little either way
         "conclusive": bool(kept.size >= requests_for_percentile(percentile)),
