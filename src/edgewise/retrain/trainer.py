@@ -187,6 +187,7 @@ class TrainJobConfig:
     port: int
     workdir: str
     lr: float = 0.05
+    max_grad_norm: float | None = 5.0
     checkpoint_every: int = 10
     timeout_s: float = 5.0
     start_step: int = 0
@@ -430,6 +431,9 @@ def worker_main(config_path: str, rank: int) -> int:
                     scale = loss_scale(me.share, cfg.world, cfg.global_batch)
             else:
                 allreduce_mean_grads(params, cfg.world)
+            if cfg.max_grad_norm is not None:
+                # every rank holds the same averaged gradient, so every rank clips alike
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             t_ar = time.time()
             opt.step()
             step += 1
