@@ -13,6 +13,7 @@ def test_heuristic_matches_exact_on_small_random_pools() -> None:
     assert out["exact_max_devices"] == 8
     assert out["plan_gap_vs_exact"] is not None and 0.0 <= out["plan_gap_vs_exact"] <= 0.05
     assert out["plan_10k_devices_s"] > 0
+    assert 0 < out["plan_16_devices_ms_p50"] <= out["plan_16_devices_ms_max"]
 
 
 def test_random_pool_is_seeded_and_heterogeneous() -> None:
@@ -44,6 +45,7 @@ def test_bench_scale_cli_prints_every_field() -> None:
     out = json.loads(res.stdout)
     for key in (
         "plan_10k_devices_s",
+        "plan_16_devices_ms_p50",
         "plan_gap_vs_exact",
         "exact_max_devices",
         "sim_14d_1000_replicas_s",
