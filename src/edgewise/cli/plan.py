@@ -131,9 +131,13 @@ def capacity(
     ] = False,
     load_fraction: Annotated[float, typer.Option(min=0.05, max=0.99)] = 0.8,
     validate_requests: Annotated[
-        int, typer.Option(min=50, help="requests of the load test")
-    ] = 1000,
-    validate_max_s: Annotated[float, typer.Option(min=1.0, help="longest load test (s)")] = 120.0,
+        int | None,
+        typer.Option(
+            min=50,
+            help="requests of the load test (default: enough for the percentile, 556 for p99)",
+        ),
+    ] = None,
+    validate_max_s: Annotated[float, typer.Option(min=1.0, help="longest load test (s)")] = 600.0,
     max_reprofiles: Annotated[
         int,
         typer.Option(

@@ -585,19 +585,20 @@ def validate_capacity(
     service_ms: np.ndarray,
     rate_rps: float,
     percentile: float,
-    requests: int = 1000,
-    max_duration_s: float = 120.0,
+    requests: int | None = None,
+    max_duration_s: float = 600.0,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Open-loop Poisson load at ``rate_rps``: measured vs predicted latency percentile.
 
-    Runs ``requests`` requests, or more where the percentile needs more to be conclusive
-    (:func:`requests_for_percentile` after the burn-in), but no longer than
+    Runs ``requests`` requests (default: as many as the percentile needs to be conclusive,
+    :func:`requests_for_percentile` after the burn-in), but no longer than
     ``max_duration_s`` (at least 50 requests); the first 10% are dropped as warm-up, in
     the measurement and in the model. See :func:`compare_latency`.
     """
-    needed = math.ceil(requests_for_percentile(percentile) / (1.0 - BURN_IN))
-    n = max(50, min(max(requests, needed), int(rate_rps * max_duration_s)))
+    if requests is None:
+        requests = math.ceil(requests_for_percentile(percentile) / (1.0 - BURN_IN))
+    n = max(50, min(requests, int(rate_rps * max_duration_s)))
     arrivals = poisson_arrivals_s(rate_rps, n, seed + 1)
     run = replica.run_arrivals(arrivals)
     return compare_latency(service_ms, run, rate_rps, percentile, seed)
@@ -615,8 +616,8 @@ def profile_flavor(
     time_budget_s: float | None = 120.0,
     validate: bool = False,
     load_fraction: float = 0.8,
-    validate_requests: int = 1000,
-    validate_max_s: float = 120.0,
+    validate_requests: int | None = None,
+    validate_max_s: float = 600.0,
     seed: int = 0,
     progress: Progress | None = None,
     spin_ms: float = 1.0,
