@@ -495,6 +495,11 @@ def requests_for_percentile(percentile: float, tail: int = TAIL_REQUESTS) -> int
     return tail if beyond <= 0 else math.ceil(tail / beyond - 1e-9)
 
 
+def load_test_requests(percentile: float) -> int:
+    """Requests a load test sends for a conclusive ``percentile``, burn-in included."""
+    return math.ceil(requests_for_percentile(percentile) / (1.0 - BURN_IN))
+
+
 def compare_latency(
     service_ms: np.ndarray,
     run: Exchange,
@@ -509,8 +514,9 @@ def compare_latency(
     own due times; the measured percentile comes with a 95% moving-block bootstrap
     interval, and the prediction with the range in which 95% of the model's simulated
     runs of the same arrivals fall (one finite run's percentile scatters that far by
-    chance, even under a correct model). Diagnostics: the generator's lateness, the share of requests that found
-    the replica idle, and the service times seen during the run against the profile's.
+    chance, even under a correct model). Diagnostics: the generator's lateness, the share
+    of requests that found the replica idle, and the service times seen during the run
+    against the profile's.
     """
     latency = run.latency_ms()
     skip = int(latency.size * BURN_IN)
@@ -553,7 +559,7 @@ def compare_latency(
         "passed": bool(abs(rel) <= tolerance or lo <= predicted <= hi),
         # too few requests for the percentile: the comparison says little either way
         "conclusive": bool(kept.size >= requests_for_percentile(percentile)),
-        "requests_needed": math.ceil(requests_for_percentile(percentile) / (1.0 - BURN_IN)),
+        "requests_needed": load_test_requests(percentile),
         "measured_p50_ms": float(np.percentile(kept, 50)),
         "predicted_p50_ms": latency_at_arrivals(
             service_ms,
@@ -597,7 +603,7 @@ def validate_capacity(
     the measurement and in the model. See :func:`compare_latency`.
     """
     if requests is None:
-        requests = math.ceil(requests_for_percentile(percentile) / (1.0 - BURN_IN))
+        requests = load_test_requests(percentile)
     n = max(50, min(requests, int(rate_rps * max_duration_s)))
     arrivals = poisson_arrivals_s(rate_rps, n, seed + 1)
     run = replica.run_arrivals(arrivals)
