@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -233,19 +231,17 @@ def test_failures_are_input_and_infeasible_is_one_line() -> None:
         plan(devices, profiles, make_constraints(model_mb=1e6, per_sample_mb=1.0))
 
 
-def test_planning_speed() -> None:
+def test_planning_at_16_and_10000_devices_covers_the_global_batch() -> None:
+    """Both planners at the sizes of the targets (their speed is measured by
+    ``edgewise bench scale``: ``plan_16_devices_ms_p50``, ``plan_10k_devices_s``)."""
     devices, profiles = make_pool(16, 11)
     c = make_constraints(model_mb=1000.0, per_sample_mb=10.0)
-    plan(devices, profiles, c)  # warm-up (imports)
-    t0 = time.process_time()
-    plan(devices, profiles, c)
-    assert time.process_time() - t0 < 0.5  # CPU time: target 0.1 s, robust to a shared CPU
+    p = plan(devices, profiles, c)
+    assert sum(p.shares.values()) == c.global_batch
     big, bprof = make_pool(10_000, 12)
-    t0 = time.process_time()
     r = plan_heuristic(
         big, bprof, make_constraints(global_batch=100_000, comm_fixed_s=0.0, comm_per_device_s=1e-6)
     )
-    assert time.process_time() - t0 < 3.0  # target 1 s
     assert sum(r.shares.values()) == 100_000
 
 
