@@ -179,6 +179,18 @@ def instances(draw: st.DrawFn) -> tuple[list[ReplicaOption], float, float]:
     return options, rate, draw(st.sampled_from([0.0, 0.7]))
 
 
+def test_heuristic_covers_when_variants_share_a_flavor_limit() -> None:
+    """Found by the property test below: both free slots of f0 went to the free 0.5 rps
+    variant, leaving 0.25 rps uncovered and no slot for the 1 rps one."""
+    options = [
+        opt("v0", "f0", accuracy=0.6, capacity=0.5, price=0.0, max_replicas=2),
+        opt("v1", "f0", accuracy=0.8, capacity=1.0, price=0.01, max_replicas=2),
+    ]
+    heur = plan_heuristic(options, 1.25, 0.0)
+    assert covers(heur.capacity_rps, 1.25)
+    assert heur.cost_per_hour == pytest.approx(plan_exact(options, 1.25, 0.0).cost_per_hour)
+
+
 @settings(max_examples=120, deadline=None)
 @given(instances())
 def test_exact_and_heuristic_against_bruteforce(

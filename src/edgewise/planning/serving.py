@@ -352,8 +352,10 @@ def plan_heuristic(
     as many whole replicas as fit under the remaining rate and its limit; an option at
     its limit passes the remainder to the next. Once less than one replica of the
     current option is left, the cheapest single option that covers that remainder alone
-    (``ceil`` replicas within its limit) finishes the plan. Feasible whenever
-    :func:`plan_exact` is; never cheaper.
+    (``ceil`` replicas within its limit) finishes the plan. Where shared flavor limits
+    stop the fill short, the last filled replicas are freed until one option covers the
+    rest (the exact plan if none can). Feasible whenever :func:`plan_exact` is; never
+    cheaper.
 
     Raises
     ------
@@ -386,6 +388,21 @@ def plan_heuristic(
             j, k = cover
             counts[j] += k
             break
+    if not covers(float(np.dot(counts, [o.capacity_rps for o in usable])), rate_rps):
+        # Variants of one flavor share its replica limit, so the fill can exhaust a
+        # flavor before the rate is covered (found by the brute-force property test:
+        # two free 0.5 rps replicas took both slots, 0.25 rps left). Free the last
+        # filled replicas one at a time until one option covers the rest alone; if no
+        # single option can, the exact planner decides.
+        for i in reversed(order):
+            while counts[i] > 0:
+                counts[i] -= 1
+                remaining += usable[i].capacity_rps
+                cover = _cheapest_cover(usable, limits, counts, remaining)
+                if cover is not None:
+                    counts[cover[0]] += cover[1]
+                    return make_plan(usable, counts, rate_rps)
+        return plan_exact(options, rate_rps, min_accuracy)
     return make_plan(usable, counts, rate_rps)
 
 
