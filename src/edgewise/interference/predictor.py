@@ -73,7 +73,9 @@ class Predictor:
         else the rate it was profiled at most recently)."""
         from edgewise.kb import load_model
 
-        name = self._names.get(app) or self._names.setdefault(app, self._resolve(app))
+        if app not in self._names:
+            self._names[app] = self._resolve(app)
+        name = self._names[app]
         if name not in self._cache:
             try:
                 obj, _ = load_model(self.kb, "surrogate", name)

@@ -388,22 +388,23 @@ def plan_heuristic(
             j, k = cover
             counts[j] += k
             break
-    if not covers(float(np.dot(counts, [o.capacity_rps for o in usable])), rate_rps):
-        # Variants of one flavor share its replica limit, so the fill can exhaust a
-        # flavor before the rate is covered (found by the brute-force property test:
-        # two free 0.5 rps replicas took both slots, 0.25 rps left). Free the last
-        # filled replicas one at a time until one option covers the rest alone; if no
-        # single option can, the exact planner decides.
-        for i in reversed(order):
-            while counts[i] > 0:
-                counts[i] -= 1
-                remaining += usable[i].capacity_rps
-                cover = _cheapest_cover(usable, limits, counts, remaining)
-                if cover is not None:
-                    counts[cover[0]] += cover[1]
-                    return make_plan(usable, counts, rate_rps)
-        return plan_exact(options, rate_rps, min_accuracy)
-    return make_plan(usable, counts, rate_rps)
+    plan = make_plan(usable, counts, rate_rps)
+    if covers(plan.capacity_rps, rate_rps):
+        return plan
+    # Variants of one flavor share its replica limit, so the fill can exhaust a flavor
+    # before the rate is covered (found by the brute-force property test: two free
+    # 0.5 rps replicas took both slots, 0.25 rps left). Free the last filled replicas
+    # one at a time until one option covers the rest alone; if no single option can,
+    # the exact planner decides.
+    for i in reversed(order):
+        while counts[i] > 0:
+            counts[i] -= 1
+            remaining += usable[i].capacity_rps
+            cover = _cheapest_cover(usable, limits, counts, remaining)
+            if cover is not None:
+                counts[cover[0]] += cover[1]
+                return make_plan(usable, counts, rate_rps)
+    return plan_exact(options, rate_rps, min_accuracy)
 
 
 def _used(options: Sequence[ReplicaOption], counts: Sequence[int] | np.ndarray) -> dict[str, int]:
