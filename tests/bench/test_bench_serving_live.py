@@ -11,9 +11,19 @@ pytestmark = pytest.mark.slow
 
 def test_serving_overhead_measures_both_sides() -> None:
     out = overhead(
-        model="digits_cnn", replicas=1, cpus=1.0, seconds=3.0, concurrency=4, port=18810, rounds=1
+        model="digits_cnn",
+        replicas=1,
+        cpus=1.0,
+        seconds=3.0,
+        concurrency=4,
+        port=18810,
+        rounds=1,
+        ingress="haproxy",
     )
+    assert out["ingress"] == "haproxy"
     assert out["plain_rps"] > 0 and out["served_rps"] > 0
+    # The breakdown: the model's own forward pass is part of the in-replica time.
+    assert 0 < out["in_replica_forward_pass_p50_ms"] <= out["in_replica_p50_ms"]
     assert 0 < out["throughput_ratio"] < 5
     assert out["plain_p50_ms"] > 0 and out["served_p50_ms_low_load"] > 0
     assert out["status_codes"].get("200", 0) > 0

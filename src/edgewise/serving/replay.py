@@ -325,6 +325,7 @@ def replay_policy(
     inputs: dict[str, Any],
     startup_s: float = 5.0,
     neighbour: Any = None,
+    ingress: str = "proxy",
 ) -> ReplayResult:
     """Start a deployment, replay ``segment`` with ``policy_name``, store the result.
 
@@ -343,6 +344,7 @@ def replay_policy(
         initial_replicas=1,
         max_replicas=option.max_replicas,
         port=port,
+        ingress=ingress,
     )
     with neighbour or contextlib.nullcontext(), ServingRuntime(cfg) as rt:
         res = replay_live(

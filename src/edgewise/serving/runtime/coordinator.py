@@ -36,10 +36,18 @@ class CoordinatorState:
         self.queued_total = 0.0  # running + queued requests, as Ray Serve's autoscaler sees them
         self._cpu_s: dict[str, float] = {}
         self._recent: list[tuple[float, float]] = []  # (t, latency_ms)
+        self._recent_infer: list[tuple[float, float]] = []  # (t, forward pass ms)
         self.registry = CollectorRegistry()
         self._latency = Histogram(
             "edgewise_request_latency_ms",
             "In-replica request latency (queue + service) in milliseconds",
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
+        self._inference = Histogram(
+            "edgewise_inference_ms",
+            "Model forward pass per batch in milliseconds (the part of the latency that is "
+            "the model's own)",
             buckets=LATENCY_BUCKETS_MS,
             registry=self.registry,
         )
@@ -70,12 +78,16 @@ class CoordinatorState:
         rejected: int,
         ongoing: int,
         cpu_s: float = 0.0,
+        infer_ms: list[float] | None = None,
     ) -> None:
         now = time.time()
         self._cpu_s[replica] = float(cpu_s)
         for v in latencies_ms:
             self._latency.observe(v)
             self._recent.append((now, v))
+        for v in infer_ms or ():
+            self._inference.observe(v)
+            self._recent_infer.append((now, v))
         self._requests.labels("ok").inc(len(latencies_ms))
         if rejected:
             self._requests.labels("rejected").inc(rejected)
@@ -87,6 +99,8 @@ class CoordinatorState:
         cutoff = now - 60.0
         if self._recent and self._recent[0][0] < cutoff:
             self._recent = [p for p in self._recent if p[0] >= cutoff]
+        if self._recent_infer and self._recent_infer[0][0] < cutoff:
+            self._recent_infer = [p for p in self._recent_infer if p[0] >= cutoff]
 
     def register(self, replica: str, pid: int, node: str, cpus: float) -> None:
         self.replicas[replica] = {
@@ -110,6 +124,7 @@ class CoordinatorState:
             "completed": self.completed,
             "rejected": self.rejected,
             "recent_latencies_ms": recent,
+            "recent_infer_ms": [v for t, v in self._recent_infer if t >= now - window_s],
             "recent": [(t, v) for t, v in self._recent if t >= now - window_s],
             "ongoing": sum(int(r.get("ongoing", 0)) for r in self.replicas.values()),
             "queued_total": self.queued_total,
@@ -165,8 +180,9 @@ class Coordinator:
         rejected: int,
         ongoing: int,
         cpu_s: float = 0.0,
+        infer_ms: list[float] | None = None,
     ) -> None:
-        self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s)
+        self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s, infer_ms)
 
     def report_queue(self, total_requests: float) -> None:
         self._s.queued_total = float(total_requests)

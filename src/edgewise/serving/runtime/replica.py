@@ -55,6 +55,7 @@ class ModelReplica:
         self._id = f"{socket.gethostname()}:{os.getpid()}"
         self._coordinator = ray.get_actor(coordinator_name(app), namespace=NAMESPACE)
         self._pending: list[float] = []
+        self._infer_ms: list[float] = []  # forward passes since the last push
         self._rejected = 0
         self._ongoing = 0
         ray.get(
@@ -108,11 +109,13 @@ class ModelReplica:
 
     def _infer(self, batch: np.ndarray) -> tuple[list[int], list[float]]:
         torch = self._torch
+        start = time.perf_counter()
         with torch.inference_mode():
             out = self._zoo.module(torch.from_numpy(batch))
             logits = out.logits if hasattr(out, "logits") else out
             probs = torch.softmax(logits.float(), dim=-1)
             score, cls = probs.max(dim=-1)
+        self._infer_ms.append((time.perf_counter() - start) * 1000.0)
         return [int(c) for c in cls], [round(float(s), 5) for s in score]
 
     # --- background: metrics push and vertical scaling ------------------------------
@@ -129,8 +132,9 @@ class ModelReplica:
     async def _sync_once(self) -> None:
         batch, self._pending = self._pending, []
         rejected, self._rejected = self._rejected, 0
+        infer_ms, self._infer_ms = self._infer_ms, []
         await self._coordinator.record.remote(
-            self._id, batch, rejected, self._ongoing, time.process_time()
+            self._id, batch, rejected, self._ongoing, time.process_time(), infer_ms
         )
         cpus = float(await self._coordinator.get_cpus.remote())
         if abs(cpus - self._cpus) > 1e-6:
