@@ -237,12 +237,6 @@ SERVE_FAST_PATH_ENV = {
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
     "RAY_SERVE_LOG_TO_STDERR": "0",
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
-    # Ray starts its worker processes at nice 15 (to keep its own daemons responsive
-    # under heavy task load), so a replica and the proxy lose the CPU to any nice-0
-    # process on the host the moment they compete: the load generator, HAProxy, a
-    # neighbour. A serving replica is the latency-critical process here; it runs at the
-    # default priority like the plain inference loop it is compared with.
-    "RAY_worker_niceness": "0",
 }
 """Ray Serve settings for a low-latency request path, set for a Ray instance we start."""
 

@@ -45,12 +45,6 @@ class ModelReplica:
         from edgewise.workloads.zoo import build_model
 
         self._model_name = model
-        # Ray workers start at nice 15; a replica on a Ray instance we did not start (where
-        # RAY_worker_niceness could not be set) takes the default priority back where the
-        # OS allows it (CAP_SYS_NICE), and keeps what it has otherwise.
-        with contextlib.suppress(OSError):
-            if os.getpriority(os.PRIO_PROCESS, 0) > 0:
-                os.setpriority(os.PRIO_PROCESS, 0, 0)
         self._app = app
         self._zoo = build_model(model)
         self._spec = InputSpec(kind=self._zoo.kind, shape=tuple(self._zoo.input_shape))
