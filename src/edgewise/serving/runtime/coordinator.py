@@ -9,6 +9,7 @@ exposition served at ``/metrics``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import ray
@@ -20,6 +21,23 @@ LATENCY_BUCKETS_MS = (1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 
 
 def coordinator_name(app: str) -> str:
     return f"edgewise-coordinator-{app}"
+
+
+class _Recent:
+    """Samples of the last ``keep_s`` seconds, stamped with the time they arrived."""
+
+    def __init__(self, keep_s: float = 60.0) -> None:
+        self.keep_s = keep_s
+        self._points: list[tuple[float, float]] = []
+
+    def add(self, now: float, values: Iterable[float]) -> None:
+        self._points.extend((now, v) for v in values)
+        cutoff = now - self.keep_s
+        if self._points and self._points[0][0] < cutoff:
+            self._points = [p for p in self._points if p[0] >= cutoff]
+
+    def since(self, t0: float) -> list[tuple[float, float]]:
+        return [p for p in self._points if p[0] >= t0]
 
 
 class CoordinatorState:
@@ -35,8 +53,8 @@ class CoordinatorState:
         self.rejected = 0
         self.queued_total = 0.0  # running + queued requests, as Ray Serve's autoscaler sees them
         self._cpu_s: dict[str, float] = {}
-        self._recent: list[tuple[float, float]] = []  # (t, latency_ms)
-        self._recent_infer: list[tuple[float, float]] = []  # (t, forward pass ms)
+        self._recent = _Recent()  # request latencies, ms
+        self._recent_infer = _Recent()  # forward passes, ms
         self.registry = CollectorRegistry()
         self._latency = Histogram(
             "edgewise_request_latency_ms",
@@ -84,10 +102,10 @@ class CoordinatorState:
         self._cpu_s[replica] = float(cpu_s)
         for v in latencies_ms:
             self._latency.observe(v)
-            self._recent.append((now, v))
         for v in infer_ms or ():
             self._inference.observe(v)
-            self._recent_infer.append((now, v))
+        self._recent.add(now, latencies_ms)
+        self._recent_infer.add(now, infer_ms or ())
         self._requests.labels("ok").inc(len(latencies_ms))
         if rejected:
             self._requests.labels("rejected").inc(rejected)
@@ -96,11 +114,6 @@ class CoordinatorState:
         if replica in self.replicas:
             self.replicas[replica]["ongoing"] = ongoing
             self.replicas[replica]["seen"] = now
-        cutoff = now - 60.0
-        if self._recent and self._recent[0][0] < cutoff:
-            self._recent = [p for p in self._recent if p[0] >= cutoff]
-        if self._recent_infer and self._recent_infer[0][0] < cutoff:
-            self._recent_infer = [p for p in self._recent_infer if p[0] >= cutoff]
 
     def register(self, replica: str, pid: int, node: str, cpus: float) -> None:
         self.replicas[replica] = {
@@ -116,16 +129,16 @@ class CoordinatorState:
 
     def snapshot(self, window_s: float = 10.0) -> dict[str, Any]:
         now = time.time()
-        recent = [v for t, v in self._recent if t >= now - window_s]
+        recent = self._recent.since(now - window_s)
         return {
             "target_replicas": self.target_replicas,
             "cpus_per_replica": self.cpus_per_replica,
             "replicas": dict(self.replicas),
             "completed": self.completed,
             "rejected": self.rejected,
-            "recent_latencies_ms": recent,
-            "recent_infer_ms": [v for t, v in self._recent_infer if t >= now - window_s],
-            "recent": [(t, v) for t, v in self._recent if t >= now - window_s],
+            "recent_latencies_ms": [v for _, v in recent],
+            "recent_infer_ms": [v for _, v in self._recent_infer.since(now - window_s)],
+            "recent": recent,
             "ongoing": sum(int(r.get("ongoing", 0)) for r in self.replicas.values()),
             "queued_total": self.queued_total,
             "cpu_s": dict(self._cpu_s),
