@@ -284,24 +284,42 @@ def _run(index: int, lat: float, solo: bool = False, **ach: float) -> dict[str, 
     }
 
 
-def test_training_set_divides_by_nearest_solo_baseline() -> None:
-    from edgewise.interference.campaign import nearest_solo, prefix, training_set
+def test_training_set_divides_by_solo_interpolated_between_baselines() -> None:
+    from edgewise.interference.campaign import prefix, training_set
 
-    # the host drifts: solo 10 ms early, 20 ms late; stressed runs are 1.5x their solo
+    # the host drifts: solo 10 ms at run 0, 20 ms at run 3, so 13.3 and 16.7 ms between;
+    # the stressed runs are 1.5x the solo latency of their moment
     runs = [
         _run(0, 10.0, solo=True),
-        _run(1, 15.0, cpu=0.5),
-        _run(2, 30.0, cpu=0.5),
+        _run(1, 20.0, cpu=0.5),
+        _run(2, 25.0, cpu=0.5),
         _run(3, 20.0, solo=True),
     ]
     X, ys, solo = training_set(runs, normalise=True)
     assert ys["p50"][1:3] == pytest.approx([1.5, 1.5])
+    assert ys["p99"][1:3] == pytest.approx([1.5, 1.5])
+    # a solo run is divided by the other baselines (here the one other)
     assert ys["p50"][0] == pytest.approx(0.5) and ys["p50"][3] == pytest.approx(2.0)
     assert solo["p50"] == pytest.approx(15.0) and X.shape == (4, 8)
     _, raw, _ = training_set(runs, normalise=False)
-    assert raw["p50"].tolist() == [10.0, 15.0, 30.0, 20.0]
-    assert nearest_solo(runs[2], [runs[0], runs[3]]) is runs[3]
+    assert raw["p50"].tolist() == [10.0, 20.0, 25.0, 20.0]
     assert [r["index"] for r in prefix(runs, 1)] == [0, 1]
+
+
+def test_reference_at_interpolates_inside_and_holds_outside() -> None:
+    from edgewise.interference.campaign import reference_at
+
+    solos = [
+        (2, {"p50": 10.0, "p95": 12.0, "p99": 14.0}),
+        (6, {"p50": 30.0, "p95": 32.0, "p99": 34.0}),
+    ]
+    mid = reference_at(3, solos)
+    assert mid == pytest.approx({"p50": 15.0, "p95": 17.0, "p99": 19.0})
+    assert reference_at(2, solos) == pytest.approx({"p50": 10.0, "p95": 12.0, "p99": 14.0})
+    assert reference_at(0, solos)["p50"] == 10.0  # type: ignore[index]
+    assert reference_at(9, solos)["p50"] == 30.0  # type: ignore[index]
+    assert reference_at(4, solos[1:])["p50"] == 30.0  # type: ignore[index]
+    assert reference_at(4, []) is None
 
 
 def _workload_runs(solo_ms: float, gain: float, n: int, seed: int) -> list[dict[str, object]]:

@@ -9,7 +9,8 @@ shares that CPU and the other stressors run on the host's other CPUs, see ``plac
 2. ``holdout`` fresh stress configurations drawn uniformly with ``seed``, with solo
    baselines before, every ``solo_every // 2`` points and after them. Predictions use
    the campaign's stored solo baseline (as :class:`Predictor` does); the error of
-   predictions rescaled by the nearest fresh solo baseline is reported as
+   predictions rescaled by a fresh solo baseline (interpolated between the held-out
+   baselines around the point, as the campaign's runs are) is reported as
    ``median_ape_drift_corrected``;
 3. ``repeats`` identical runs at the centre of the space: the run-to-run noise floor.
 
@@ -32,8 +33,6 @@ import numpy as np
 import typer
 from sqlalchemy import select
 
-from edgewise.interference.target import PERCENTILES
-
 if TYPE_CHECKING:
     from edgewise.interference.campaign import Placement
 
@@ -42,14 +41,6 @@ Progress = Callable[[str], None]
 
 def _ape(truth: float, pred: float) -> float:
     return float(100.0 * abs(pred - truth) / truth)
-
-
-def _nearest_reference(
-    i: int, solos: Sequence[tuple[int, Mapping[str, float]]]
-) -> dict[str, float]:
-    """Latency of the solo baseline closest in measurement order to position ``i``."""
-    _pos, lat = min(solos, key=lambda s: (abs(s[0] - i), s[0]))
-    return {p: float(lat[p]) for p in PERCENTILES}
 
 
 def holdout_records(
@@ -166,6 +157,7 @@ def run(
         campaign_runs,
         measure_point,
         placement_cpus,
+        reference_at,
         resources_of,
         transfer_curve,
     )
@@ -296,10 +288,10 @@ def run(
         finally:
             target.close()
         for h in held:
-            h["reference"] = _nearest_reference(h["pos"], solos)
+            h["reference"] = reference_at(h["pos"], solos)
         active = models["active"]
         # headline: what the Predictor does (stored solo baseline); the variant scaled
-        # by the nearest fresh solo baseline is reported as *_drift_corrected
+        # by the fresh solo baselines around the point is reported as *_drift_corrected
         rows = holdout_records(active, held, corrected=False)
         rows_dc = holdout_records(active, held, corrected=True)
         _attach_holdout(kb, target.name, cfgs["active"].name, rows)

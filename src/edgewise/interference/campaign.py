@@ -2,8 +2,9 @@
 
 Pure part: :func:`features_of`, :func:`plan_next` (seed design first, then the
 candidate that most lowers the surrogate's integrated variance), :func:`training_set`
-(drift correction: each run's latency is divided by the nearest solo baseline, so the
-surrogate learns the *slowdown*, which host drift between baselines does not move),
+(drift correction: each run's latency is divided by the solo latency interpolated
+between the baselines around it, so the surrogate learns the *slowdown*, which host
+drift between baselines does not move),
 :func:`fit_interference_model` (optionally warm-started from other workloads' runs: the
 transfer part), :func:`learning_curve` and :func:`transfer_curve`. Effectful part:
 :class:`CampaignRunner` starts each stress mix, warms up, drives the target open-loop,
@@ -182,15 +183,36 @@ class InterferenceModel:
         return out
 
 
-def nearest_solo(
-    run: Mapping[str, Any], solos: Sequence[Mapping[str, Any]]
-) -> Mapping[str, Any] | None:
-    """The solo baseline closest in run order to ``run`` (another one for a solo run)."""
-    others = [s for s in solos if s.get("index") != run.get("index")] or list(solos)
-    if not others:
+def reference_at(
+    i: float, solos: Sequence[tuple[float, Mapping[str, float]]]
+) -> dict[str, float] | None:
+    """Solo latency at position ``i``, interpolated between the baselines around it.
+
+    ``solos`` are (position, latency percentiles) pairs. Between two baselines the
+    reference moves linearly from one to the other, so a host that speeds up or slows
+    down between them is tracked, and the two baselines' noise averages out; before the
+    first or after the last baseline it is the nearest one.
+    """
+    if not solos:
         return None
-    i = int(run.get("index", 0))
-    return min(others, key=lambda s: (abs(int(s.get("index", 0)) - i), int(s.get("index", 0))))
+    before = [s for s in solos if s[0] <= i]
+    after = [s for s in solos if s[0] >= i]
+    if not before or not after:
+        _, lat = min(after, key=lambda s: s[0]) if after else max(before, key=lambda s: s[0])
+        return {p: float(lat[p]) for p in PERCENTILES}
+    (i0, lat0), (i1, lat1) = max(before, key=lambda s: s[0]), min(after, key=lambda s: s[0])
+    w = 0.0 if i1 == i0 else (i - i0) / (i1 - i0)
+    return {p: (1.0 - w) * float(lat0[p]) + w * float(lat1[p]) for p in PERCENTILES}
+
+
+def solo_reference(
+    run: Mapping[str, Any], solos: Sequence[Mapping[str, Any]]
+) -> dict[str, float] | None:
+    """The solo latency a run is divided by: :func:`reference_at` its run index over the
+    solo baselines (the other baselines, for a solo run)."""
+    others = [s for s in solos if s.get("index") != run.get("index")] or list(solos)
+    pairs = [(float(s.get("index", 0)), s["latency"]) for s in others]
+    return reference_at(float(run.get("index", 0)), pairs)
 
 
 def training_set(
@@ -200,8 +222,9 @@ def training_set(
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
     """Feature matrix, per-percentile targets and the solo summary from ok runs.
 
-    With ``normalise`` each target is the run's latency divided by its nearest solo
-    baseline's (so slow drift of the host between baselines cancels out).
+    With ``normalise`` each target is the run's latency divided by the solo latency
+    interpolated between the baselines around it (:func:`solo_reference`), so drift of
+    the host between baselines cancels out.
     """
     ok = [r for r in runs if r.get("status", "ok") == "ok"]
     solos = [r for r in ok if "solo" in r.get("flags", [])]
@@ -215,8 +238,8 @@ def training_set(
         for r in ok:
             v = float(r["latency"][p])
             if normalise:
-                ref = nearest_solo(r, solos)
-                v = v / float(ref["latency"][p]) if ref is not None else v / solo[p]
+                ref = solo_reference(r, solos)
+                v = v / ref[p] if ref is not None else v / solo[p]
             vals.append(v)
         ys[p] = np.array(vals, dtype=float)
     return X, ys, solo
