@@ -171,9 +171,6 @@ class Coordinator:
     def set_target(self, replicas: int) -> None:
         self._s.target_replicas = max(0, int(replicas))
 
-    def get_cpus(self) -> float:
-        return self._s.cpus_per_replica
-
     def set_cpus(self, cpus: float) -> None:
         self._s.cpus_per_replica = float(cpus)
 
@@ -194,8 +191,11 @@ class Coordinator:
         ongoing: int,
         cpu_s: float = 0.0,
         infer_ms: list[float] | None = None,
-    ) -> None:
+    ) -> float:
+        """Take a replica's push; answer with the CPUs it should have, so that each poll
+        is one round trip (the replica polls every 0.2 s, on the CPUs it serves on)."""
         self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s, infer_ms)
+        return self._s.cpus_per_replica
 
     def report_queue(self, total_requests: float) -> None:
         self._s.queued_total = float(total_requests)

@@ -133,10 +133,11 @@ class ModelReplica:
         batch, self._pending = self._pending, []
         rejected, self._rejected = self._rejected, 0
         infer_ms, self._infer_ms = self._infer_ms, []
-        await self._coordinator.record.remote(
-            self._id, batch, rejected, self._ongoing, time.process_time(), infer_ms
+        cpus = float(
+            await self._coordinator.record.remote(
+                self._id, batch, rejected, self._ongoing, time.process_time(), infer_ms
+            )
         )
-        cpus = float(await self._coordinator.get_cpus.remote())
         if abs(cpus - self._cpus) > 1e-6:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._apply_cpus, cpus)
 
