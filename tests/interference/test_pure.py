@@ -316,9 +316,14 @@ def test_reference_at_interpolates_inside_and_holds_outside() -> None:
     mid = reference_at(3, solos)
     assert mid == pytest.approx({"p50": 15.0, "p95": 17.0, "p99": 19.0})
     assert reference_at(2, solos) == pytest.approx({"p50": 10.0, "p95": 12.0, "p99": 14.0})
-    assert reference_at(0, solos)["p50"] == 10.0  # type: ignore[index]
-    assert reference_at(9, solos)["p50"] == 30.0  # type: ignore[index]
-    assert reference_at(4, solos[1:])["p50"] == 30.0  # type: ignore[index]
+    before, after, single = (
+        reference_at(0, solos),
+        reference_at(9, solos),
+        reference_at(4, solos[1:]),
+    )
+    assert before is not None and before["p50"] == 10.0  # held, not extrapolated
+    assert after is not None and after["p50"] == 30.0
+    assert single is not None and single["p50"] == 30.0
     assert reference_at(4, []) is None
 
 
