@@ -232,16 +232,17 @@ def training_set(
     X = np.array([features_of(r["achieved"], solo, resources) for r in ok]).reshape(
         len(ok), len(resources) + len(SOLO_FEATURES)
     )
-    ys: dict[str, np.ndarray] = {}
-    for p in PERCENTILES:
-        vals = []
-        for r in ok:
-            v = float(r["latency"][p])
-            if normalise:
-                ref = solo_reference(r, solos)
-                v = v / ref[p] if ref is not None else v / solo[p]
-            vals.append(v)
-        ys[p] = np.array(vals, dtype=float)
+    # each run's divisor, found once for all percentiles (without any solo baseline:
+    # the summary's placeholder of 1 ms)
+    ones = dict.fromkeys(PERCENTILES, 1.0)
+    refs = [(solo_reference(r, solos) or solo) if normalise else ones for r in ok]
+    ys = {
+        p: np.array(
+            [float(r["latency"][p]) / ref[p] for r, ref in zip(ok, refs, strict=True)],
+            dtype=float,
+        )
+        for p in PERCENTILES
+    }
     return X, ys, solo
 
 
