@@ -20,6 +20,7 @@ from edgewise.serving.policies import (
     PolicyState,
     ScalingContext,
     ScalingDecision,
+    make_policy,
 )
 from edgewise.sim.events import PoolChange, poisson_times, simulate_requests
 from edgewise.sim.queueing import capacity_rps, lognormal_profile
@@ -176,6 +177,73 @@ def test_bench_run_on_a_csv_trace(tmp_path: Path) -> None:
     assert isinstance(out["hpa_reached_our_attainment"], bool)
     assert out["service_profile"].startswith("default lognormal")
     json.dumps(out, allow_nan=False)
+
+
+def test_oracle_sweep_compares_each_design_percentile_with_hpa(tmp_path: Path) -> None:
+    from edgewise.bench.serving import ORACLE_PERCENTILES, run
+
+    out = run(
+        trace=_trace_csv(tmp_path),
+        time_col="when",
+        value_col="requests",
+        days=0.25,
+        slo_ms=100.0,
+        policies=["hpa", "oracle"],
+        peak_rps=60.0,
+        seed=1,
+        max_replicas=40,
+        oracle_sweep=True,
+    )
+    oracle = out["policies"]["oracle"]
+    assert oracle["setting"] == "oracle"
+    sweep = oracle["sweep"]
+    assert [e["setting"] for e in sweep[1:]] == [f"oracle@p{p:g}" for p in ORACLE_PERCENTILES]
+    # Planning for a higher percentile buys attainment with cost (98 < SLO's 99 < 99.5 ...).
+    by_pct = [sweep[1], sweep[0], *sweep[2:]]
+    costs = [e["cost"] for e in by_pct]
+    attained = [e["slo_attainment"] for e in by_pct]
+    assert costs == sorted(costs) and costs[-1] > costs[0]
+    assert attained[-1] >= attained[0]
+    hpa = {s["setting"]: s for s in out["policies"]["hpa"]["sweep"]}
+    for e in sweep:
+        ref = hpa[e["hpa_reference"]]
+        assert e["cost_ratio_vs_hpa"] == pytest.approx(e["cost"] / ref["cost"])
+        if e["hpa_reached"]:  # the cheapest HPA setting at least as good
+            assert ref["slo_attainment"] >= e["slo_attainment"]
+            assert all(
+                s["cost"] >= ref["cost"]
+                for s in hpa.values()
+                if s["slo_attainment"] >= e["slo_attainment"]
+            )
+    assert out["oracle_cost_ratio_vs_hpa"] == oracle["cost_ratio_vs_hpa"]
+    best = min((e for e in sweep if e["hpa_reached"]), key=lambda e: e["cost_ratio_vs_hpa"])
+    assert out["oracle_best_cost_ratio_vs_hpa"] == best["cost_ratio_vs_hpa"]
+    assert out["oracle_best_setting"] == best["setting"]
+    assert "cost_ratio_vs_hpa" not in out  # no edgewise run
+    json.dumps(out, allow_nan=False)
+
+
+def test_vs_hpa_falls_back_to_the_best_attainment_when_none_reaches() -> None:
+    from edgewise.bench.serving import vs_hpa
+
+    @dataclass
+    class R:
+        slo_attainment: float
+        cost: float
+
+    runs: list[Any] = [("a", R(0.99, 10.0)), ("b", R(0.995, 12.0)), ("c", R(0.999, 20.0))]
+    assert vs_hpa(0.994, 6.0, runs) == {
+        "hpa_reference": "b",
+        "hpa_reached": True,
+        "cost_ratio_vs_hpa": 0.5,
+    }
+    assert vs_hpa(0.9999, 10.0, runs) == {
+        "hpa_reference": "c",
+        "hpa_reached": False,
+        "cost_ratio_vs_hpa": 0.5,
+    }
+    with pytest.raises(ValueError, match="design_percentile"):
+        make_policy("oracle", design_percentile=100.0)
 
 
 def test_simulate_cli_with_plot_and_errors(tmp_path: Path) -> None:

@@ -32,19 +32,30 @@ class OraclePolicy:
     mix_band : float
         Keeps the running flavor mix (adding or trimming replicas) unless a new mix is
         this much cheaper: as for edgewise, re-mixing costs start-ups.
+    design_percentile : float or None
+        Size the pool so that this percentile (not the SLO's) stays within the bound:
+        a higher one buys attainment with replicas. ``edgewise bench serving
+        --oracle-sweep`` traces the clairvoyant's cost against attainment this way.
     """
 
     planner: str = "pool"
     mix_band: float = 0.1
+    design_percentile: float | None = None
     period_s: float = 15.0
     name: str = "oracle"
+
+    def __post_init__(self) -> None:
+        p = self.design_percentile
+        if p is not None and not 0.0 < p < 100.0:
+            raise ValueError(f"design_percentile must be in (0, 100), got {p}")
 
     def decide(self, ctx: ScalingContext) -> tuple[ScalingDecision, PolicyState]:
         if ctx.future_rate is None:
             raise ValueError("the oracle needs ctx.future_rate (the true rate) to decide")
         horizon = ctx.now + ctx.startup_s + ctx.period_s
         peak = max(0.0, float(ctx.future_rate(ctx.now, horizon)))
-        sizer = make_sizer(ctx.flavors, ctx.slo_ms, ctx.slo_percentile, self.planner)
+        pct = ctx.slo_percentile if self.design_percentile is None else self.design_percentile
+        sizer = make_sizer(ctx.flavors, ctx.slo_ms, pct, self.planner)
         current = {f.name: int(ctx.replicas.get(f.name, 0)) for f in ctx.flavors}
         counts = resize(sizer, current, peak, self.mix_band)
         # A change of flavor mix keeps old replicas until the new ones are ready.
