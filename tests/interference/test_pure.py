@@ -411,6 +411,23 @@ def test_bench_helpers() -> None:
     assert holdout_records(M(), held, corrected=False)[0]["predicted_p50"] == 10.0
 
 
+def test_combine_repeats_takes_median_latencies_and_mean_intensities() -> None:
+    from edgewise.bench.interference import combine_repeats
+
+    measured = [
+        {"achieved": {"cpu": 0.3, "disk": 0.1}, "latency": {"p50": 10.0, "p99": 30.0, "n": 90}},
+        {"achieved": {"cpu": 0.5, "disk": 0.1}, "latency": {"p50": 14.0, "p99": 80.0, "n": 95}},
+        {"achieved": {"cpu": 0.4, "disk": 0.4}, "latency": {"p50": 11.0, "p99": 31.0, "n": 91}},
+    ]
+    out = combine_repeats(measured)
+    # The median ignores the one slow window's p99; intensities average.
+    assert out["latency"] == {"p50": 11.0, "p99": 31.0, "n": 91.0}
+    assert out["achieved"] == pytest.approx({"cpu": 0.4, "disk": 0.2})
+    assert combine_repeats(measured[:1])["latency"]["p50"] == 10.0
+    with pytest.raises(ValueError, match="no measurement"):
+        combine_repeats([])
+
+
 def test_rate_for_load_is_a_fraction_of_the_solo_capacity() -> None:
     from edgewise.errors import SpecError
     from edgewise.interference.target import rate_for_load

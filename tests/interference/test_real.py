@@ -241,7 +241,8 @@ def test_bench_interference_cli_prints_every_figure(tmp_path: Path) -> None:
         make_app(["bench"]),
         [
             "bench", "interference", "--apps", "digits_cnn@40rps", "--budget", "3",
-            "--holdout", "2", "--seconds", "0.5", "--warmup", "0.2", "--repeats", "2",
+            "--holdout", "2", "--holdout-repeats", "2", "--seconds", "0.5", "--warmup", "0.2",
+            "--repeats", "2",
             "--min-requests", "0", "--no-lhs", "--foreign-threshold", "1.0", "--json",
         ],
     )  # fmt: skip
@@ -255,3 +256,6 @@ def test_bench_interference_cli_prints_every_figure(tmp_path: Path) -> None:
     app = doc["per_app"]["digits_cnn@40rps"]
     assert app["workload"] == "digits_cnn@40rps" and doc["placement"] == "split"
     assert doc["runs_per_app"] == 3 and doc["lhs_median_ape"] is None
+    # Each held-out point measured twice: scored against the median, and against the first.
+    assert doc["holdout_repeats"] == 2 and doc["median_ape_single_window"] >= 0
+    assert all(len(h["repeats"]) == 2 for h in app["held_out"])
