@@ -152,20 +152,26 @@ def _trace_csv(tmp_path: Path) -> Path:
     return path
 
 
-def test_bench_run_on_a_csv_trace(tmp_path: Path) -> None:
+def _bench_on_csv(tmp_path: Path, policies: list[str], **kwargs: Any) -> dict[str, Any]:
+    """``bench serving``'s run over 6 hours of the small CSV trace."""
     from edgewise.bench.serving import run
 
-    out = run(
+    return run(
         trace=_trace_csv(tmp_path),
         time_col="when",
         value_col="requests",
         days=0.25,
         slo_ms=100.0,
-        policies=["edgewise", "hpa", "oracle"],
+        policies=policies,
         peak_rps=60.0,
         seed=1,
         max_replicas=40,
+        **kwargs,
     )
+
+
+def test_bench_run_on_a_csv_trace(tmp_path: Path) -> None:
+    out = _bench_on_csv(tmp_path, ["edgewise", "hpa", "oracle"])
     assert set(out["policies"]) == {"edgewise", "hpa", "oracle"}
     from edgewise.bench.serving import HPA_TARGETS
 
@@ -180,20 +186,9 @@ def test_bench_run_on_a_csv_trace(tmp_path: Path) -> None:
 
 
 def test_oracle_sweep_compares_each_design_percentile_with_hpa(tmp_path: Path) -> None:
-    from edgewise.bench.serving import ORACLE_PERCENTILES, run
+    from edgewise.bench.serving import ORACLE_PERCENTILES
 
-    out = run(
-        trace=_trace_csv(tmp_path),
-        time_col="when",
-        value_col="requests",
-        days=0.25,
-        slo_ms=100.0,
-        policies=["hpa", "oracle"],
-        peak_rps=60.0,
-        seed=1,
-        max_replicas=40,
-        oracle_sweep=True,
-    )
+    out = _bench_on_csv(tmp_path, ["hpa", "oracle"], oracle_sweep=True)
     oracle = out["policies"]["oracle"]
     assert oracle["setting"] == "oracle"
     sweep = oracle["sweep"]

@@ -57,15 +57,11 @@ def combine_repeats(measured: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     if not measured:
         raise ValueError("no measurement to combine")
-    lat0 = measured[0]["latency"]
     latency: dict[str, Any] = {}
-    for key, v0 in lat0.items():
+    for key, v0 in measured[0]["latency"].items():
         vals = [m["latency"].get(key) for m in measured]
-        numeric = [float(v) for v in vals if isinstance(v, int | float) and not isinstance(v, bool)]
-        if isinstance(v0, int | float) and not isinstance(v0, bool) and len(numeric) == len(vals):
-            latency[key] = float(np.median(numeric))
-        else:
-            latency[key] = v0
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals)
+        latency[key] = float(np.median([float(v) for v in vals])) if numbers else v0
     achieved = {
         key: float(np.mean([float(m["achieved"].get(key, 0.0)) for m in measured]))
         for key in measured[0]["achieved"]
