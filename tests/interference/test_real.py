@@ -46,6 +46,23 @@ def test_cpu_stressor_achieves_load_and_is_killed_when_body_raises() -> None:
     assert mine and not (mine & _stress_ng_pids() - before)
 
 
+def test_stressor_that_exits_early_is_named_even_with_code_zero() -> None:
+    """stress-ng stops cleanly (code 0) on SIGINT; a window over it must not read zero."""
+    from edgewise.errors import EnvironmentProblem
+
+    with StressMix({"cpu": 0.3}, seconds=30) as mix:
+        assert psutil.Process(mix.pids[0]).children()  # start() waited for the workers
+        os.killpg(mix.pids[0], signal.SIGINT)
+        deadline = time.monotonic() + 10.0
+        while psutil.pid_exists(mix.pids[0]) and time.monotonic() < deadline:
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(mix.pids[0]).status() == psutil.STATUS_ZOMBIE:
+                    break
+            time.sleep(0.05)
+        with pytest.raises(EnvironmentProblem, match=r"cpu stressor\) exited with code 0"):
+            mix.check_alive()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_stressors_die_with_their_driver(tmp_path: Path, sig: int) -> None:
     """Ctrl-C and SIGKILL alike; cpu 0.2 is duty-cycled, so some stressors are stopped."""

@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 STRESS_NG = "stress-ng"
 DUTY_RESOURCES: frozenset[str] = frozenset({"llc", "disk", "net"})
 _MIN_INTENSITY = 0.005
+#: stress-ng's own --timeout runs this long past the mix's seconds (a safety net only)
+_TIMEOUT_SLACK_S = 30.0
 
 
 def require_stress_ng() -> str:
@@ -432,6 +434,7 @@ class StressMix:
         duty_period_s: float = 0.05,
         sample_interval_s: float = 0.2,
         cgroup: CGroup | None = None,
+        ready_timeout_s: float = 20.0,
     ) -> None:
         self.intensity = validate_intensity(intensity)
         self.seconds = float(seconds)
@@ -452,6 +455,8 @@ class StressMix:
         self._threads: list[threading.Thread] = []
         self._window: tuple[float, dict[str, _TreeTotals]] | None = None
         self._lock = threading.Lock()
+        self._started_at = time.monotonic()
+        self.ready_timeout_s = ready_timeout_s
         self.plans: list[StressorPlan] = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -476,7 +481,7 @@ class StressMix:
         self.plans = plan_stressors(
             self.intensity,
             self.caps,
-            seconds=self.seconds + 30.0,
+            seconds=self.seconds + _TIMEOUT_SLACK_S,
             workdir=wd,
             cpus=self.cpus,
             calibration=self.calibration,
@@ -488,6 +493,8 @@ class StressMix:
                 proc = self._spawn(list(plan.argv), wd)
                 _register(proc)
                 self._groups.append(_GroupState(plan, proc))
+            self._started_at = time.monotonic()
+            self._await_workers()
         except BaseException:
             self.stop()
             raise
@@ -513,16 +520,52 @@ class StressMix:
         proc: subprocess.Popen[bytes] = spawn_in_cgroup(argv, self.cgroup, **kw)
         return proc
 
+    def _await_workers(self) -> None:
+        """Block until every stress-ng has forked its workers (it always forks one per
+        instance); a window opened before that would measure nothing. A slow host can
+        take seconds to get there, so the warm-up must not count from the spawn."""
+        deadline = time.monotonic() + self.ready_timeout_s
+        waiting = list(self._groups)
+        while waiting:
+            self.check_alive()
+            still = []
+            for g in waiting:
+                try:
+                    started = bool(psutil.Process(g.proc.pid).children())
+                except psutil.Error:
+                    started = False  # gone: the next check_alive names it
+                if not started:
+                    still.append(g)
+            waiting = still
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(g.plan.resource for g in waiting)
+                raise EnvironmentProblem(
+                    f"stress-ng ({names} stressor) started no worker within "
+                    f"{self.ready_timeout_s:g} s"
+                )
+            time.sleep(0.02)
+
     def check_alive(self) -> None:
-        """EnvironmentProblem naming the stressor if one of them died early."""
+        """EnvironmentProblem naming the stressor if one of them exited before its time.
+
+        Any exit counts, code 0 included: stress-ng also exits cleanly when something
+        sends it SIGINT, and a window over a stressor that is gone would measure zero.
+        """
         for g in self._groups:
             rc = g.proc.poll()
-            if rc is not None and rc != 0:
-                err = g.proc.stderr.read().decode(errors="replace") if g.proc.stderr else ""
-                last = (err.strip().splitlines() or ["no message"])[-1]
-                raise EnvironmentProblem(
-                    f"stress-ng ({g.plan.resource} stressor) exited with code {rc}: {last}"
-                )
+            if rc is None:
+                continue
+            ran = time.monotonic() - self._started_at
+            if rc == 0 and ran >= self.seconds + _TIMEOUT_SLACK_S - 1.0:
+                continue  # its own --timeout ended it
+            err = g.proc.stderr.read().decode(errors="replace") if g.proc.stderr else ""
+            last = (err.strip().splitlines() or ["no message"])[-1]
+            raise EnvironmentProblem(
+                f"stress-ng ({g.plan.resource} stressor) exited with code {rc} "
+                f"after {ran:.1f} s: {last}"
+            )
 
     def stop(self) -> None:
         """Stop all stressors (SIGINT for metrics, then SIGKILL the groups)."""
