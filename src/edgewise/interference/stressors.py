@@ -376,6 +376,13 @@ def _sample_tree(state: _GroupState) -> None:
     state.rss_max = max(state.rss_max, rss)
 
 
+def _has_children(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).children())
+    except psutil.Error:
+        return False
+
+
 @dataclass(frozen=True)
 class Achieved:
     """Achieved intensity per resource (normalised) and the raw activity behind it."""
@@ -526,17 +533,9 @@ class StressMix:
         take seconds to get there, so the warm-up must not count from the spawn."""
         deadline = time.monotonic() + self.ready_timeout_s
         waiting = list(self._groups)
-        while waiting:
-            self.check_alive()
-            still = []
-            for g in waiting:
-                try:
-                    started = bool(psutil.Process(g.proc.pid).children())
-                except psutil.Error:
-                    started = False  # gone: the next check_alive names it
-                if not started:
-                    still.append(g)
-            waiting = still
+        while True:
+            self.check_alive()  # a stressor that is gone is named here
+            waiting = [g for g in waiting if not _has_children(g.proc.pid)]
             if not waiting:
                 return
             if time.monotonic() > deadline:
