@@ -204,12 +204,15 @@ def test_capacity_command_digits_cnn(tmp_path: Path) -> None:
     )
     args = ["capacity", "digits_cnn", "--flavors", str(flavors), "--slo-ms", "50"]
     args += ["--flavor", "one", "--samples", "40", "--validate", "--validate-requests", "100"]
-    result = CliRunner().invoke(make_app(["plan"]), [*args, "--json"])
+    # A zero drift tolerance re-tests after any change of the mean service time at all.
+    retest = ["--drift-tolerance", "0", "--max-reprofiles", "1"]
+    result = CliRunner().invoke(make_app(["plan"]), [*args, *retest, "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
     (row,) = out["flavors"]
     assert row["flavor"] == "one" and row["service_ms"]["n"] >= 40
     assert row["capacity_rps"] > 0 and row["validation"]["requests"] >= 50
+    assert row["validation"]["reprofiled"] == 1 and len(row["validation"]["attempts"]) == 2
     with KnowledgeBase.open().snapshot() as s:
         stored = find_profile(s, "digits_cnn", "one", 1.0)
         assert stored is not None and stored.capacity_rps == pytest.approx(row["capacity_rps"])

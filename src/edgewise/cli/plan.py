@@ -31,6 +31,7 @@ from edgewise.planning.serving import (
     replica_options,
 )
 from edgewise.serving.profiles import (
+    DRIFT_TOLERANCE,
     FlavorProfile,
     MissingProfileError,
     find_profile,
@@ -143,9 +144,18 @@ def capacity(
         typer.Option(
             min=0,
             help="re-profile and re-test a flavor at most this often when the load test's "
-            "mean service time drifted more than 10% from the profile's",
+            "mean service time drifted more than --drift-tolerance from the profile's",
         ),
     ] = 2,
+    drift_tolerance: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="relative change of the mean service time between profile and load test "
+            "that counts as the host having changed under the profile",
+        ),
+    ] = DRIFT_TOLERANCE,
     service_load: Annotated[
         float,
         typer.Option(
@@ -192,6 +202,7 @@ def capacity(
         validate_requests=validate_requests,
         validate_max_s=validate_max_s,
         max_reprofiles=max_reprofiles,
+        drift_tolerance=drift_tolerance,
         service_load=service_load or None,
         seed=seed,
     )

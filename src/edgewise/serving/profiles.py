@@ -489,6 +489,15 @@ VALIDATION_TOLERANCE = 0.15
 TAIL_REQUESTS = 5
 
 
+#: A load test whose mean service time differs from the profile's by more than this
+#: (relative) found a different host than the profile did: the flavor is profiled again
+#: and re-tested. Over 29 checks on the development VM (sessions 1-8), the profile-versus-
+#: test drift explained most of the gap between the model fed the profile and the model
+#: fed the test's own service times (correlation -0.91); checks with |drift| <= 5% were
+#: within 15% in 16 of 18, those above in 6 of 11.
+DRIFT_TOLERANCE = 0.05
+
+
 def requests_for_percentile(percentile: float, tail: int = TAIL_REQUESTS) -> int:
     """Requests (after the burn-in) that put ``tail`` of them beyond ``percentile``."""
     beyond = 1.0 - percentile / 100.0
@@ -629,7 +638,7 @@ def profile_flavor(
     spin_ms: float = 1.0,
     cpu_weight: int | None = 1000,
     service_load: float | None = 0.5,
-    drift_tolerance: float = 0.10,
+    drift_tolerance: float = DRIFT_TOLERANCE,
     max_reprofiles: int = 2,
 ) -> FlavorProfile:
     """Measure ``model`` in ``flavor`` (real cgroup) and derive its capacity under the SLO.
