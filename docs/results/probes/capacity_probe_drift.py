@@ -20,7 +20,7 @@ for f in files:
         if v:
             m = v["measured_ms"]
             own = (v["predicted_from_test_service_ms"] - m) / m
-            rows.append((fl["flavor"], v["service_drift"], v["rel_error"], own))
+            rows.append((fl["flavor"], v["service_drift"], v["rel_error"], own, v["requests"]))
 drift = np.array([r[1] for r in rows])
 rel = np.array([r[2] for r in rows])
 own = np.array([r[3] for r in rows])
@@ -31,3 +31,8 @@ for lim in (0.03, 0.05, 0.10):
     inside = f"{int(np.sum(np.abs(rel[m]) <= 0.15))}/{int(m.sum())}"
     outside = f"{int(np.sum(np.abs(rel[~m]) <= 0.15))}/{int((~m).sum())}"
     print(f"|drift| <= {lim:.0%}: within 15% {inside}; above: {outside}")
+big = np.array([r[4] >= 2000 for r in rows])
+print(f"tests of >= 2,000 requests: {int(big.sum())}; within 15% from the profile "
+      f"{int(np.sum(np.abs(rel[big]) <= 0.15))}, from the test's own service times "
+      f"{int(np.sum(np.abs(own[big]) <= 0.15))} (own-times errors "
+      f"{', '.join(f'{100 * x:+.1f}' for x in own[big])}%)")
