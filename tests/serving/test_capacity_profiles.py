@@ -20,15 +20,14 @@ from edgewise.serving.profiles import (
     collect_service_times,
     compare_latency,
     find_profile,
-    poisson_arrivals_s,
     profile_capacity,
     profile_flavor,
-    replica_threads,
     requests_for_percentile,
     save_profile,
     service_drift,
     start_replica,
 )
+from edgewise.stats import poisson_times
 
 
 def make_profile(flavor: str = "small", cpus: float = 0.5, mean_ms: float = 10.0) -> FlavorProfile:
@@ -45,19 +44,6 @@ def make_profile(flavor: str = "small", cpus: float = 0.5, mean_ms: float = 10.0
         percentile=99.0,
         capacity_rps=capacity_rps(service, 40.0, 99.0, n_requests=20_000),
     )
-
-
-def test_replica_threads() -> None:
-    assert [replica_threads(c) for c in (0.25, 0.5, 1.0, 1.4, 2.0, 4.0)] == [1, 1, 1, 1, 2, 4]
-    with pytest.raises(ValueError):
-        replica_threads(0.0)
-
-
-def test_poisson_arrivals() -> None:
-    t = poisson_arrivals_s(50.0, 20_000, seed=3)
-    assert np.all(np.diff(t) > 0)
-    assert t.size / t[-1] == pytest.approx(50.0, rel=0.03)
-    assert np.array_equal(t, poisson_arrivals_s(50.0, 20_000, seed=3))
 
 
 def test_save_find_and_reuse() -> None:
@@ -141,7 +127,7 @@ def test_replica_process_burst_and_open_loop() -> None:
         service = collect_service_times(replica, samples=60, warmup=5, chunk=30, load=0.3)
         assert service.size == 60 and np.all(service > 0)
         assert 0.5 < float(np.mean(service)) < 50.0
-        arrivals = poisson_arrivals_s(20.0, 30, seed=2)
+        arrivals = poisson_times(20.0, 2, n=30)
         run = replica.run_arrivals(arrivals)
         assert np.all(run.latency_ms() > 0) and np.all(run.cpu_ms() > 0)
         assert np.all(run.latency_ms() >= run.service_ms() - 1e-6)

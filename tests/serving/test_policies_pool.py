@@ -20,8 +20,9 @@ from edgewise.serving.policies import (
 from edgewise.serving.policies._plan import make_sizer
 from edgewise.serving.policies._pool import plan_pool, pool_capacity_table, pool_serves
 from edgewise.serving.policies.base import service_quantiles
-from edgewise.sim.events import PoolChange, poisson_times, simulate_requests
+from edgewise.sim.events import PoolChange, simulate_requests
 from edgewise.sim.queueing import lognormal_profile
+from edgewise.stats import poisson_arrivals
 
 PROFILE = lognormal_profile(16.0, 0.25)
 Q = service_quantiles(PROFILE.samples_ms)
@@ -68,7 +69,7 @@ def test_pool_table_is_monotone_and_superadditive() -> None:
 @pytest.mark.parametrize("c", [1, 4])
 def test_pool_capacity_matches_request_level_percentile(c: int) -> None:
     rate = float(pool_capacity_table(Q, 100.0, 99.0, c)[c])
-    arrivals = poisson_times(np.full(1500, rate), seed=c)
+    arrivals = poisson_arrivals(np.full(1500, rate), 1.0, seed=c)
     out = simulate_requests(
         arrivals, [PoolChange(0.0, {"m": c}, {"m": 1.0})], {"m": PROFILE}, {"m": 1.0}, seed=7
     )

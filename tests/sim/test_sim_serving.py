@@ -22,9 +22,10 @@ from edgewise.serving.policies import (
     ScalingDecision,
     make_policy,
 )
-from edgewise.sim.events import PoolChange, poisson_times, simulate_requests
+from edgewise.sim.events import PoolChange, simulate_requests
 from edgewise.sim.queueing import capacity_rps, lognormal_profile
 from edgewise.sim.serving import SimConfig, SimFlavor, simulate
+from edgewise.stats import poisson_arrivals
 
 PROFILE = lognormal_profile(16.0, 0.25)
 
@@ -70,7 +71,7 @@ def test_fast_model_matches_request_level_simulation(
         initial={"medium": schedule[0][1]},
         series=False,
     )
-    arrivals = poisson_times(rates, seed=3)
+    arrivals = poisson_arrivals(rates, 1.0, seed=3)
     changes = [PoolChange(float(t), {"medium": n}, {"medium": c}) for t, n, c in schedule]
     truth = simulate_requests(arrivals, changes, {"medium": PROFILE}, {"medium": 1.0}, seed=4)
     assert abs(res.slo_attainment - truth.attainment(100.0)) < 0.02
@@ -78,7 +79,7 @@ def test_fast_model_matches_request_level_simulation(
 
 def test_capacity_matches_request_level_percentile() -> None:
     cap = capacity_rps(PROFILE, 60.0, 99.0)
-    arrivals = poisson_times(np.full(2000, cap), seed=1)
+    arrivals = poisson_arrivals(np.full(2000, cap), 1.0, seed=1)
     out = simulate_requests(
         arrivals, [PoolChange(0.0, {"m": 1}, {"m": 1.0})], {"m": PROFILE}, {"m": 1.0}, seed=2
     )

@@ -12,7 +12,6 @@ from torch import nn
 from edgewise.workloads.datasets import digits_images
 from edgewise.workloads.runner import (
     InferenceRunner,
-    latency_summary,
     set_threads,
     train_step,
     train_steps,
@@ -56,17 +55,6 @@ def test_runner_accepts_a_built_model_and_rejects_bad_sizes() -> None:
         InferenceRunner(model, threads=0)
     with pytest.raises(ValueError):
         InferenceRunner(model).measure(0)
-
-
-def test_latency_summary_percentiles() -> None:
-    s = latency_summary(np.arange(1.0, 101.0))
-    assert s["n"] == 100
-    assert s["p50"] == pytest.approx(50.5)
-    assert s["p95"] == pytest.approx(95.05)
-    assert s["mean"] == pytest.approx(50.5)
-    assert s["p50"] <= s["p95"] <= s["p99"]
-    with pytest.raises(ValueError):
-        latency_summary(np.array([]))
 
 
 def test_latency_grows_with_batch_size() -> None:

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgewise.errors import TraceError, UnknownNameError
+from edgewise.stats import arrival_counts, expected_arrivals
 from edgewise.workloads import traces
-from edgewise.workloads.arrivals import arrival_counts, expected_arrivals
 from edgewise.workloads.traces import (
     bin_seconds,
     compress_time,

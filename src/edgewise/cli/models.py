@@ -40,7 +40,8 @@ def measure_zoo(
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Build each model and measure p50/p95 latency per batch size; one row per model."""
-    from edgewise.workloads.runner import InferenceRunner, latency_summary
+    from edgewise.stats import latency_summary
+    from edgewise.workloads.runner import InferenceRunner
     from edgewise.workloads.zoo import build_model
 
     task = None

@@ -16,6 +16,8 @@ from typing import Self
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from edgewise.stats import conformal_quantile
+
 __all__ = ["ConformalCalibrator", "conformal_quantile", "empirical_bounds", "tail_probs"]
 
 
@@ -23,24 +25,6 @@ def tail_probs(level: int) -> tuple[float, float]:
     """Lower and upper quantile probabilities of a central ``level``% interval."""
     alpha = 1.0 - level / 100.0
     return alpha / 2.0, 1.0 - alpha / 2.0
-
-
-def conformal_quantile(scores: np.ndarray, prob: float) -> float:
-    """Finite-sample-corrected empirical quantile of ``scores`` at ``prob``.
-
-    For an upper quantile (``prob > 0.5``) this is the ``ceil((n + 1) prob)``-th smallest
-    score (split conformal); a lower quantile mirrors it. With too few scores for the
-    requested probability the extreme score is returned.
-    """
-    s = np.sort(np.asarray(scores, dtype=float).ravel())
-    n = s.shape[0]
-    if n == 0:
-        raise ValueError("no scores to take a quantile of")
-    if prob >= 0.5:
-        k = int(np.ceil((n + 1) * prob))
-        return float(s[min(k, n) - 1])
-    k = int(np.floor((n + 1) * prob))
-    return float(s[max(k, 1) - 1])
 
 
 def empirical_bounds(

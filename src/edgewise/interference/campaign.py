@@ -40,7 +40,8 @@ from edgewise.interference.surrogates import (
     cv_median_ape,
     select_surrogate,
 )
-from edgewise.interference.target import PERCENTILES, TargetResult
+from edgewise.interference.target import TargetResult
+from edgewise.stats import PERCENTILES
 
 SOLO_FEATURES: tuple[str, ...] = ("solo_cpu", "solo_log_p50")
 FEATURES: tuple[str, ...] = (*RESOURCES, *SOLO_FEATURES)

@@ -15,7 +15,8 @@ from typing import Any
 from edgewise.errors import SpecError, UnknownNameError
 from edgewise.interference.campaign import InterferenceModel
 from edgewise.interference.footprint import colocation_vector
-from edgewise.interference.target import PERCENTILES, parse_workload_name, workload_name
+from edgewise.interference.target import parse_workload_name, workload_name
+from edgewise.stats import PERCENTILES
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ import yaml
 
 from edgewise.config import RESOURCES
 from edgewise.errors import EnvironmentProblem, SpecError
+from edgewise.procs import free_port
 
 if TYPE_CHECKING:
     from edgewise.interference.calibration import Calibration
@@ -137,12 +137,6 @@ class StressorPlan:
     knob: float
     argv: tuple[str, ...]
     duty: float = 1.0
-
-
-def _free_port(seed_port: int | None = None) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1]) if seed_port is None else seed_port
 
 
 def plan_stressors(
@@ -492,7 +486,7 @@ class StressMix:
             workdir=wd,
             cpus=self.cpus,
             calibration=self.calibration,
-            net_port=_free_port(),
+            net_port=free_port(),
             taskset=self.cgroup is None,
         )
         try:

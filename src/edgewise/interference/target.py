@@ -9,7 +9,7 @@ stdin, one JSON result line back).
 
 A :class:`CommandTarget` runs any command line repeatedly; each run time is a sample.
 
-Pure part: :func:`poisson_schedule` and :func:`latency_summary`; the rest is adapters.
+Arrivals and summaries come from :mod:`edgewise.stats`; this module is the adapter.
 """
 
 from __future__ import annotations
@@ -31,41 +31,7 @@ import numpy as np
 import psutil
 
 from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
-
-PERCENTILES: tuple[str, ...] = ("p50", "p95", "p99")
-
-
-def poisson_schedule(rate_rps: float, seconds: float, seed: int) -> np.ndarray:
-    """Sorted send times (s) of a homogeneous Poisson process on ``[0, seconds)``."""
-    if rate_rps <= 0:
-        raise ValueError(f"rate must be positive, got {rate_rps}")
-    rng = np.random.default_rng(seed)
-    n = int(rate_rps * seconds * 1.5 + 20)
-    t = np.cumsum(rng.exponential(1.0 / rate_rps, size=n))
-    while t[-1] < seconds:
-        t = np.concatenate([t, t[-1] + np.cumsum(rng.exponential(1.0 / rate_rps, size=n))])
-    return t[t < seconds]
-
-
-def latency_summary(latencies_ms: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """p50/p95/p99/mean (ms) and the sample count."""
-    a = np.asarray(latencies_ms, dtype=float)
-    if a.size == 0:
-        return {
-            "p50": float("nan"),
-            "p95": float("nan"),
-            "p99": float("nan"),
-            "mean": float("nan"),
-            "n": 0,
-        }
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {
-        "p50": float(p50),
-        "p95": float(p95),
-        "p99": float(p99),
-        "mean": float(a.mean()),
-        "n": int(a.size),
-    }
+from edgewise.stats import latency_summary, poisson_times
 
 
 @dataclass(frozen=True)
@@ -506,7 +472,7 @@ def _serve(
         if not parts or parts[0] == "QUIT":
             break
         seconds, seed = float(parts[1]), int(parts[2])
-        sched = poisson_schedule(rate, seconds, seed)
+        sched = poisson_times(rate, seed, seconds=seconds)
         lat = np.empty(sched.size)
         start = time.perf_counter()
         with torch.inference_mode():

@@ -73,7 +73,13 @@ _warned = False
 
 
 def threads_for(cpus: float, max_threads: int | None = None) -> int:
-    """Threads to give a workload limited to ``cpus`` CPUs: ``ceil(cpus)``, at least 1.
+    """Threads to give a workload limited to ``cpus`` CPUs: ``cpus`` rounded half up, at least 1.
+
+    The one rule for every workload edgewise confines: capacity profiles, serving
+    replicas, profiled targets and device apps all take their torch thread count from
+    here, so a profile is measured with the threads the replica will serve with. A
+    thread more than the quota (``ceil``) makes torch's parallel regions wait on a
+    throttled straggler; rounding keeps 0.5 and 1.4 CPUs at one thread and 2 at two.
 
     Parameters
     ----------
@@ -84,7 +90,7 @@ def threads_for(cpus: float, max_threads: int | None = None) -> int:
     """
     if not cpus > 0:
         raise ValueError(f"cpus must be positive, got {cpus}")
-    n = max(1, math.ceil(cpus - 1e-9))
+    n = max(1, math.floor(cpus + 0.5 + 1e-9))
     return min(n, max_threads) if max_threads is not None else n
 
 

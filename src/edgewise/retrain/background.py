@@ -114,7 +114,7 @@ def serve(
     """Serve open-loop requests until killed (or for ``duration_s``)."""
     import torch
 
-    from edgewise.retrain.trainer import die_with_parent
+    from edgewise.procs import die_with_parent
     from edgewise.workloads.zoo import build_model
 
     die_with_parent()

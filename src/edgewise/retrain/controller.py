@@ -30,6 +30,7 @@ from edgewise.planning.retrain import (
     RetrainConstraints,
     RetrainPlan,
 )
+from edgewise.procs import free_port
 from edgewise.retrain.checkpoint import latest_checkpoint, list_checkpoints
 from edgewise.retrain.devices import kill_group
 from edgewise.retrain.loadaware import (
@@ -39,7 +40,7 @@ from edgewise.retrain.loadaware import (
     adjusted_profiles,
     decide,
 )
-from edgewise.retrain.trainer import RankConfig, TrainJobConfig, free_port, write_live_plan
+from edgewise.retrain.trainer import RankConfig, TrainJobConfig, write_live_plan
 
 Planner = Callable[
     [Sequence[DeviceState], Mapping[str, DeviceProfile], RetrainConstraints], RetrainPlan

@@ -83,7 +83,8 @@ def assemble(
 def _worker(config_path: str, device: str) -> int:
     import torch
 
-    from edgewise.retrain.trainer import build_module, die_with_parent, train_split
+    from edgewise.procs import die_with_parent
+    from edgewise.retrain.trainer import build_module, train_split
 
     die_with_parent()
     cfg = json.loads(Path(config_path).read_text())

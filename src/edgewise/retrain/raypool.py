@@ -64,6 +64,7 @@ from typing import Any
 
 from edgewise.config import DeviceSpec
 from edgewise.errors import EnvironmentProblem
+from edgewise.procs import free_port
 from edgewise.retrain.devices import EmulatedPool, kill_group
 
 RESOURCE_PREFIX = "device-"
@@ -120,12 +121,6 @@ def start_hint(spec: DeviceSpec) -> str:
 def single_host(ips: Sequence[str]) -> bool:
     """Whether every device node (and the driver) is on one host (pure)."""
     return len(set(ips)) <= 1
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
 
 
 class DeviceAgent:
@@ -251,7 +246,7 @@ class DeviceAgent:
 
     def free_port(self) -> int:
         """A TCP port free on this node right now (for a rendezvous hosted here)."""
-        return _free_port()
+        return free_port()
 
     def close(self) -> None:
         """Kill the app and every worker, remove the device's cgroup."""
@@ -527,7 +522,7 @@ class RayPool:
 
         ips = [self._driver_ip, *(i["ip"] for i in self.info.values())]
         if single_host(ips):
-            return "127.0.0.1", _free_port()
+            return "127.0.0.1", free_port()
         port = int(ray.get(self.agents[device].free_port.remote(), timeout=10.0))
         return str(self.info[device]["ip"]), port
 

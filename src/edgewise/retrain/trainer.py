@@ -15,11 +15,8 @@ Effects: :func:`worker_main` (one rank, run as ``python -m edgewise.retrain.trai
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import signal
-import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +30,7 @@ import torch.distributed as dist
 from torch import nn
 
 from edgewise.planning.retrain import min_max_shares
+from edgewise.procs import die_with_parent, free_port
 from edgewise.retrain.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -145,22 +143,6 @@ def rebalance(
     for i, v in zip(active, b, strict=True):
         out[i] = int(v)
     return out, new_state
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent exits (no orphans)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 This is the effect side of :mod:`edgewise.serving.capacity`. A replica is a child process
 started inside a real cgroup with the flavor's CPU quota and memory limit
-(:class:`edgewise.isolation.CGroup`), running ``max(1, round(cpus))`` torch threads. The
+(:class:`edgewise.isolation.CGroup`), running :func:`edgewise.isolation.threads_for` torch threads. The
 parent talks to it over pipes, one line per request:
 
 * **service times**: open-loop Poisson requests at a moderate load (half the replica's
@@ -45,6 +45,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from edgewise.errors import EdgewiseError, EnvironmentProblem
+from edgewise.isolation.cgroup import threads_for
 from edgewise.serving.capacity import (
     BURN_IN,
     PROFILE_BLOCK,
@@ -53,6 +54,7 @@ from edgewise.serving.capacity import (
     percentile_ci,
     percentiles_at_arrivals,
 )
+from edgewise.stats import poisson_times
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -73,13 +75,6 @@ Progress = Callable[[str, int, int], None]
 
 class MissingProfileError(EdgewiseError):
     """No capacity profile in the knowledge base for a (model, flavor) the planner needs."""
-
-
-def replica_threads(cpus: float) -> int:
-    """Torch threads for a replica with ``cpus`` CPUs: ``max(1, round(cpus))``."""
-    if not cpus > 0:
-        raise ValueError(f"cpus must be positive, got {cpus}")
-    return max(1, round(cpus))
 
 
 # --------------------------------------------------------------------------- replica side
@@ -475,12 +470,6 @@ def collect_service_times(
     return np.concatenate(got)
 
 
-def poisson_arrivals_s(rate_rps: float, n: int, seed: int) -> np.ndarray:
-    """``n`` arrival times (s) of a Poisson process at ``rate_rps``, starting at 0."""
-    rng = np.random.default_rng(seed)
-    return np.cumsum(rng.standard_exponential(n)) / rate_rps
-
-
 #: A validation passes when the prediction is within this relative error of the
 #: measured percentile, or inside the measured percentile's confidence interval.
 VALIDATION_TOLERANCE = 0.15
@@ -614,7 +603,7 @@ def validate_capacity(
     if requests is None:
         requests = load_test_requests(percentile)
     n = max(50, min(requests, int(rate_rps * max_duration_s)))
-    arrivals = poisson_arrivals_s(rate_rps, n, seed + 1)
+    arrivals = poisson_times(rate_rps, seed + 1, n=n)
     run = replica.run_arrivals(arrivals)
     return compare_latency(service_ms, run, rate_rps, percentile, seed)
 
@@ -676,7 +665,7 @@ def profile_flavor(
     """
     from edgewise.isolation import CGroup
 
-    threads = replica_threads(flavor.cpus)
+    threads = threads_for(flavor.cpus)
     spec = ReplicaSpec(model, batch_size, threads, seed, spin_ms=spin_ms)
     label = f"capacity-{model}-{flavor.name}"
     group = CGroup(label, cpus=flavor.cpus, memory_mb=flavor.memory_mb, cpu_weight=cpu_weight)

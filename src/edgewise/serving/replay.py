@@ -169,7 +169,7 @@ def replay_live(
     """Replay ``segment`` against a started ``runtime`` driven by ``policy_name``."""
     from edgewise.serving.controller import LiveController
     from edgewise.serving.loadgen import run_load
-    from edgewise.workloads.arrivals import poisson_arrivals
+    from edgewise.stats import poisson_arrivals
 
     policy = make_policy(policy_name, **_policy_params(policy_name, segment, flavor, policy_params))
     per_s = segment.per_second()

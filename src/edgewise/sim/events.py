@@ -114,14 +114,3 @@ def simulate_requests(
             heapq.heappush(waiting, start)
         latency[i] = done - t
     return RequestOutcome(arrivals, latency)
-
-
-def poisson_times(
-    rate_per_s: np.ndarray, seed: int | np.random.Generator, start_s: float = 0.0
-) -> np.ndarray:
-    """Arrival times of a non-homogeneous Poisson process with per-second rates."""
-    rng = np.random.default_rng(seed)
-    rates = np.asarray(rate_per_s, dtype=float)
-    counts = rng.poisson(np.maximum(rates, 0.0))
-    secs = np.repeat(np.arange(rates.size, dtype=float), counts)
-    return np.sort(secs + rng.random(secs.size)) + start_s

@@ -47,21 +47,6 @@ def set_threads(n: int) -> None:
             torch.set_num_interop_threads(n)
 
 
-def latency_summary(latencies_ms: np.ndarray) -> dict[str, float]:
-    """Percentiles of a latency sample: ``{p50, p95, p99, mean, n}`` in ms (``n`` a count)."""
-    lat = np.asarray(latencies_ms, dtype=float)
-    if lat.size == 0:
-        raise ValueError("no latencies to summarise")
-    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-    return {
-        "p50": float(p50),
-        "p95": float(p95),
-        "p99": float(p99),
-        "mean": float(lat.mean()),
-        "n": float(lat.size),
-    }
-
-
 class InferenceRunner:
     """Runs one zoo model under ``torch.inference_mode`` with a fixed thread count.
 

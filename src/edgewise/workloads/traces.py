@@ -24,7 +24,7 @@ from pandas.tseries.frequencies import to_offset
 
 from edgewise.errors import TraceError, UnknownNameError
 from edgewise.paths import data_file
-from edgewise.workloads.arrivals import poisson_arrivals
+from edgewise.stats import poisson_arrivals
 
 __all__ = [
     "TRACE_NAMES",

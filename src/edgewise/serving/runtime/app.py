@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
+from edgewise.procs import free_port
 
 INGRESSES = ("proxy", "haproxy")
 """How HTTP reaches the replicas: Ray Serve's Python proxy or its HAProxy ingress."""
@@ -247,14 +248,6 @@ def haproxy_enabled() -> bool:
     return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RaySession:
     """Start (or join) Ray once for several runtimes; shut it down on exit if we started it.
 
@@ -319,8 +312,8 @@ class RaySession:
         if self.ingress == "haproxy":
             env = {
                 "RAY_SERVE_ENABLE_HA_PROXY": "1",
-                "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
-                "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
             }
         for key, value in env.items():
             self._saved_env[key] = os.environ.get(key)

@@ -22,14 +22,11 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from edgewise.isolation.cgroup import threads_for
 from edgewise.serving.payload import BadRequest, InputSpec, decode
 from edgewise.serving.runtime.batching import MicroBatcher
 
 POLL_INTERVAL_S = 0.2
-
-
-def threads_for_cpus(cpus: float) -> int:
-    return max(1, round(cpus))
 
 
 class ModelReplica:
@@ -51,7 +48,7 @@ class ModelReplica:
         self._torch = torch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
         self._cpus = float(cpus)
-        self._pool.submit(torch.set_num_threads, threads_for_cpus(cpus)).result()
+        self._pool.submit(torch.set_num_threads, threads_for(cpus)).result()
         self._id = f"{socket.gethostname()}:{os.getpid()}"
         self._coordinator = ray.get_actor(coordinator_name(app), namespace=NAMESPACE)
         self._pending: list[float] = []
@@ -144,7 +141,7 @@ class ModelReplica:
     def _apply_cpus(self, cpus: float) -> None:
         if self._cgroup is not None:
             self._cgroup.set_cpus(cpus)
-        self._torch.set_num_threads(threads_for_cpus(cpus))
+        self._torch.set_num_threads(threads_for(cpus))
         self._cpus = cpus
 
     async def check_health(self) -> None:

@@ -1,0 +1,79 @@
+"""Child processes and ports: one home for how edgewise starts and stops what it runs.
+
+Every long-lived child (stress-ng, a profiled target, a device's app, a training rank)
+runs in its own process group, so one signal stops it and everything it forked, and
+asks Linux to kill it when its parent dies, so an interrupted command leaves no orphan.
+Ports are probed on loopback only: nothing edgewise starts listens beyond it unless a
+user asks for another host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+
+LOOPBACK = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port on ``host`` (loopback by default) that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent exits (no orphans).
+
+    Meant for ``preexec_fn`` (it survives ``exec``); a no-op where ``prctl`` is missing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except OSError:
+        pass
+
+
+def child_preexec(extra: Callable[[], None] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child die with its parent, then runs ``extra``."""
+
+    def _pre() -> None:
+        die_with_parent()
+        if extra is not None:
+            extra()
+
+    return _pre
+
+
+def kill_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str], sig: int) -> None:
+    """Send ``sig`` to ``proc``'s process group (started with ``start_new_session``).
+
+    Falls back to the process alone when the group is gone or not its own.
+    """
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+
+def stop_group(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace_s: float = 2.0
+) -> int | None:
+    """SIGTERM ``proc``'s group, SIGKILL it after ``grace_s``; return its exit code."""
+    kill_group(proc, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        kill_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return proc.wait(timeout=grace_s)
+    return proc.poll()
