@@ -351,7 +351,7 @@ class RayPool:
     def __enter__(self) -> RayPool:
         import ray
 
-        from edgewise.serving.runtime.app import RaySession
+        from edgewise.rayenv import RaySession
 
         try:
             if not ray.is_initialized():

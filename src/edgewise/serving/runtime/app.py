@@ -18,6 +18,7 @@ from typing import Any
 
 from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
 from edgewise.procs import free_port
+from edgewise.rayenv import RaySession as _BaseRaySession
 
 INGRESSES = ("proxy", "haproxy")
 """How HTTP reaches the replicas: Ray Serve's Python proxy or its HAProxy ingress."""
@@ -248,12 +249,13 @@ def haproxy_enabled() -> bool:
     return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
 
 
-class RaySession:
-    """Start (or join) Ray once for several runtimes; shut it down on exit if we started it.
+class RaySession(_BaseRaySession):
+    """The shared Ray session (:class:`edgewise.rayenv.RaySession`) with Serve's settings.
 
-    ``ingress="haproxy"`` starts a local instance whose Serve uses the HAProxy ingress
-    (the environment Ray's processes inherit says so; an existing cluster must have been
-    started with ``RAY_SERVE_ENABLE_HA_PROXY=1``).
+    A local instance we start gets Serve's low-latency settings and the ingress's
+    environment. ``ingress="haproxy"`` starts a local instance whose Serve uses the
+    HAProxy ingress (the environment Ray's processes inherit says so; an existing
+    cluster must have been started with ``RAY_SERVE_ENABLE_HA_PROXY=1``).
     """
 
     def __init__(
@@ -263,44 +265,20 @@ class RaySession:
         init_kwargs: dict[str, Any] | None = None,
         ingress: str = "proxy",
     ) -> None:
-        self.address = address
-        self.num_cpus = num_cpus
-        self.init_kwargs = dict(init_kwargs or {})
+        from edgewise.serving.runtime.coordinator import NAMESPACE
+
+        super().__init__(address, num_cpus, init_kwargs, namespace=NAMESPACE)
         self.ingress = ingress
-        self._started = False
         self._saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> RaySession:
-        import ray
-
-        from edgewise.serving.runtime.coordinator import NAMESPACE
-
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {
-                "include_dashboard": False,
-                "log_to_driver": False,
-                "namespace": NAMESPACE,
-                **self.init_kwargs,
-            }
-            if self.address:
-                kwargs["address"] = self.address
-            else:
-                # "local": a fresh instance of our own, never a cluster some other
-                # process on this machine started (ray.init() would join that one).
-                kwargs["address"] = "local"
-                if self.num_cpus is not None:
-                    kwargs["num_cpus"] = self.num_cpus
-                for key, value in SERVE_FAST_PATH_ENV.items():
-                    os.environ.setdefault(key, value)  # inherited by the proxy and replicas
-                self._set_ingress_env()
-            try:
-                ray.init(**kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as err:
-                self._restore_env()
-                where = self.address or "a local Ray instance"
-                raise EnvironmentProblem(f"cannot start or reach Ray at {where}: {err}") from None
-            self._started = True
+        super().__enter__()
         return self
+
+    def _prepare_local_env(self) -> None:
+        for key, value in SERVE_FAST_PATH_ENV.items():
+            os.environ.setdefault(key, value)  # inherited by the proxy and replicas
+        self._set_ingress_env()
 
     def _set_ingress_env(self) -> None:
         """The ingress of the instance we start, inherited by Serve's processes.
@@ -329,14 +307,6 @@ class RaySession:
             else:
                 os.environ[key] = value
         self._saved_env = {}
-
-    def __exit__(self, *exc: object) -> None:
-        import ray
-
-        if self._started:
-            ray.shutdown()
-            self._started = False
-        self._restore_env()
 
 
 def probe_capacity(
