@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import typer
+
 from edgewise.errors import EnvironmentProblem
 from edgewise.telemetry import Sampler, nvml_status, perf_status, resolve_cgroup
 
@@ -126,6 +128,25 @@ def run(
         "perf": perf_status().line("perf counters"),
         "nvml": nvml_status().line("NVML GPUs"),
     }
+
+
+def telemetry_command(
+    seconds: float = typer.Option(30.0, help="How long to sample."),
+    interval_s: float = typer.Option(1.0, "--interval", help="Sampling interval in seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Sampler overhead: CPU time the 1 Hz telemetry sampler costs, in % of one core."""
+    result = run(seconds=seconds, interval_s=interval_s)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for k, v in result.items():
+            typer.echo(f"{k}: {v}")
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    """Add ``bench telemetry`` to ``bench_app``."""
+    bench_app.command("telemetry")(telemetry_command)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m edgewise.bench.telemetry
