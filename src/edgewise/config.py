@@ -154,15 +154,45 @@ def parse_spec(data: Any, model: type[S], source: str) -> S:
         raise SpecError(f"{source}: {loc}: {msg}{more}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a mapping with the same key twice."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if isinstance(key, (str, int, float, bool)) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        if isinstance(key, (str, int, float, bool)):
+            seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,  # type: ignore[arg-type]
+)
+
+
 def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file; unreadable or malformed files raise one-line SpecErrors."""
+    """Read a YAML file; unreadable, non-UTF-8 or malformed files raise one-line SpecErrors.
+
+    A key given twice in one mapping is an error (plain YAML keeps the last one silently).
+    """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8-sig")
     except OSError as err:
         raise SpecError(f"{p}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"{p}: not a UTF-8 text file (byte {err.start}: {err.object[err.start]:#04x})"
+        ) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -5,11 +5,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgewise.errors import EnvironmentProblem
+
 
 def home() -> Path:
-    """The edgewise state directory, created on first use."""
+    """The edgewise state directory, created on first use.
+
+    Raises
+    ------
+    EnvironmentProblem
+        When the directory cannot be created or written (a read-only file system, a file
+        in the way): one line naming it and ``EDGEWISE_HOME``.
+    """
     root = Path(os.environ.get("EDGEWISE_HOME", "~/.edgewise")).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EnvironmentProblem(
+            f"state directory {root} cannot be created ({err.strerror or err}); "
+            "set EDGEWISE_HOME to a writable directory"
+        ) from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise EnvironmentProblem(
+            f"state directory {root} is not writable; set EDGEWISE_HOME to a writable directory"
+        )
     return root
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import click
 import typer
 from typer.core import TyperGroup
 
@@ -39,15 +40,38 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def _debug_requested() -> bool:
+    return os.environ.get("EDGEWISE_DEBUG", "") not in ("", "0")
+
+
 class EdgewiseGroup(TyperGroup):
-    """Typer group that turns :class:`EdgewiseError` into one line and exit code 2."""
+    """Typer group that turns every failure into one line on stderr and an exit code.
+
+    :class:`EdgewiseError` (the user can act on it) exits with its ``exit_code``;
+    anything else is a fault of the environment or a bug: one line naming the exception,
+    exit code 1. ``edgewise --debug ...`` (or ``EDGEWISE_DEBUG=1``) shows the traceback.
+    """
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except EdgewiseError as err:
+            if _debug_requested():
+                raise
             typer.echo(f"edgewise: error: {err}", err=True)
             ctx.exit(err.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:
+            if _debug_requested():
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            detail = f": {first}" if first else ""
+            typer.echo(
+                f"edgewise: error: {type(err).__name__}{detail} (rerun with --debug for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
 
 
 def make_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
@@ -61,8 +85,14 @@ def make_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
     )
 
     @app.callback()
-    def _root() -> None:
+    def _root(
+        debug: bool = typer.Option(
+            False, "--debug", help="Show the full traceback of a failure instead of one line."
+        ),
+    ) -> None:
         """edgewise: profile interference, serve under an SLO at least cost, retrain at the edge."""
+        if debug:
+            os.environ["EDGEWISE_DEBUG"] = "1"
 
     for name in modules:
         module = importlib.import_module(f"edgewise.cli.{name}")

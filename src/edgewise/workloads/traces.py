@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def _read_cells(path: Path, name: str) -> pd.DataFrame:
         )
     except pd.errors.EmptyDataError:
         raise TraceError(f"{name}: file is empty (expected a header line and data rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as err:
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TraceError(f"{name}: cannot read as CSV: {first}") from None
     df.columns = [str(c).strip() for c in df.columns]
