@@ -11,7 +11,9 @@ the process CPU time, which a busy shared machine distorts less).
 
 Loading the trace and the clock are the effects; the forecasts themselves are the
 forecasters' pure computation. :func:`load_series` and :func:`resolve_seasons` are the
-trace helpers every command reading a trace shares.
+trace helpers every command reading a trace shares. The forecasters (statsforecast,
+scikit-learn) are imported inside the calls, so that importing this module stays as
+cheap as the CLI's start needs.
 """
 
 from __future__ import annotations
@@ -20,16 +22,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from edgewise.errors import TraceError
-from edgewise.forecast import infer_season_lengths, make_forecaster, step_seconds
-from edgewise.forecast.base import ForecastResult, check_levels
-from edgewise.forecast.prophet import prophet_available
-from edgewise.forecast.registry import check_seasons
+
+if TYPE_CHECKING:
+    from edgewise.forecast.base import ForecastResult
 
 __all__ = [
     "TRAIN_SEASONS",
@@ -94,6 +95,9 @@ def resolve_seasons(series: pd.Series, seasons: Sequence[int] | None) -> tuple[i
     tuple of int
         Checked season lengths, shortest first.
     """
+    from edgewise.forecast import infer_season_lengths, step_seconds
+    from edgewise.forecast.registry import check_seasons
+
     if seasons:
         return check_seasons(seasons)
     step = step_seconds(pd.DatetimeIndex(series.index))
@@ -197,6 +201,9 @@ def forecast(
     TraceForecast
         The forecast with its history and time stamps.
     """
+    from edgewise.forecast import make_forecaster
+    from edgewise.forecast.base import check_levels
+
     checked_levels = check_levels(list(levels) if levels else [90])
     series = load_series(trace, time_col, value_col)
     season_lengths = resolve_seasons(series, seasons)
@@ -301,6 +308,8 @@ class _OriginRecord:
 
 def _comparisons(season_lengths: tuple[int, ...]) -> dict[str, str]:
     """The baselines each origin is also forecast with: key -> forecaster name."""
+    from edgewise.forecast.prophet import prophet_available
+
     compare = {"naive": f"seasonal_naive_{season_lengths[-1]}", "mstl": "mstl"}
     if len(season_lengths) > 1:
         compare["naive_short"] = f"seasonal_naive_{season_lengths[0]}"
@@ -322,6 +331,8 @@ def _evaluate_origin(
     freq: str,
 ) -> None:
     """Fit ``method`` and every comparison on ``history``; record errors and times."""
+    from edgewise.forecast import make_forecaster
+
     horizon = len(actual)
     model = make_forecaster(method, season_lengths, horizon=horizon, seed=seed, freq=freq)
     t0, c0 = time.perf_counter(), time.process_time()

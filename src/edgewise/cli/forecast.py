@@ -1,7 +1,7 @@
 """``edgewise forecast``: forecast a trace with intervals; ``bench forecast`` harness.
 
-The commands load the trace, call the pure forecasters and print; the plot is written
-with matplotlib's Agg backend. Errors a user can fix (a bad trace, a series too short
+The commands parse their options, call :mod:`edgewise.api.forecast` and render the
+result; the plot is written with matplotlib's Agg backend. Errors a user can fix (a bad trace, a series too short
 for its season) are one line and exit code 2 (see :mod:`edgewise.cli.main`).
 """
 
@@ -16,11 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgewise.api.forecast import TRAIN_SEASONS
 from edgewise.errors import SpecError
 
-__all__ = ["parse_seasons", "register", "register_bench"]
-
-TRAIN_SEASONS = 8  # default history: eight longest seasons (8 weeks of hourly data)
+__all__ = ["TRAIN_SEASONS", "parse_seasons", "register", "register_bench"]
 
 
 def parse_seasons(text: str | None) -> tuple[int, ...] | None:
@@ -36,11 +35,6 @@ def parse_seasons(text: str | None) -> tuple[int, ...] | None:
     if not seasons or any(s < 1 for s in seasons) or max(seasons) < 2:
         raise SpecError(f"--season {text!r}: season lengths must be integers and one above 1")
     return seasons
-
-
-def _future_index(index: pd.DatetimeIndex, h: int) -> pd.DatetimeIndex:
-    freq = index.freq or pd.tseries.frequencies.to_offset(pd.Timedelta(index[-1] - index[-2]))
-    return pd.date_range(index[-1], periods=h + 1, freq=freq)[1:]
 
 
 def _plot(path: Path, history: pd.Series, future: pd.DatetimeIndex, res: Any) -> None:
@@ -97,26 +91,24 @@ def forecast_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Forecast a trace with prediction intervals; print a table and optionally plot it."""
-    from edgewise.bench.forecast import load_series, resolve_seasons
-    from edgewise.forecast import make_forecaster
-    from edgewise.forecast.base import check_levels
+    from edgewise.api.forecast import forecast
 
-    levels = check_levels(level or [90])
-    series = load_series(trace, time_col, value_col)
-    seasons = resolve_seasons(series, parse_seasons(season))
-    h = horizon or seasons[0]
-    n_train = min(len(series), train or TRAIN_SEASONS * seasons[-1])
-    history = series.iloc[-n_train:]
-    freq = pd.DatetimeIndex(series.index).freqstr or "h"
-    model = make_forecaster(method, seasons, horizon=h, seed=seed, freq=freq)
-    res = model.fit(history.to_numpy(dtype=float)).predict(h, levels)
-    future = _future_index(pd.DatetimeIndex(series.index), h)
+    fc = forecast(
+        trace=trace,
+        time_col=time_col,
+        value_col=value_col,
+        horizon=horizon,
+        seasons=parse_seasons(season),
+        method=method,
+        levels=level,
+        train=train,
+        seed=seed,
+    )
+    res, future, seasons, levels, h = fc.result, fc.future, fc.seasons, fc.levels, fc.horizon
     if plot is not None:
-        _plot(plot, history.iloc[-min(len(history), 3 * seasons[-1]) :], future, res)
+        _plot(plot, fc.history.iloc[-min(fc.n_train, 3 * seasons[-1]) :], future, res)
     if as_json:
-        out = {"method": res.method, "time": [t.isoformat() for t in future], **res.to_json()}
-        out["info"] = res.info
-        typer.echo(json.dumps(out, default=float))
+        typer.echo(json.dumps(fc.as_dict(), default=float))
         return
     console = Console()
     table = Table(title=f"{trace}: {h} steps from {future[0]} ({res.method})")
@@ -136,7 +128,7 @@ def forecast_command(
         console.print(
             f"error compensation: {'kept' if comp['kept'] else 'not kept'} ({comp['reason']})"
         )
-    console.print(f"fit on the last {n_train} points; seasons {','.join(map(str, seasons))}")
+    console.print(f"fit on the last {fc.n_train} points; seasons {','.join(map(str, seasons))}")
     if plot is not None:
         console.print(f"plot written to {plot}")
 
@@ -161,24 +153,24 @@ def bench_command(
     """Rolling-origin forecast benchmark: MAE ratios, 90% coverage, fit+predict time."""
     from rich.progress import Progress
 
-    from edgewise.bench.forecast import run
+    from edgewise.api.forecast import benchmark_forecast
 
     err_console = Console(stderr=True)
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("forecast origins", total=origins)
-        result = run(
-            trace,
-            time_col,
-            value_col,
-            parse_seasons(season),
-            horizon,
-            origins,
-            train,
-            seed,
+        result = benchmark_forecast(
+            trace=trace,
+            time_col=time_col,
+            value_col=value_col,
+            seasons=parse_seasons(season),
+            horizon=horizon,
+            origins=origins,
+            train=train,
+            seed=seed,
             method=method,
             step=step,
-            progress=lambda done, total: bar.update(task, completed=done),
-        )
+            progress=lambda _phase, done, total: bar.update(task, completed=done),
+        ).as_dict()
     if as_json:
         typer.echo(json.dumps(result))
         return
