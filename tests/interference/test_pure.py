@@ -377,7 +377,8 @@ def test_gpu_helpers_without_cuda() -> None:
 
 
 def test_bench_helpers() -> None:
-    from edgewise.bench.interference import holdout_records, runs_to_reach
+    from edgewise.bench.interference import runs_to_reach
+    from edgewise.interference.campaign import holdout_records
 
     curve = [{"runs": 5, "median_ape": 9.0}, {"runs": 10, "median_ape": 4.0}]
     assert runs_to_reach(curve, 5.0) == 10 and runs_to_reach(curve, 1.0) is None
@@ -407,7 +408,7 @@ def test_bench_helpers() -> None:
 
 
 def test_combine_repeats_takes_median_latencies_and_mean_intensities() -> None:
-    from edgewise.bench.interference import combine_repeats
+    from edgewise.interference.campaign import combine_repeats
 
     measured = [
         {"achieved": {"cpu": 0.3, "disk": 0.1}, "latency": {"p50": 10.0, "p99": 30.0, "n": 90}},

@@ -1,0 +1,223 @@
+"""Held-out points: fresh stress mixes measured after a campaign to score its model.
+
+Pure part: :func:`holdout_design` and :func:`space_centre` (where to measure),
+:func:`combine_repeats` (one truth from repeated windows), :class:`HeldOutPoint` and
+:func:`holdout_records` (a model's predictions beside the measured truth). Effectful
+part: :func:`measure_holdout` drives a started target through the points, with solo
+baselines before, between and after them, and through the noise-floor repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgewise.interference import doe
+from edgewise.interference.campaign.fit import reference_at
+from edgewise.interference.campaign.measure import Measured
+
+
+@dataclass(frozen=True)
+class HeldOutPoint:
+    """One held-out stress mix and what was measured there.
+
+    Attributes
+    ----------
+    pos : int
+        Position among the held-out points (1-based; the solo baselines sit between).
+    design : dict
+        Requested intensities.
+    achieved, latency : dict
+        The measured truth (over ``repeats``: mean intensities, median latencies).
+    reference : dict or None
+        Solo latency interpolated between the held-out baselines around the point.
+    repeats : tuple of dict
+        Each window's ``{'achieved', 'latency'}`` when the point was measured repeatedly.
+    """
+
+    pos: int
+    design: dict[str, float]
+    achieved: dict[str, float]
+    latency: dict[str, Any]
+    reference: dict[str, float] | None = None
+    repeats: tuple[dict[str, Any], ...] = field(default=())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HeldOutPoint:
+        """From the benchmark's dict shape (missing keys take their defaults)."""
+        ref = d.get("reference")
+        return cls(
+            pos=int(d.get("pos", 0)),
+            design=dict(d.get("design") or {}),
+            achieved=dict(d.get("achieved") or {}),
+            latency=dict(d.get("latency") or {}),
+            reference=dict(ref) if ref else None,
+            repeats=tuple(d.get("repeats") or ()),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The benchmark's JSON shape (``repeats`` only when repeated)."""
+        out: dict[str, Any] = {
+            "pos": self.pos,
+            "design": dict(self.design),
+            "achieved": dict(self.achieved),
+            "latency": dict(self.latency),
+        }
+        if self.repeats:
+            out["repeats"] = [dict(r) for r in self.repeats]
+        out["reference"] = dict(self.reference) if self.reference else None
+        return out
+
+    def first_window(self) -> HeldOutPoint:
+        """The point as its first repeat alone measured it."""
+        if not self.repeats:
+            return self
+        first = self.repeats[0]
+        return HeldOutPoint(
+            self.pos, self.design, dict(first["achieved"]), dict(first["latency"]), self.reference
+        )
+
+
+HeldLike = HeldOutPoint | Mapping[str, Any]
+
+
+def as_held(h: HeldLike) -> HeldOutPoint:
+    """``h`` as a :class:`HeldOutPoint` (a dict is converted)."""
+    return h if isinstance(h, HeldOutPoint) else HeldOutPoint.from_dict(h)
+
+
+def holdout_design(
+    space: Mapping[str, tuple[float, float]], n: int, seed: int
+) -> list[dict[str, float]]:
+    """``n`` stress mixes drawn uniformly from ``space`` with ``seed`` (4 decimals)."""
+    rng = np.random.default_rng(seed)
+    names, lo, hi = doe.space_bounds(dict(space))
+    return [
+        dict(zip(names, (lo + rng.random(len(names)) * (hi - lo)).round(4).tolist(), strict=True))
+        for _ in range(n)
+    ]
+
+
+def space_centre(space: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """The centre of ``space``: where the noise-floor repeats run."""
+    names, lo, hi = doe.space_bounds(dict(space))
+    return {n: round(float((lo[i] + hi[i]) / 2), 4) for i, n in enumerate(names)}
+
+
+def combine_repeats(measured: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One held-out truth from repeated measurements of a point.
+
+    Each numeric latency figure is the median over the repeats; the achieved vector is
+    the mean (the model is fed the intensities the repeats averaged).
+    """
+    if not measured:
+        raise ValueError("no measurement to combine")
+    latency: dict[str, Any] = {}
+    for key, v0 in measured[0]["latency"].items():
+        vals = [m["latency"].get(key) for m in measured]
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals)
+        latency[key] = float(np.median([float(v) for v in vals])) if numbers else v0
+    achieved = {
+        key: float(np.mean([float(m["achieved"].get(key, 0.0)) for m in measured]))
+        for key in measured[0]["achieved"]
+    }
+    return {"achieved": achieved, "latency": latency}
+
+
+def holdout_records(
+    model: Any, held: Sequence[HeldLike], corrected: bool = True
+) -> list[dict[str, float]]:
+    """The report's per-point rows for ``model`` on measured held-out points.
+
+    ``corrected`` scales each prediction by the point's fresh ``reference`` solo latency;
+    otherwise by the model's stored solo baseline (what the predictor does).
+    """
+    rows = []
+    for h in map(as_held, held):
+        out = model.predict(h.achieved, reference=h.reference if corrected else None)
+        rows.append(
+            {
+                "measured_p50": float(h.latency["p50"]),
+                "predicted_p50": float(out["p50"]),
+                "lower_p50": float(out["lower"]["p50"]),
+                "upper_p50": float(out["upper"]["p50"]),
+                "measured_p99": float(h.latency["p99"]),
+                "predicted_p99": float(out["p99"]),
+                "lower_p99": float(out["lower"]["p99"]),
+                "upper_p99": float(out["upper"]["p99"]),
+            }
+        )
+    return rows
+
+
+def row_ape(row: Mapping[str, float], percentile: str = "p50") -> float:
+    """Absolute percentage error (%) of one :func:`holdout_records` row."""
+    truth = row[f"measured_{percentile}"]
+    return float(100.0 * abs(row[f"predicted_{percentile}"] - truth) / truth)
+
+
+def noise_cv(latencies: Sequence[Mapping[str, float]], percentile: str) -> float:
+    """Run-to-run coefficient of variation (%) of ``percentile`` over identical runs."""
+    v = np.array([float(lat[percentile]) for lat in latencies])
+    return float(100 * v.std(ddof=1) / v.mean()) if len(v) > 1 else float("nan")
+
+
+#: ``measure(design, seed, warmup_s)``: one window of the started target.
+MeasureAt = Callable[[Mapping[str, float], int, float], Measured]
+
+
+def measure_holdout(
+    measure: MeasureAt,
+    points: Sequence[Mapping[str, float]],
+    *,
+    seed: int,
+    warmup_s: float,
+    repeats_per_point: int,
+    solo_every: int,
+    say: Callable[[str, int, int], None],
+) -> list[HeldOutPoint]:
+    """Measure every held-out point, with solo baselines before, every
+    ``solo_every // 2`` points and after them; each point gets its interpolated solo
+    ``reference``. The seeds are the benchmark's since its first version."""
+    held: list[HeldOutPoint] = []
+    solos: list[tuple[float, dict[str, float]]] = []
+    say("held-out solo baseline", 0, len(points))
+    solos.append((0, measure({}, seed * 7919 + 100000, 0.0).latency))
+    for i, pt in enumerate(points):
+        measured = []
+        for r in range(repeats_per_point):
+            say("held-out point", i, len(points))
+            meas = measure(pt, seed * 7919 + i + 1_000_003 * r, warmup_s)
+            measured.append({"achieved": meas.achieved, "latency": meas.latency})
+        truth = combine_repeats(measured)
+        repeats = tuple(measured) if repeats_per_point > 1 else ()
+        held.append(
+            HeldOutPoint(i + 1, dict(pt), truth["achieved"], truth["latency"], None, repeats)
+        )
+        if (i + 1) % max(1, solo_every // 2) == 0 or i + 1 == len(points):
+            say("held-out solo baseline", i + 1, len(points))
+            solos.append((i + 1, measure({}, seed * 7919 + 100001 + i, 0.0).latency))
+    return [
+        HeldOutPoint(h.pos, h.design, h.achieved, h.latency, reference_at(h.pos, solos), h.repeats)
+        for h in held
+    ]
+
+
+def measure_noise(
+    measure: MeasureAt,
+    centre: Mapping[str, float],
+    *,
+    seed: int,
+    warmup_s: float,
+    repeats: int,
+    say: Callable[[str, int, int], None],
+) -> list[dict[str, float]]:
+    """Latencies of ``repeats`` identical runs at ``centre``: the noise floor."""
+    out = []
+    for r in range(repeats):
+        say("noise repeat", r, repeats)
+        out.append(measure(centre, seed + 1 + r, warmup_s).latency)
+    return out
