@@ -23,6 +23,7 @@ from edgewise.planning.retrain import (
 from edgewise.retrain.checkpoint import latest_checkpoint
 from edgewise.retrain.controller import JobSpec, run_training
 from edgewise.retrain.devices import EmulatedPool
+from edgewise.retrain.faults import KillDeviceAtStep
 from edgewise.retrain.trainer import grad_check
 
 
@@ -60,14 +61,12 @@ def test_kill_a_device_recovers_and_leaves_no_orphans(tmp_path: Path) -> None:
     seen: list[int] = []
     with EmulatedPool(specs, tmp_path / "pool") as pool:
         res = run_training(
-            pool,
+            KillDeviceAtStep(pool, 4, "b"),
             states,
             profiles,
             c,
             job,
             plan,
-            kill_at_step=4,
-            kill_device="b",
             on_step=lambda s, _t: seen.extend(pool.pids()),
         )
         pids = set(seen)

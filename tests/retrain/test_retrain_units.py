@@ -167,7 +167,8 @@ def test_profile_pools_interleaved_phases_of_one_intensity() -> None:
 
 
 def test_bench_step_summaries() -> None:
-    from edgewise.bench.retrain import default_timeline_path, final_shares, measured_rates
+    from edgewise.retrain.comparison import default_timeline_path
+    from edgewise.retrain.jobs import final_shares, measured_rates
 
     steps = [
         {"device": "a", "step": s, "share": 100, "t0": 0.0, "t_fb": 0.1, "t": 0.12}

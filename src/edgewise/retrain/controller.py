@@ -4,9 +4,14 @@ The imperative shell around the pure planner. A *generation* is one process grou
 the controller plans on the devices it believes alive, writes the group's config,
 spawns one rank per selected device inside that device's cgroup (own session, dies
 with the controller), and polls. When a rank exits abnormally it kills the rest of
-the group, marks a device whose rank was killed by a signal as failed (failures go
-back to the planner as data: ``alive=False``), re-plans on the survivors and starts
-the next generation on a fresh port from the last checkpoint. Every wait is bounded.
+the group, marks a device whose rank was killed by a signal, or that the launcher
+reports failed (:class:`DeviceFailure`), as failed (failures go back to the planner as
+data: ``alive=False``), re-plans on the survivors and starts the next generation on a
+fresh port from the last checkpoint. Every wait is bounded.
+
+The production loop injects no faults: a test, a benchmark or ``edgewise retrain
+--kill-at-step`` wraps the launcher in :class:`edgewise.retrain.faults.KillDeviceAtStep`,
+which kills a device and reports it as data, as a real node loss would be.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from edgewise.errors import EdgewiseError
 from edgewise.planning.retrain import (
@@ -157,6 +162,89 @@ def _read_steps(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class DeviceFailure:
+    """A device failure a launcher saw or caused: it reaches the controller as data.
+
+    Like a federated strategy that receives the failed clients of a round with the
+    results, the controller takes these reports at the end of a generation, plans the
+    devices out and measures recovery from ``t``.
+    """
+
+    device: str
+    t: float
+    step: int
+
+
+@runtime_checkable
+class StepObserver(Protocol):
+    """A launcher that wants to know the group's progress (a fault injector, say)."""
+
+    def at_step(self, step: int) -> None: ...
+
+
+@runtime_checkable
+class FailureReporter(Protocol):
+    """A launcher that reports the device failures it saw since the last call."""
+
+    def drain_failures(self) -> list[DeviceFailure]: ...
+
+
+@dataclass
+class _RunState:
+    """What the controller carries from one generation to the next."""
+
+    states: dict[str, DeviceState]
+    start_step: int = 0
+    resume_from: str | None = None
+    plans: list[RetrainPlan] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    replans: list[dict[str, Any]] = field(default_factory=list)
+    steps_lost: int | None = None
+    seen_checkpoints: set[int] = field(default_factory=set)
+    load_state: LoadState = field(default_factory=LoadState)
+
+    def resume_at_latest(self, work: Path) -> tuple[int, Path] | None:
+        """Continue from the newest checkpoint in ``work`` (or from scratch without one)."""
+        found = latest_checkpoint(work / "checkpoints")
+        if found is not None:
+            self.start_step, self.resume_from = found[0], str(found[1])
+        else:
+            self.start_step, self.resume_from = 0, None
+        return found
+
+
+@dataclass
+class _Group:
+    """One generation: its plan, ranks, processes and per-rank metrics files."""
+
+    gen: int
+    plan: RetrainPlan
+    ranks: list[RankConfig]
+    cfg_path: Path
+    metrics: list[Path]
+    procs: list[RankProcess] = field(default_factory=list)
+
+    @property
+    def devices(self) -> list[str]:
+        return [rk.device for rk in self.ranks]
+
+    def read_steps(self) -> list[dict[str, Any]]:
+        """Every rank's step records, tagged with the generation."""
+        return [dict(s, generation=self.gen) for m in self.metrics for s in _read_steps(m)]
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """The caller's callbacks and the load monitor of :func:`run_training`."""
+
+    on_step: Callable[[int, int], None] | None
+    on_checkpoint: Callable[[int, Path], None] | None
+    monitor: Monitor | None
+    monitor_every_s: float
+
+
 def run_training(
     launcher: Launcher,
     devices: Sequence[DeviceState],
@@ -164,8 +252,6 @@ def run_training(
     constraints: RetrainConstraints,
     job: JobSpec,
     planner: Planner,
-    kill_at_step: int | None = None,
-    kill_device: str | None = None,
     on_step: Callable[[int, int], None] | None = None,
     resume: bool = False,
     on_checkpoint: Callable[[int, Path], None] | None = None,
@@ -174,222 +260,289 @@ def run_training(
 ) -> RunResult:
     """Train ``job`` on ``launcher``'s devices with plans from ``planner``; elastic.
 
-    ``kill_at_step``/``kill_device`` inject a failure (SIGKILL of that device's rank and
-    its background app) once the group reaches that step. ``resume`` starts from the
-    latest checkpoint in ``job.workdir``. ``on_checkpoint(step, path)`` is called once
-    per checkpoint the group writes. With a ``monitor``, the background apps' reports
-    go through the load-aware policy every ``monitor_every_s``; a re-plan on the running
-    group's devices takes effect at the next step boundary (shares, threads, nice; a
-    device may drop to share 0 and come back). Raises :class:`TrainingFailed` (one line).
+    Parameters
+    ----------
+    launcher : Launcher
+        Where ranks run. One that is a :class:`StepObserver` hears every new step; one
+        that is a :class:`FailureReporter` hands its device failures back as data (a
+        fault injector such as :class:`edgewise.retrain.faults.KillDeviceAtStep`).
+    devices, profiles, constraints, job, planner
+        The planner's inputs and the job.
+    on_step : callable or None
+        ``on_step(step, total_steps)`` when the group reaches a new step.
+    resume : bool
+        Start from the latest checkpoint in ``job.workdir``.
+    on_checkpoint : callable or None
+        ``on_checkpoint(step, path)`` once per checkpoint the group writes.
+    monitor : Monitor or None
+        The background apps' reports go through the load-aware policy every
+        ``monitor_every_s``; a re-plan on the running group's devices takes effect at
+        the next step boundary (shares, threads, nice; a device may drop to share 0 and
+        come back).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    TrainingFailed
+        One line: no survivors, repeated failures, a hung group.
     """
     work = Path(job.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    states = {d.name: d for d in devices}
-    plans: list[RetrainPlan] = []
-    failures: list[dict[str, Any]] = []
-    all_steps: list[dict[str, Any]] = []
-    steps_lost: int | None = None
-    resume_from: str | None = None
-    start_step = 0
+    run = _RunState({d.name: d for d in devices})
     if resume:
-        found = latest_checkpoint(work / "checkpoints")
-        if found is not None:
-            start_step, path = found
-            resume_from = str(path)
-    pending_kill = kill_at_step is not None
-    seen_ck: set[int] = set()
-    replans: list[dict[str, Any]] = []
-    load_state = LoadState()
+        run.resume_at_latest(work)
+    hooks = _Hooks(on_step, on_checkpoint, monitor, monitor_every_s)
     # generations already in the workdir (a resumed or repeated job) keep their files
     gen0 = 1 + max((int(f.stem[len("group-g") :]) for f in work.glob("group-g*.json")), default=-1)
     for gen in range(gen0, gen0 + job.max_generations):
-        plan = planner(list(states.values()), adjusted_profiles(profiles, load_state), constraints)
-        plans.append(plan)
-        ranks = [
-            RankConfig(n, plan.shares[n], plan.intensities[n].threads, plan.intensities[n].nice)
-            for n in plan.shares
-        ]
-        host, port = rendezvous(launcher, ranks[0].device)
-        cfg = TrainJobConfig(
-            model=job.model,
-            data=job.data,
-            drift=job.drift,
-            seed=job.seed,
-            global_batch=constraints.global_batch,
-            total_steps=job.total_steps,
-            ranks=ranks,
-            port=port,
-            workdir=str(work),
-            lr=job.lr,
-            max_grad_norm=job.max_grad_norm,
-            checkpoint_every=job.checkpoint_every,
-            timeout_s=job.timeout_s,
-            start_step=start_step,
-            resume_from=resume_from,
-            init_weights=job.init_weights,
-            generation=gen,
-            extra={
-                "startup_timeout_s": job.startup_timeout_s,
-                "live_plan": monitor is not None,
-                "master_addr": host,
-                "rebalance": job.rebalance,
-            },
+        plan = planner(
+            list(run.states.values()), adjusted_profiles(profiles, run.load_state), constraints
         )
-        cfg_path = work / f"group-g{gen}.json"
-        cfg_path.write_text(cfg.to_json())
-        procs: list[RankProcess] = []
-        metrics = [work / f"metrics-g{gen}-r{r}.jsonl" for r in range(len(ranks))]
-        killed: set[str] = set()
-        t_kill: float | None = None
+        run.plans.append(plan)
+        group = _start_group(launcher, gen, plan, run, job, constraints, live=monitor is not None)
         try:
-            for r, rank in enumerate(ranks):
-                err = open(work / f"rank-g{gen}-r{r}.err", "wb")  # noqa: SIM115
-                procs.append(
-                    launcher.spawn(
-                        rank.device,
-                        [sys.executable, "-m", "edgewise.retrain.trainer", str(cfg_path), str(r)],
-                        stdout=subprocess.DEVNULL,
-                        stderr=err,
-                    )
-                )
-                err.close()
-            last_progress = time.time()
-            seen_step = start_step
-            started = False
-            current: dict[str, Intensity | None] = {
-                n: plan.intensities.get(n) for n in [rk.device for rk in ranks]
-            }
-            version, next_look = 0, time.time() + monitor_every_s
-            while True:
-                time.sleep(0.05)
-                steps0 = _read_steps(metrics[0])
-                step_now = steps0[-1]["step"] if steps0 else start_step
-                if step_now > seen_step:
-                    seen_step, last_progress, started = step_now, time.time(), True
-                    if on_step is not None:
-                        on_step(step_now, job.total_steps)
-                if on_checkpoint is not None:
-                    for ck_step, ck_path in list_checkpoints(work / "checkpoints"):
-                        if ck_step not in seen_ck:
-                            seen_ck.add(ck_step)
-                            on_checkpoint(ck_step, ck_path)
-                if monitor is not None and started and time.time() >= next_look:
-                    now = time.time()
-                    next_look = now + monitor_every_s
-                    group = [rk.device for rk in ranks]
-                    ctx = LoadContext(
-                        now=now,
-                        observations={n: o for n, o in monitor.observe(now).items() if n in group},
-                        deadlines_ms=monitor.deadlines_ms,
-                        current=current,
-                        profiles=profiles,
-                        margin=constraints.deadline_margin,
-                    )
-                    decision, load_state = decide(ctx, load_state)
-                    if decision.replan:
-                        new = _replan_group(
-                            planner, states, group, profiles, load_state, constraints
-                        )
-                        if new is not None:
-                            version += 1
-                            live = [
-                                RankConfig(
-                                    n,
-                                    new.shares[n],
-                                    new.intensities[n].threads,
-                                    new.intensities[n].nice,
-                                )
-                                if n in new.shares
-                                else RankConfig(n, 0, 1, 19)
-                                for n in group
-                            ]
-                            write_live_plan(work, gen, version, live)
-                            current = {n: new.intensities.get(n) for n in group}
-                            plans.append(new)
-                            replans.append(
-                                {
-                                    "t": now,
-                                    "step": step_now,
-                                    "generation": gen,
-                                    "version": version,
-                                    "reasons": list(decision.reasons),
-                                    "shares": {r.device: r.share for r in live},
-                                }
-                            )
-                if pending_kill and kill_at_step is not None and step_now >= kill_at_step:
-                    victim = kill_device or ranks[-1].device
-                    if victim in plan.shares:
-                        idx = [rk.device for rk in ranks].index(victim)
-                        t_kill = time.time()
-                        stop_rank(procs[idx], signal.SIGKILL)
-                        launcher.kill_device(victim)
-                        killed.add(victim)
-                        pending_kill = False
-                codes = [p.poll() for p in procs]
-                if all(c == 0 for c in codes):
-                    for m in metrics:
-                        all_steps.extend(dict(s, generation=gen) for s in _read_steps(m))
-                    final = work / "final.pt"
-                    end_step = max(s["step"] for s in all_steps) if all_steps else start_step
-                    return RunResult(
-                        plans,
-                        all_steps,
-                        final,
-                        end_step,
-                        min(s["t0"] for s in all_steps) if all_steps else time.time(),
-                        max(s["t"] for s in all_steps) if all_steps else time.time(),
-                        failures,
-                        recovery_time(failures, all_steps),
-                        steps_lost,
-                        replans,
-                    )
-                failed = [i for i, c in enumerate(codes) if c is not None and c != 0]
-                limit = job.timeout_s * 4 if started else job.startup_timeout_s
-                if failed or time.time() - last_progress > limit:
-                    # a rank killed by a signal we did not send: its device is gone
-                    for i in failed:
-                        if codes[i] is not None and codes[i] < 0:  # type: ignore[operator]
-                            killed.add(ranks[i].device)
-                    break
+            killed = _watch_group(launcher, group, run, profiles, constraints, job, planner, hooks)
         finally:
-            for p in procs:
+            for p in group.procs:
                 if p.poll() is None:
                     stop_rank(p)
-        # --- failure handling: everything of this generation is dead now
-        t_detect = time.time()
-        t_fail = t_kill if t_kill is not None else t_detect
-        for m in metrics:
-            all_steps.extend(dict(s, generation=gen) for s in _read_steps(m))
-        reached = max((s["step"] for s in all_steps), default=start_step)
-        found = latest_checkpoint(work / "checkpoints")
-        ck_step = found[0] if found else 0
-        failures.append(
+        if killed is None:
+            run.steps.extend(group.read_steps())
+            return _result(run, work)
+        _after_failure(launcher, group, run, killed, work)
+    raise TrainingFailed(f"gave up after {job.max_generations} generations; see {work}")
+
+
+def _start_group(
+    launcher: Launcher,
+    gen: int,
+    plan: RetrainPlan,
+    run: _RunState,
+    job: JobSpec,
+    constraints: RetrainConstraints,
+    live: bool,
+) -> _Group:
+    """Write generation ``gen``'s group config and spawn one rank per planned device."""
+    work = Path(job.workdir)
+    ranks = [
+        RankConfig(n, plan.shares[n], plan.intensities[n].threads, plan.intensities[n].nice)
+        for n in plan.shares
+    ]
+    host, port = rendezvous(launcher, ranks[0].device)
+    cfg = TrainJobConfig(
+        model=job.model,
+        data=job.data,
+        drift=job.drift,
+        seed=job.seed,
+        global_batch=constraints.global_batch,
+        total_steps=job.total_steps,
+        ranks=ranks,
+        port=port,
+        workdir=str(work),
+        lr=job.lr,
+        max_grad_norm=job.max_grad_norm,
+        checkpoint_every=job.checkpoint_every,
+        timeout_s=job.timeout_s,
+        start_step=run.start_step,
+        resume_from=run.resume_from,
+        init_weights=job.init_weights,
+        generation=gen,
+        extra={
+            "startup_timeout_s": job.startup_timeout_s,
+            "live_plan": live,
+            "master_addr": host,
+            "rebalance": job.rebalance,
+        },
+    )
+    cfg_path = work / f"group-g{gen}.json"
+    cfg_path.write_text(cfg.to_json())
+    group = _Group(
+        gen, plan, ranks, cfg_path, [work / f"metrics-g{gen}-r{r}.jsonl" for r in range(len(ranks))]
+    )
+    for r, rank in enumerate(ranks):
+        with open(work / f"rank-g{gen}-r{r}.err", "wb") as err:
+            group.procs.append(
+                launcher.spawn(
+                    rank.device,
+                    [sys.executable, "-m", "edgewise.retrain.trainer", str(cfg_path), str(r)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+            )
+    return group
+
+
+def _watch_group(
+    launcher: Launcher,
+    group: _Group,
+    run: _RunState,
+    profiles: Mapping[str, DeviceProfile],
+    constraints: RetrainConstraints,
+    job: JobSpec,
+    planner: Planner,
+    hooks: _Hooks,
+) -> set[str] | None:
+    """Poll a running group until it finishes (``None``) or fails (the devices lost)."""
+    work = Path(job.workdir)
+    last_progress = time.time()
+    seen_step = run.start_step
+    started = False
+    load = (
+        _LoadWatch(hooks.monitor, hooks.monitor_every_s, group, run, profiles, constraints, work)
+        if hooks.monitor is not None
+        else None
+    )
+    while True:
+        time.sleep(0.05)
+        steps0 = _read_steps(group.metrics[0])
+        step_now = steps0[-1]["step"] if steps0 else run.start_step
+        if step_now > seen_step:
+            seen_step, last_progress, started = step_now, time.time(), True
+            if hooks.on_step is not None:
+                hooks.on_step(step_now, job.total_steps)
+            if isinstance(launcher, StepObserver):
+                launcher.at_step(step_now)
+        if hooks.on_checkpoint is not None:
+            for ck_step, ck_path in list_checkpoints(work / "checkpoints"):
+                if ck_step not in run.seen_checkpoints:
+                    run.seen_checkpoints.add(ck_step)
+                    hooks.on_checkpoint(ck_step, ck_path)
+        if load is not None and started:
+            load.look(time.time(), step_now, planner)
+        codes = [p.poll() for p in group.procs]
+        if all(c == 0 for c in codes):
+            return None
+        failed = [i for i, c in enumerate(codes) if c is not None and c != 0]
+        limit = job.timeout_s * 4 if started else job.startup_timeout_s
+        if failed or time.time() - last_progress > limit:
+            # a rank killed by a signal: its device is gone
+            return {group.ranks[i].device for i in failed if (codes[i] or 0) < 0}
+
+
+def _after_failure(
+    launcher: Launcher, group: _Group, run: _RunState, killed: set[str], work: Path
+) -> None:
+    """Record a failed generation, plan its lost devices out and pick the resume point."""
+    t_detect = time.time()
+    reports = launcher.drain_failures() if isinstance(launcher, FailureReporter) else []
+    killed = killed | {r.device for r in reports}
+    t_kill = min((r.t for r in reports), default=None)
+    run.steps.extend(group.read_steps())
+    reached = max((s["step"] for s in run.steps), default=run.start_step)
+    found = latest_checkpoint(work / "checkpoints")
+    failure: dict[str, Any] = {
+        "generation": group.gen,
+        "t": t_kill if t_kill is not None else t_detect,
+        "devices": sorted(killed),
+        "step": reached,
+        "resume_step": found[0] if found else 0,
+        "t_detect": t_detect,
+    }
+    run.failures.append(failure)
+    if not killed and len(run.failures) > 1 and run.failures[-2]["devices"] == []:
+        raise TrainingFailed(
+            f"training group failed twice without a device failure; "
+            f"see {work}/rank-g{group.gen}-r*.err"
+        )
+    for name in killed:
+        run.states[name] = replace(run.states[name], alive=False)
+    if not any(s.alive for s in run.states.values()):
+        raise TrainingFailed("every device has failed; nothing left to train on")
+    run.resume_at_latest(work)
+    if t_kill is not None:
+        if run.steps_lost is None:
+            run.steps_lost = reached - run.start_step
+        failure["t_kill"] = t_kill
+
+
+def _result(run: _RunState, work: Path) -> RunResult:
+    """The finished run's result (every generation's steps are in ``run.steps``)."""
+    steps = run.steps
+    return RunResult(
+        run.plans,
+        steps,
+        work / "final.pt",
+        max(s["step"] for s in steps) if steps else run.start_step,
+        min(s["t0"] for s in steps) if steps else time.time(),
+        max(s["t"] for s in steps) if steps else time.time(),
+        run.failures,
+        recovery_time(run.failures, steps),
+        run.steps_lost,
+        run.replans,
+    )
+
+
+class _LoadWatch:
+    """The load-aware monitor of one running group: decide, re-plan, publish in place."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        every_s: float,
+        group: _Group,
+        run: _RunState,
+        profiles: Mapping[str, DeviceProfile],
+        constraints: RetrainConstraints,
+        work: Path,
+    ) -> None:
+        self.monitor = monitor
+        self.every_s = every_s
+        self.group = group
+        self.run = run
+        self.profiles = profiles
+        self.constraints = constraints
+        self.work = work
+        self.current: dict[str, Intensity | None] = {
+            n: group.plan.intensities.get(n) for n in group.devices
+        }
+        self.version = 0
+        self.next_look = time.time() + every_s
+
+    def look(self, now: float, step: int, planner: Planner) -> None:
+        """Every ``every_s``: ask the policy; on a re-plan publish the group's live plan."""
+        if now < self.next_look:
+            return
+        self.next_look = now + self.every_s
+        names = self.group.devices
+        ctx = LoadContext(
+            now=now,
+            observations={n: o for n, o in self.monitor.observe(now).items() if n in names},
+            deadlines_ms=self.monitor.deadlines_ms,
+            current=self.current,
+            profiles=self.profiles,
+            margin=self.constraints.deadline_margin,
+        )
+        decision, self.run.load_state = decide(ctx, self.run.load_state)
+        if not decision.replan:
+            return
+        new = _replan_group(
+            planner, self.run.states, names, self.profiles, self.run.load_state, self.constraints
+        )
+        if new is None:
+            return
+        self.version += 1
+        live = [
+            RankConfig(n, new.shares[n], new.intensities[n].threads, new.intensities[n].nice)
+            if n in new.shares
+            else RankConfig(n, 0, 1, 19)
+            for n in names
+        ]
+        write_live_plan(self.work, self.group.gen, self.version, live)
+        self.current = {n: new.intensities.get(n) for n in names}
+        self.run.plans.append(new)
+        self.run.replans.append(
             {
-                "generation": gen,
-                "t": t_fail,
-                "devices": sorted(killed),
-                "step": reached,
-                "resume_step": ck_step,
-                "t_detect": t_detect,
+                "t": now,
+                "step": step,
+                "generation": self.group.gen,
+                "version": self.version,
+                "reasons": list(decision.reasons),
+                "shares": {r.device: r.share for r in live},
             }
         )
-        if not killed and len(failures) > 1 and failures[-2]["devices"] == []:
-            raise TrainingFailed(
-                f"training group failed twice without a device failure; see {work}/rank-g{gen}-r*.err"
-            )
-        for name in killed:
-            states[name] = replace(states[name], alive=False)
-        if not any(s.alive for s in states.values()):
-            raise TrainingFailed("every device has failed; nothing left to train on")
-        if found is not None:
-            start_step, resume_from = found[0], str(found[1])
-        else:
-            start_step, resume_from = 0, None
-        if t_kill is not None and steps_lost is None:
-            steps_lost = reached - start_step
-        if t_kill is not None:
-            failures[-1]["t_kill"] = t_kill
-    raise TrainingFailed(f"gave up after {job.max_generations} generations; see {work}")
 
 
 def _replan_group(
@@ -411,7 +564,7 @@ def _replan_group(
 def recovery_time(
     failures: Sequence[Mapping[str, Any]], steps: Sequence[Mapping[str, Any]]
 ) -> float | None:
-    """Seconds from the injected kill to the end of the first step after resuming."""
+    """Seconds from a reported failure to the end of the first step after resuming."""
     for f in failures:
         if "t_kill" in f:
             after = [s["t"] for s in steps if s["generation"] == f["generation"] + 1]
