@@ -22,6 +22,7 @@ from edgewise.serving.profiles import (
     find_profile,
     profile_capacity,
     profile_flavor,
+    read_profile,
     requests_for_percentile,
     save_profile,
     service_drift,
@@ -66,6 +67,23 @@ def test_save_find_and_reuse() -> None:
         assert profile_capacity(row, 40.0, 99.0) == row.capacity_rps
         looser = profile_capacity(row, 80.0, 99.0)
         assert looser > row.capacity_rps
+        # The stored layout of the JSON columns, and the typed record read back.
+        assert set(row.service_ms) == {
+            "p50",
+            "p95",
+            "p99",
+            "mean",
+            "n",
+            "threads",
+            "isolated",
+            "samples",
+        }
+        assert row.validation == {}
+        typed = read_profile(s, "digits_cnn", "small", 0.5, host="this-host")
+        assert typed is not None and typed.id == row.id and typed.samples_ms.size == 200
+        assert typed.capacity_at(40.0, 99.0) == row.capacity_rps
+        assert typed.capacity_at(80.0, 99.0) == pytest.approx(looser)
+        assert read_profile(s, "digits_cnn", "small", 0.75) is None
 
 
 def fake_run(due_ms: list[float], service_ms: list[float], late_ms: float = 0.0) -> Exchange:
@@ -96,16 +114,24 @@ def test_compare_latency_passes_a_matching_model_and_fails_a_wrong_one() -> None
     run = fake_run(list(due), list(rng.gamma(9.0, 10.0 / 9.0, 4000)))
     good = compare_latency(service, run, 60.0, 99.0)
     # One run's p99 is itself noisy: the check is the interval, not a fixed band.
-    assert good["passed"] and abs(good["rel_error"]) < 0.25
-    lo, hi = good["measured_ci95_ms"]
-    assert lo <= good["measured_ms"] <= hi
-    assert good["requests"] == 4000 and 0 < good["idle_share"] < 1
+    assert good.passed and abs(good.rel_error) < 0.25
+    lo, hi = good.measured_ci95_ms
+    assert lo <= good.measured_ms <= hi
+    assert good.requests == 4000 and 0 < good.idle_share < 1
     bad = compare_latency(service * 0.5, run, 60.0, 99.0)  # profile says twice as fast
-    assert not bad["passed"] and bad["rel_error"] < -0.3
-    assert good["conclusive"] and good["requests_needed"] == 556  # 500 kept after 10%
-    run_lo, run_hi = good["predicted_run_range95_ms"]
-    assert run_lo < good["predicted_ms"] < run_hi and run_lo <= good["measured_ms"] <= run_hi
-    assert bad["predicted_run_range95_ms"][1] < bad["measured_ms"]
+    assert not bad.passed and bad.rel_error < -0.3
+    assert good.conclusive and good.requests_needed == 556  # 500 kept after 10%
+    run_lo, run_hi = good.predicted_run_range95_ms
+    assert run_lo < good.predicted_ms < run_hi and run_lo <= good.measured_ms <= run_hi
+    assert bad.predicted_run_range95_ms[1] < bad.measured_ms
+    # The stored layout: the same keys, nested and JSON-able.
+    stored = good.as_dict()
+    assert stored["measured_ci95_ms"] == [lo, hi] and stored["passed"] is True
+    assert stored["service_mean_ms"]["profile"] == pytest.approx(float(np.mean(service)))
+    assert set(stored["sender_late_ms"]) == {"p50", "p99"}
+    assert service_drift(good) == pytest.approx(
+        stored["service_mean_ms"]["test"] / stored["service_mean_ms"]["profile"] - 1.0
+    )
 
 
 def test_a_short_load_test_is_inconclusive_for_a_high_percentile() -> None:
@@ -114,8 +140,8 @@ def test_a_short_load_test_is_inconclusive_for_a_high_percentile() -> None:
     due = np.cumsum(rng.exponential(1000 / 2.0, 126))  # 126 requests, as at 0.5 CPU
     run = fake_run(list(due), list(rng.gamma(9.0, 70.0 / 9.0, 126)))
     out = compare_latency(rng.gamma(9.0, 70.0 / 9.0, 500), run, 2.0, 99.0)
-    assert not out["conclusive"]
-    assert compare_latency(rng.gamma(9.0, 70.0 / 9.0, 500), run, 2.0, 50.0)["conclusive"]
+    assert not out.conclusive
+    assert compare_latency(rng.gamma(9.0, 70.0 / 9.0, 500), run, 2.0, 50.0).conclusive
 
 
 def test_replica_process_burst_and_open_loop() -> None:
@@ -168,16 +194,20 @@ def test_profile_flavor_in_real_cgroup() -> None:
     assert float(np.mean(prof.service_ms)) > 5.0
     assert prof.capacity_rps > 0
     v = prof.validation
-    assert v["requests"] >= 50 and v["measured_ms"] > 0 and v["predicted_ms"] > 0
-    assert np.isfinite(v["rel_error"]) and isinstance(v["passed"], bool)
-    lo, hi = v["measured_ci95_ms"]
-    assert lo <= v["measured_ms"] <= hi
+    assert v is not None
+    t = v.test
+    assert t.requests >= 50 and t.measured_ms > 0 and t.predicted_ms > 0
+    assert np.isfinite(t.rel_error) and isinstance(t.passed, bool)
+    lo, hi = t.measured_ci95_ms
+    assert lo <= t.measured_ms <= hi
     # The replica burns ~4 ms of CPU per request; the quota stretches it in wall time.
-    assert 2.0 < v["cpu_mean_ms"] < v["service_mean_ms"]["test"]
+    assert 2.0 < t.cpu_mean_ms < t.service_mean_ms.test
     # Re-profiled once after the first test's drift; the kept profile is the second one.
-    assert v["reprofiled"] == 1 and len(v["attempts"]) == 2
-    assert v["attempts"][-1]["capacity_rps"] == prof.capacity_rps
-    assert v["service_drift"] == pytest.approx(service_drift(v))
+    assert v.reprofiled == 1 and len(v.attempts) == 2
+    assert v.attempts[-1].capacity_rps == prof.capacity_rps
+    assert v.service_drift == pytest.approx(service_drift(t))
+    stored = v.as_dict()
+    assert stored["reprofiled"] == 1 and stored["attempts"][-1]["capacity_rps"] == prof.capacity_rps
 
 
 @pytest.mark.slow

@@ -18,13 +18,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from edgewise.planning.serving import (
-    ReplicaOption,
-    native_stdout_silenced,
-    plan_bruteforce,
-    plan_exact,
-    plan_heuristic,
-)
+from edgewise.api.plan import native_stdout_silenced
+from edgewise.planning.serving import ReplicaOption, plan_bruteforce, plan_exact, plan_heuristic
 
 TARGET_SOLVE_MS_P99 = 100.0
 CPU_SIZES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -139,22 +134,23 @@ def run(
     }
 
 
+def bench_plan(
+    flavors: Annotated[int, typer.Option(min=1, help="flavors per instance")] = 20,
+    max_replicas: Annotated[int, typer.Option(min=1, help="largest per-flavor limit")] = 100,
+    instances: Annotated[int, typer.Option(min=1, help="random instances")] = 200,
+    seed: Annotated[int, typer.Option(help="seed of the instances")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Time the exact serving planner, the heuristic's gap, and check against brute force."""
+    with native_stdout_silenced():
+        result = run(flavors, max_replicas, instances, seed)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:28s} {value}")
+
+
 def register_bench(bench_app: typer.Typer) -> None:
     """Add ``plan`` to the ``edgewise bench`` group."""
-
-    @bench_app.command("plan")
-    def bench_plan(
-        flavors: Annotated[int, typer.Option(min=1, help="flavors per instance")] = 20,
-        max_replicas: Annotated[int, typer.Option(min=1, help="largest per-flavor limit")] = 100,
-        instances: Annotated[int, typer.Option(min=1, help="random instances")] = 200,
-        seed: Annotated[int, typer.Option(help="seed of the instances")] = 0,
-        as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
-    ) -> None:
-        """Time the exact serving planner, the heuristic's gap, and check against brute force."""
-        with native_stdout_silenced():
-            result = run(flavors, max_replicas, instances, seed)
-        if as_json:
-            typer.echo(json.dumps(result))
-            return
-        for key, value in result.items():
-            typer.echo(f"{key:28s} {value}")
+    bench_app.command("plan")(bench_plan)

@@ -20,11 +20,8 @@ the remainder). :func:`plan_bruteforce` enumerates small instances, for checking
 from __future__ import annotations
 
 import math
-import os
-import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -307,25 +304,6 @@ def _solve(
     if res.x is None:
         raise InfeasibleError(f"rate {rate_rps:g} rps cannot be covered: {res.message}")
     return _repair(options, np.round(res.x), rate_rps, limits)
-
-
-@contextmanager
-def native_stdout_silenced() -> Iterator[None]:
-    """Send file descriptor 1 to /dev/null for the block (HiGHS may print debug lines there).
-
-    For commands whose stdout is data (``--json``); it affects the whole process, so
-    library code does not use it on its own.
-    """
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _repair(

@@ -1,0 +1,235 @@
+"""Capacity use case: measure a model's service times per flavor and store each capacity.
+
+:func:`capacity` profiles a zoo model in each flavor of a catalog (a real cgroup with the
+flavor's CPU quota, :func:`edgewise.serving.profiles.profile_flavor`), derives each
+flavor's capacity under the SLO, optionally checks it with an open-loop load test, and
+stores every profile in the knowledge base. :func:`measure_profiles` is the measuring
+step alone, shared with :func:`edgewise.api.plan.plan` (which measures missing profiles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgewise.config import FlavorSpec, load_flavors
+from edgewise.errors import SpecError
+from edgewise.serving.profiles import DRIFT_TOLERANCE, FlavorProfile, profile_flavor, save_profile
+
+if TYPE_CHECKING:
+    from edgewise.kb import KnowledgeBase
+
+__all__ = ["CapacityReport", "SavedProfile", "capacity", "measure_profiles"]
+
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)`` with phase ``MODEL/FLAVOR/STEP``.
+
+STEP is ``start``, ``service`` (done of total service-time samples), ``validate`` (load
+tests done) or ``done`` (the flavor is measured).
+"""
+
+
+@dataclass(frozen=True)
+class SavedProfile:
+    """A measured profile and the id of its knowledge-base row."""
+
+    id: int
+    profile: FlavorProfile
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form: the service-time summary without the samples."""
+        p = self.profile
+        return {
+            "id": self.id,
+            "model": p.model,
+            "flavor": p.flavor,
+            "cpus": p.cpus,
+            "service_ms": p.summary().as_dict(keep_samples=False),
+            "capacity_rps": p.capacity_rps,
+            "validation": p.validation_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class CapacityReport:
+    """The result of :func:`capacity`: one stored profile per flavor measured."""
+
+    model: str
+    slo_ms: float
+    percentile: float
+    profiles: tuple[SavedProfile, ...]
+
+    @property
+    def isolated(self) -> bool:
+        """Whether every flavor ran in a real cgroup (else CPU affinity approximated it)."""
+        return all(s.profile.isolated for s in self.profiles)
+
+    def no_flavor_meets(self) -> str | None:
+        """Why no flavor can meet the SLO (a one-line message), or ``None`` if one can."""
+        profiles = [s.profile for s in self.profiles]
+        if not profiles or any(p.capacity_rps > 0 for p in profiles):
+            return None
+        pct = self.percentile
+        best = min(profiles, key=lambda p: float(np.percentile(p.service_ms, pct)))
+        lone = float(np.percentile(best.service_ms, pct))
+        return (
+            f"SLO p{pct:g} <= {self.slo_ms:g} ms cannot be met by {self.model} in any flavor: "
+            f"a lone request takes {lone:.1f} ms at p{pct:g} even in {best.flavor}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form (what ``edgewise capacity --json`` prints)."""
+        return {
+            "model": self.model,
+            "slo_ms": self.slo_ms,
+            "percentile": self.percentile,
+            "flavors": [s.as_dict() for s in self.profiles],
+        }
+
+
+def measure_profiles(
+    model: str,
+    flavors: Sequence[FlavorSpec],
+    *,
+    kb: KnowledgeBase,
+    progress: Progress | None = None,
+    **options: Any,
+) -> list[SavedProfile]:
+    """Profile ``model`` in each of ``flavors`` and store every profile in ``kb``.
+
+    Parameters
+    ----------
+    model : str
+        Zoo model name.
+    flavors : sequence of FlavorSpec
+        The flavors to measure, in order.
+    kb : KnowledgeBase
+        Where the profiles are stored.
+    progress : callable, optional
+        ``progress("MODEL/FLAVOR/STEP", done, total)``.
+    **options
+        Keyword arguments of :func:`edgewise.serving.profiles.profile_flavor`
+        (``slo_ms`` is required).
+
+    Returns
+    -------
+    list of SavedProfile
+        One per flavor, with its row id.
+    """
+    samples = int(options.get("samples", 200))
+    out: list[SavedProfile] = []
+    for flavor in flavors:
+        prefix = f"{model}/{flavor.name}/"
+
+        def report(phase: str, done: int, total: int, prefix: str = prefix) -> None:
+            if progress is not None:
+                progress(prefix + phase, done, total)
+
+        prof = profile_flavor(model, flavor, progress=report, **options)
+        out.append(SavedProfile(save_profile(kb, prof), prof))
+        report("done", samples, samples)
+    return out
+
+
+def _chosen_flavors(path: str | Path, names: Sequence[str] | None) -> list[FlavorSpec]:
+    """The catalog's flavors, or only those named (a :class:`SpecError` for an unknown one)."""
+    chosen = list(load_flavors(path).flavors)
+    if not names:
+        return chosen
+    known = {f.name for f in chosen}
+    unknown = [f for f in names if f not in known]
+    if unknown:
+        raise SpecError(
+            f"{path}: no flavor named {unknown[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    return [f for f in chosen if f.name in set(names)]
+
+
+def capacity(
+    *,
+    model: str,
+    flavors: str | Path,
+    slo_ms: float,
+    percentile: float = 99.0,
+    batch_size: int = 1,
+    samples: int = 200,
+    time_budget_s: float = 120.0,
+    validate: bool = False,
+    load_fraction: float = 0.8,
+    validate_requests: int | None = None,
+    validate_max_s: float = 600.0,
+    max_reprofiles: int = 2,
+    drift_tolerance: float = DRIFT_TOLERANCE,
+    service_load: float = 0.5,
+    only_flavors: Sequence[str] | None = None,
+    seed: int = 0,
+    kb: str | None = None,
+    progress: Progress | None = None,
+) -> CapacityReport:
+    """Measure ``model``'s service times per flavor and store each flavor's capacity.
+
+    Parameters
+    ----------
+    model : str
+        Zoo model name (see ``edgewise models``).
+    flavors : str or Path
+        Flavors YAML file.
+    slo_ms, percentile : float
+        The latency bound and its percentile.
+    batch_size, samples, time_budget_s
+        Samples per request; service-time samples per flavor; stop sampling a flavor
+        after this many seconds (with at least 30 samples).
+    validate, load_fraction, validate_requests, validate_max_s
+        Also run an open-loop load test at ``load_fraction`` of the capacity, of
+        ``validate_requests`` requests (default: enough for the percentile), for at most
+        ``validate_max_s`` seconds.
+    max_reprofiles, drift_tolerance
+        Re-profile and re-test a flavor at most ``max_reprofiles`` times when the load
+        test's mean service time drifted more than ``drift_tolerance`` from the profile's.
+    service_load : float
+        Load (share of saturation) of the Poisson requests whose service times are
+        sampled; 0 samples back-to-back bursts.
+    only_flavors : sequence of str, optional
+        Measure only these flavors of the catalog.
+    seed : int
+        Seed of weights, simulation and arrivals.
+    kb : str, optional
+        Knowledge-base URL (default: the file under the state directory).
+    progress : callable, optional
+        ``progress("MODEL/FLAVOR/STEP", done, total)``.
+
+    Returns
+    -------
+    CapacityReport
+        Every flavor's stored profile; :meth:`CapacityReport.no_flavor_meets` says when
+        the SLO is out of reach everywhere (the profiles are stored all the same).
+    """
+    from edgewise.kb import KnowledgeBase
+    from edgewise.workloads.zoo import check_model_name
+
+    check_model_name(model)
+    chosen = _chosen_flavors(flavors, only_flavors)
+    saved = measure_profiles(
+        model,
+        chosen,
+        kb=KnowledgeBase.open(kb),
+        progress=progress,
+        slo_ms=slo_ms,
+        percentile=percentile,
+        batch_size=batch_size,
+        samples=samples,
+        time_budget_s=time_budget_s,
+        validate=validate,
+        load_fraction=load_fraction,
+        validate_requests=validate_requests,
+        validate_max_s=validate_max_s,
+        max_reprofiles=max_reprofiles,
+        drift_tolerance=drift_tolerance,
+        service_load=service_load or None,
+        seed=seed,
+    )
+    return CapacityReport(model, slo_ms, percentile, tuple(saved))
