@@ -13,7 +13,8 @@ One concern per module:
 - :mod:`.measure`: one run (stress mix, warm-up, the target's window, achieved vector);
 - :mod:`.store`: the campaign and its runs in the knowledge base;
 - :mod:`.runner`: :class:`CampaignRunner`, the loop that ties them together;
-- :mod:`.holdout`: held-out points measured after a campaign to score its model.
+- :mod:`.holdout`: held-out points measured after a campaign to score its model;
+- :mod:`.evaluation`: an app's campaigns, then its held-out points and noise runs.
 
 The pure modules decide; ``measure``, ``store`` and ``runner`` act. Every public name is
 re-exported here: import from ``edgewise.interference.campaign``.
@@ -36,6 +37,12 @@ from edgewise.interference.campaign.curves import (
     learning_curve,
     p50_holdout_ape,
     transfer_curve,
+)
+from edgewise.interference.campaign.evaluation import (
+    AppEvaluation,
+    EvaluationSetup,
+    evaluate_app,
+    run_campaigns,
 )
 from edgewise.interference.campaign.fit import (
     InterferenceModel,
@@ -78,6 +85,7 @@ from edgewise.interference.campaign.records import (
 )
 from edgewise.interference.campaign.runner import CampaignRunner, solo_due
 from edgewise.interference.campaign.store import (
+    attach_holdout,
     campaign_records,
     campaign_runs,
     load_pool,
@@ -91,9 +99,11 @@ __all__ = [
     "DEFAULT_SPACE",
     "FEATURES",
     "SOLO_FEATURES",
+    "AppEvaluation",
     "CampaignConfig",
     "CampaignRunner",
     "Confine",
+    "EvaluationSetup",
     "HeldOutPoint",
     "InterferenceModel",
     "Measured",
@@ -105,11 +115,13 @@ __all__ = [
     "SoloReference",
     "as_run",
     "as_runs",
+    "attach_holdout",
     "campaign_records",
     "campaign_runs",
     "combine_repeats",
     "count_stressed",
     "default_space",
+    "evaluate_app",
     "expected_achieved",
     "features_of",
     "fit_interference_model",
@@ -131,6 +143,7 @@ __all__ = [
     "reference_at",
     "resources_of",
     "row_ape",
+    "run_campaigns",
     "runs_of",
     "set_status",
     "solo_due",

@@ -153,3 +153,17 @@ def load_pool(kb: Any, exclude: str = "") -> list[PoolSet]:
         if runs:
             pool.append(PoolSet(workload, tuple(runs)))
     return pool
+
+
+def attach_holdout(kb: Any, workload: str, campaign: str, rows: list[dict[str, float]]) -> None:
+    """Write ``holdout`` into the metrics of the surrogate fitted by ``campaign``."""
+    from edgewise.kb import models as m
+
+    with kb.transaction() as s:
+        for fm in s.scalars(
+            select(m.FittedModel).where(
+                m.FittedModel.kind == "surrogate", m.FittedModel.name == workload
+            )
+        ):
+            if (fm.meta or {}).get("campaign") == campaign:
+                fm.metrics = {**dict(fm.metrics or {}), "holdout": rows}

@@ -1,0 +1,565 @@
+"""Profile pillar use cases: stress the host, profile an app, predict, benchmark.
+
+:func:`stress` runs a stress mix and reports requested against achieved intensities;
+:func:`profile` runs (or resumes) an interference campaign and stores the fitted model;
+:func:`predict` reads the models back for an app beside co-located workloads;
+:func:`benchmark_interference` profiles apps and measures held-out stress mixes to
+score their models (the benchmark's report is :mod:`edgewise.bench.interference`'s).
+
+This module wires the pillar's parts together: the knowledge base, stress-ng, the
+targets and the campaign loop. The decisions (what to measure next, how to fit) are the
+pure functions of :mod:`edgewise.interference.campaign`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgewise.errors import SpecError
+
+if TYPE_CHECKING:
+    from edgewise.interference.campaign import AppEvaluation, EvaluationSetup, Placement
+    from edgewise.interference.predictor import LatencyPrediction
+    from edgewise.kb import KnowledgeBase
+
+__all__ = [
+    "AppEvaluation",
+    "InterferenceBenchmark",
+    "Prediction",
+    "ProfileResult",
+    "StressResult",
+    "benchmark_interference",
+    "predict",
+    "profile",
+    "stress",
+]
+
+#: ``progress(phase, done, total)``.
+Progress = Callable[[str, int, int], None]
+
+#: ``--confine`` of ``edgewise profile`` -> where the stressors go.
+CONFINE_PLACEMENT: dict[str, Placement] = {
+    "none": "any",
+    "split": "split",
+    "taskset": "same",
+    "cgroup": "same",
+}
+
+
+def _open_kb(kb: str | KnowledgeBase | None) -> KnowledgeBase:
+    from edgewise.kb import KnowledgeBase
+
+    return kb if isinstance(kb, KnowledgeBase) else KnowledgeBase.open(kb)
+
+
+def _quiet(phase: str, done: int, total: int) -> None:
+    """The default progress: report nothing."""
+
+
+def target_cpus() -> list[int]:
+    """The CPU a profiled target runs on: the last one this process may use."""
+    return [sorted(os.sched_getaffinity(0))[-1]]
+
+
+# --------------------------------------------------------------------------- stress
+@dataclass(frozen=True)
+class StressResult:
+    """Requested against achieved intensity per resource (empty when only calibrating)."""
+
+    calibrated: bool
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{'calibrated', 'rows'}``: what ``edgewise stress --json`` prints."""
+        return {"calibrated": self.calibrated, "rows": [dict(r) for r in self.rows]}
+
+
+def stress(
+    *,
+    intensity: dict[str, float],
+    seconds: float = 10.0,
+    calibrate: bool = False,
+    kb: str | KnowledgeBase | None = None,
+    progress: Progress | None = None,
+) -> StressResult:
+    """Run a multi-resource stress mix for ``seconds`` and measure what it achieved.
+
+    Parameters
+    ----------
+    intensity : dict
+        Requested intensity in [0, 1] per resource (``cpu``, ``membw``, ``llc``,
+        ``disk``, ``net``, ``mem``); zeros are left out.
+    seconds : float
+        Measurement window.
+    calibrate : bool
+        Calibrate this host's stressors first and store the calibration in the KB.
+    kb : str, KnowledgeBase or None
+        The knowledge base (``None``: the default one).
+    progress : callable, optional
+        ``progress(phase, done, total)``.
+
+    Returns
+    -------
+    StressResult
+        Whether a calibration is stored, and one row per stressed resource.
+
+    Raises
+    ------
+    SpecError
+        An intensity outside [0, 1], or nothing to do.
+    """
+    from edgewise.interference.calibration import calibrate as run_calibration
+    from edgewise.interference.calibration import load_calibration, save_calibration
+    from edgewise.interference.stressors import (
+        describe,
+        require_stress_ng,
+        run_stress,
+        validate_intensity,
+    )
+
+    say = progress or _quiet
+    req = {k: v for k, v in validate_intensity(intensity).items() if v > 0}
+    if not req and not calibrate:
+        raise SpecError("nothing to stress: give at least one intensity above 0 (e.g. --cpu 0.5)")
+    require_stress_ng()
+    db = _open_kb(kb)
+    if calibrate:
+        say("calibrating stressors", 0, 1)
+        cal = run_calibration(progress=lambda msg: say(f"calibrating: {msg}", 0, 1))
+        save_calibration(db, cal)
+    stored = load_calibration(db)
+    if not req:
+        return StressResult(calibrated=stored is not None)
+    say(f"stressing for {seconds:g} s", 0, 1)
+    achieved = run_stress(req, seconds, calibration=stored)
+    return StressResult(calibrated=stored is not None, rows=describe(achieved, req))
+
+
+# --------------------------------------------------------------------------- profile
+@dataclass(frozen=True)
+class ProfileResult:
+    """The interference model a campaign stored: per percentile the chosen surrogate."""
+
+    workload: str
+    campaign: str
+    chosen: dict[str, str]
+    cv_scores: dict[str, dict[str, float]]
+    pooled_from: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON view of the result."""
+        return {
+            "workload": self.workload,
+            "campaign": self.campaign,
+            "chosen": dict(self.chosen),
+            "cv_scores": {p: dict(s) for p, s in self.cv_scores.items()},
+            "pooled_from": list(self.pooled_from),
+        }
+
+
+def _stress_space(space: Path | None, device: str) -> dict[str, tuple[float, float]]:
+    from edgewise.config import load_stress_space
+    from edgewise.interference.campaign import DEFAULT_SPACE
+
+    sp = load_stress_space(space) if space else DEFAULT_SPACE
+    space_map: dict[str, tuple[float, float]] = {str(k): v for k, v in sp.resources.items()}
+    if device == "cuda":
+        from edgewise.interference.gpu import require_gpu
+
+        require_gpu()
+        space_map["gpu"] = (0.0, 1.0)
+    return space_map
+
+
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        expected = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        raise SpecError(f"--{option} {value!r}: expected {expected}")
+
+
+def profile(
+    *,
+    app: str,
+    budget: int = 30,
+    rate_rps: float = 20.0,
+    load: float | None = None,
+    batch_size: int = 1,
+    seconds: float = 6.0,
+    warmup_s: float = 1.5,
+    method: str = "active",
+    space: Path | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    resume: bool = False,
+    warm_start: bool = False,
+    confine: str = "none",
+    solo_every: int = 10,
+    device: str = "cpu",
+    kb: str | KnowledgeBase | None = None,
+    progress: Progress | None = None,
+) -> ProfileResult:
+    """Profile ``app`` under a designed set of stress mixes and store its model.
+
+    Parameters
+    ----------
+    app : str
+        A zoo model, ``model@RATErps`` or ``cmd:COMMAND``.
+    budget : int
+        Stressed runs.
+    rate_rps, load : float
+        Request rate of a zoo model, or (``load``) that fraction of its solo capacity.
+    batch_size : int
+        Batch size of a zoo model.
+    seconds, warmup_s : float
+        Measurement window and stressor warm-up per run.
+    method : str
+        ``active``, ``lhs`` or ``sobol``.
+    space : Path, optional
+        Stress-space YAML (default: the built-in space).
+    seed : int
+        Seed of the design and the arrivals.
+    name : str, optional
+        Campaign name (default ``WORKLOAD-seedS``).
+    resume : bool
+        Continue an interrupted campaign of that name.
+    warm_start : bool
+        Pool the runs of other profiled workloads (transfer).
+    confine : str
+        Stressors on any CPU (``none``), on the target's CPU (``taskset`` or ``cgroup``),
+        or ``split`` (the CPU stressor on the target's CPU, the others elsewhere).
+    solo_every : int
+        A solo baseline every this many runs.
+    device : str
+        Serve a zoo model on ``cpu`` or ``cuda``.
+    kb : str, KnowledgeBase or None
+        The knowledge base (``None``: the default one).
+    progress : callable, optional
+        ``progress(point, done, total)`` after each planned run.
+
+    Returns
+    -------
+    ProfileResult
+        The stored model's chosen surrogates and their cross-validated errors.
+    """
+    from edgewise.interference.calibration import load_calibration
+    from edgewise.interference.campaign import CampaignConfig, CampaignRunner, placement_cpus
+    from edgewise.interference.stressors import require_stress_ng
+    from edgewise.interference.target import make_target
+
+    _check_choice("method", method, ("active", "lhs", "sobol"))
+    _check_choice("confine", confine, ("none", "taskset", "cgroup", "split"))
+    _check_choice("device", device, ("cpu", "cuda"))
+    space_map = _stress_space(space, device)
+    require_stress_ng()
+    tcpus = target_cpus()
+    target = make_target(
+        app,
+        rate_rps=rate_rps,
+        batch_size=batch_size,
+        cpus=tcpus,
+        seed=seed,
+        device=device,
+        load=load,
+    )
+    stress_cpus, cpu_stress_cpus = placement_cpus(
+        CONFINE_PLACEMENT[confine], tcpus, sorted(os.sched_getaffinity(0))
+    )
+    cfg = CampaignConfig(
+        name=name or f"{target.name}-seed{seed}",
+        budget=budget,
+        seconds=seconds,
+        warmup_s=warmup_s,
+        seed=seed,
+        method=method,  # type: ignore[arg-type]  # checked above
+        space=space_map,
+        solo_every=solo_every,
+        warm_start=warm_start,
+        stress_cpus=stress_cpus,
+        cpu_stress_cpus=cpu_stress_cpus,
+        confine="cgroup" if confine == "cgroup" else "taskset",
+    )
+    say = progress or _quiet
+    db = _open_kb(kb)
+    model = CampaignRunner(
+        db,
+        target,
+        cfg,
+        calibration=load_calibration(db),
+        progress=lambda done, total, what: say(what, done, total),
+    ).run(resume=resume)
+    say("fitted", budget, budget)
+    return ProfileResult(
+        model.workload, cfg.name, dict(model.chosen), dict(model.cv_scores), model.pooled_from
+    )
+
+
+# --------------------------------------------------------------------------- predict
+@dataclass(frozen=True)
+class Prediction:
+    """An app's predicted latency beside co-located workloads."""
+
+    app: str
+    latency: LatencyPrediction
+
+    def as_dict(self) -> dict[str, Any]:
+        """The prediction's fields: what ``edgewise predict --json`` prints."""
+        return dataclasses.asdict(self.latency)
+
+
+def predict(
+    *,
+    app: str,
+    neighbours: Sequence[str] = (),
+    solo_p50_ms: float | None = None,
+    kb: str | KnowledgeBase | None = None,
+) -> Prediction:
+    """Predict ``app``'s latency percentiles next to ``neighbours``, with 90% intervals.
+
+    Parameters
+    ----------
+    app : str
+        A profiled workload (a bare zoo model finds the rate it was profiled at).
+    neighbours : sequence of str
+        Co-located workloads or ``stress:RES=V,...`` mixes.
+    solo_p50_ms : float, optional
+        ``app``'s p50 alone now (ms): scales the prediction to the host's current speed.
+    kb : str, KnowledgeBase or None
+        The knowledge base (``None``: the default one).
+
+    Returns
+    -------
+    Prediction
+        p50/p95/p99 (ms) with interval bounds and the resource vector used.
+    """
+    from edgewise.interference.predictor import Predictor
+
+    pred = Predictor(_open_kb(kb)).predict(app, list(neighbours), solo_p50_ms)
+    return Prediction(app, pred)
+
+
+# --------------------------------------------------------------------------- benchmark
+@dataclass(frozen=True)
+class InterferenceBenchmark:
+    """What :func:`benchmark_interference` measured, with its headline figures."""
+
+    apps: tuple[AppEvaluation, ...]
+    budget: int
+    holdout: int
+    seed: int
+    seconds: float
+    holdout_repeats: int
+    calibrated: bool
+    device: str
+    placement: str
+    space: dict[str, tuple[float, float]]
+    resources: tuple[str, ...]
+    wall_s: float
+
+    @property
+    def runs_per_app(self) -> int:
+        """Stressed runs of each campaign."""
+        return self.budget
+
+    @property
+    def median_ape(self) -> float:
+        """Median APE (%) of p50 over every app's held-out points, predicted as the
+        predictor does (the active model, its stored solo baseline)."""
+        from edgewise.interference.campaign import row_ape
+
+        return float(np.median([row_ape(r) for a in self.apps for r in a.holdout_rows()]))
+
+    @property
+    def noise_cv_p50(self) -> float:
+        """Median over apps of the run-to-run CV (%) of p50: the noise floor."""
+        from edgewise.interference.campaign import noise_cv
+
+        return float(np.nanmedian([noise_cv(a.noise, "p50") for a in self.apps]))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON view: the headline figures, the set-up and every app's measurements."""
+        return {
+            "median_ape": self.median_ape,
+            "noise_cv_p50": self.noise_cv_p50,
+            "runs_per_app": self.runs_per_app,
+            "holdout": self.holdout,
+            "holdout_repeats": self.holdout_repeats,
+            "seed": self.seed,
+            "seconds_per_run": self.seconds,
+            "calibrated": self.calibrated,
+            "device": self.device,
+            "placement": self.placement,
+            "space": {k: list(v) for k, v in self.space.items()},
+            "wall_s": self.wall_s,
+            "apps": [a.as_dict() for a in self.apps],
+        }
+
+
+def _bench_space(device: str, gpu_only: bool) -> dict[str, tuple[float, float]]:
+    from edgewise.interference.campaign import default_space
+
+    space = {} if gpu_only else default_space()
+    if device == "cuda":
+        from edgewise.interference.gpu import require_gpu
+
+        require_gpu()
+        space["gpu"] = (0.0, 1.0)
+    elif gpu_only:
+        raise SpecError("gpu_only needs device='cuda'")
+    return space
+
+
+def _evaluate(
+    setup: EvaluationSetup,
+    app: str,
+    *,
+    rate_rps: float | None,
+    load: float,
+    min_requests: int,
+    device: str,
+    say: Progress,
+) -> AppEvaluation:
+    """Start ``app``'s target (timing its solo service for ``load``) and evaluate it."""
+    from edgewise.interference.campaign import evaluate_app
+    from edgewise.interference.target import make_target
+
+    say(f"{app}: timing the solo service", 0, 0)
+    target = make_target(
+        app,
+        rate_rps=rate_rps or 20.0,
+        load=None if rate_rps else load,
+        cpus=setup.target_cpus,
+        seed=setup.seed,
+        device=device,
+    )
+    rate_of = getattr(target, "rate_rps", None)
+    window = max(setup.seconds, min_requests / rate_of) if rate_of else setup.seconds
+    return evaluate_app(setup, app, target, window, say)
+
+
+def benchmark_interference(
+    *,
+    apps: Sequence[str],
+    budget: int,
+    holdout: int,
+    seed: int,
+    rate_rps: float | None = None,
+    load: float = 0.3,
+    min_requests: int = 0,
+    seconds: float = 6.0,
+    warmup_s: float = 1.0,
+    repeats: int = 3,
+    solo_every: int = 10,
+    lhs_baseline: bool = True,
+    confine: str = "taskset",
+    placement: Placement = "split",
+    foreign_threshold: float = 0.25,
+    max_repeats: int = 1,
+    holdout_repeats: int = 1,
+    surrogates: Sequence[str] = ("gp", "gbq", "linear"),
+    curve_step: int = 5,
+    device: str = "cpu",
+    gpu_only: bool = False,
+    kb: str | KnowledgeBase | None = None,
+    progress: Progress | None = None,
+) -> InterferenceBenchmark:
+    """Profile each app, then measure held-out stress mixes and the noise floor.
+
+    For each app (target pinned to one CPU): a one-shot Latin-hypercube campaign
+    (``lhs_baseline``) and an active campaign of ``budget`` runs each (the active model
+    is stored last, so it is the one the predictor uses); ``holdout`` stress mixes drawn
+    uniformly with ``seed``, each measured ``holdout_repeats`` times, with solo
+    baselines around them; ``repeats`` identical runs at the centre of the space. The
+    held-out predictions are written to the surrogates' ``metrics['holdout']``.
+
+    Each zoo app is served at ``rate_rps`` or, when that is None, at ``load`` times its
+    solo capacity (timed first); each run's window is at least ``seconds`` and long
+    enough for ``min_requests`` requests. ``device='cuda'`` serves the apps on the GPU
+    and adds the GPU stressor's duty cycle (``gpu``) to the stress space; ``gpu_only``
+    explores that resource alone (for hosts without stress-ng). ``progress(phase, done,
+    total)`` reports each step.
+
+    Returns
+    -------
+    InterferenceBenchmark
+        Every app's models, runs, held-out points and noise runs, with the headline
+        figures (``median_ape``, ``noise_cv_p50``, ``runs_per_app``).
+    """
+    from edgewise.interference.calibration import host_caps, load_calibration
+    from edgewise.interference.campaign import (
+        EvaluationSetup,
+        holdout_design,
+        placement_cpus,
+        resources_of,
+        space_centre,
+    )
+
+    if holdout_repeats < 1:
+        raise ValueError(f"holdout_repeats must be at least 1, got {holdout_repeats}")
+    say = progress or _quiet
+    db = _open_kb(kb)
+    t_start = time.monotonic()
+    cal = load_calibration(db)
+    say("host peaks (probing once if not stored)", 0, 0)
+    caps = host_caps(db, probe=not gpu_only)
+    allowed = sorted(os.sched_getaffinity(0))
+    stress_cpus, cpu_stress_cpus = placement_cpus(placement, [allowed[-1]], allowed)
+    space = _bench_space(device, gpu_only)
+    setup = EvaluationSetup(
+        kb=db,
+        calibration=cal,
+        caps=caps,
+        target_cpus=[allowed[-1]],
+        stress_cpus=stress_cpus,
+        cpu_stress_cpus=cpu_stress_cpus,
+        confine=confine,
+        space=space,
+        points=holdout_design(space, holdout, seed),
+        centre=space_centre(space),
+        stamp=time.time_ns(),
+        budget=budget,
+        seed=seed,
+        seconds=seconds,
+        warmup_s=warmup_s,
+        solo_every=solo_every,
+        foreign_threshold=foreign_threshold,
+        max_repeats=max_repeats,
+        holdout_repeats=holdout_repeats,
+        repeats=repeats,
+        surrogates=tuple(surrogates),
+        curve_step=curve_step,
+        lhs_baseline=lhs_baseline,
+    )
+    evaluated = tuple(
+        _evaluate(
+            setup,
+            app,
+            rate_rps=rate_rps,
+            load=load,
+            min_requests=min_requests,
+            device=device,
+            say=say,
+        )
+        for app in apps
+    )
+    return InterferenceBenchmark(
+        apps=evaluated,
+        budget=budget,
+        holdout=holdout,
+        seed=seed,
+        seconds=seconds,
+        holdout_repeats=holdout_repeats,
+        calibrated=cal is not None,
+        device=device,
+        placement=placement,
+        space=space,
+        resources=resources_of(space),
+        wall_s=round(time.monotonic() - t_start, 1),
+    )
