@@ -20,14 +20,9 @@ T0 = datetime(2025, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
 def _row_kwargs(ids: dict[str, int]) -> dict[type[m.Base], dict[str, Any]]:
     """Constructor arguments for one row of every model, given parent ids."""
     return {
-        m.Host: dict(
-            name="edge-1", cpus=2.0, memory_mb=24576, cgroup_version=1, info={"kernel": "6.1"}
-        ),
-        m.Device: dict(host_id=ids["hosts"], name="pi-like", spec={"cpus": 0.5, "memory_mb": 1024}),
         m.Workload: dict(name="mobilenet_v2@20rps", kind="zoo", params={"rps": 20, "batch": 1}),
         m.Footprint: dict(
             workload_id=ids["workloads"],
-            host_id=ids["hosts"],
             combination_key=None,
             resources={"cpu": 0.42, "membw": 0.1, "llc": 0.05, "disk": 0.0, "net": 0.0, "mem": 0.2},
             source="solo",
@@ -167,7 +162,6 @@ def check_unique_constraints(kb: KnowledgeBase) -> None:
         campaign_id, workload_id = c.id, w.id
     before = kb.counts()
     duplicates: list[Callable[[], m.Base]] = [
-        lambda: m.Host(name="uq-h", cpus=1, memory_mb=1, cgroup_version=2),
         lambda: m.Workload(name="uq-w", kind="zoo"),
         lambda: m.Campaign(name="uq-c", target_workload_id=workload_id),
         lambda: m.Run(campaign_id=campaign_id, index=0),
@@ -176,11 +170,10 @@ def check_unique_constraints(kb: KnowledgeBase) -> None:
     ]
     # Seed the ones that are not already present.
     with kb.transaction() as s:
-        s.add(m.Host(name="uq-h", cpus=1, memory_mb=1, cgroup_version=2))
         s.add(m.FittedModel(kind="k", name="n", version=1, blob=b"x"))
         s.add(m.PolicyState(key="uq-k", policy="p"))
     seeded = kb.counts()
-    assert seeded["hosts"] == before["hosts"] + 1
+    assert seeded["fitted_models"] == before["fitted_models"] + 1
     for make in duplicates:
         with pytest.raises(IntegrityError), kb.transaction() as s:
             s.add(m.Plan(kind="serving", inputs={}, decision={}))  # would be kept if not atomic

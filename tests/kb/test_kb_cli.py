@@ -11,7 +11,14 @@ from kb_roundtrip import crud_every_model
 from typer.testing import CliRunner
 
 from edgewise.cli.main import make_app
-from edgewise.kb import KnowledgeBase, export_tables, load_model, save_model, table_names
+from edgewise.kb import (
+    SCHEMA_VERSION,
+    KnowledgeBase,
+    export_tables,
+    load_model,
+    save_model,
+    table_names,
+)
 from edgewise.kb import models as m
 
 runner = CliRunner()
@@ -54,7 +61,7 @@ def test_list_on_an_empty_kb(_isolated_home: Path) -> None:
     assert str(_isolated_home / "kb.sqlite") in out
     for name in table_names():
         assert name in out
-    assert "schema v1" in out
+    assert f"schema v{SCHEMA_VERSION}" in out
     rows = [line for line in out.splitlines() if "│" in line]
     assert len(rows) == len(table_names())
     assert all(line.rstrip(" │").endswith(" 0") for line in rows)
@@ -71,13 +78,14 @@ def test_list_on_a_filled_kb(filled: KnowledgeBase) -> None:
     assert line["runs"] == "3"
     assert line["workloads"] == "1"
     assert line["fitted_models"] == "1"
-    assert line["hosts"] == "0"
+    assert line["plans"] == "0"
+    assert "hosts" not in line  # never written, dropped by revision 0002
 
 
 def test_list_with_db_option(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     with KnowledgeBase.open(url) as kb, kb.transaction() as s:
-        s.add(m.Host(name="h", cpus=2, memory_mb=1024, cgroup_version=1))
+        s.add(m.Workload(name="w", kind="zoo", params={}))
     code, out = invoke("kb", "--db", url, "list")
     assert code == 0, out
     assert "elsewhere.db" in out
@@ -92,7 +100,7 @@ def test_show_rows_and_one_row(filled: KnowledgeBase) -> None:
     code, out = invoke("kb", "show", "FittedModel", "--id", "1")
     assert code == 0, out
     assert "resnet18/p99" in out
-    assert "blob_bytes" in out and " B" in out  # the pickle is shown as its size
+    assert "blob_bytes" in out and " B" in out  # the stored document is shown as its size
     assert '"cpu"' in out
 
 
@@ -159,17 +167,9 @@ def test_export_all_includes_empty_tables_and_blob_sizes(
     assert code == 0, out
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(f"{n}.{fmt}" for n in table_names())
     read = pd.read_csv if fmt == "csv" else pd.read_parquet
-    hosts = read(out_dir / f"hosts.{fmt}")
-    assert len(hosts) == 0
-    assert list(hosts.columns) == [
-        "id",
-        "created_at",
-        "name",
-        "cpus",
-        "memory_mb",
-        "cgroup_version",
-        "info",
-    ]
+    plans = read(out_dir / f"plans.{fmt}")
+    assert len(plans) == 0
+    assert list(plans.columns) == ["id", "created_at", "kind", "inputs", "decision", "cost"]
     models = read(out_dir / f"fitted_models.{fmt}")
     assert "blob" not in models.columns
     with KnowledgeBase.open() as kb:

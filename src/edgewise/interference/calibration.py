@@ -5,19 +5,21 @@ curve and :meth:`Calibration.knob` inverts it (piecewise-linear, so the inverse 
 monotone and never overshoots). Effectful part: :func:`calibrate` sweeps each stressor's knob
 with real stress-ng runs, :func:`verify` measures how often a requested intensity
 lands within ±5 points, and :func:`save_calibration` / :func:`load_calibration` keep
-the result in the KB (``FittedModel`` kind ``'calibration'``, name = host name).
+the result in the KB (``FittedModel`` kind ``'calibration'``, name = host name), as
+data: the ``edgewise.calibration`` and ``edgewise.host-caps`` formats registered here.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from edgewise.interference.stressors import Achieved, HostCaps, run_stress
+from edgewise.kb.codecs import Codec, Encoded, register
 
 CALIBRATED: tuple[str, ...] = ("cpu", "membw", "llc", "disk", "net")
 Runner = Callable[[Mapping[str, float], float], Achieved]
@@ -87,13 +89,60 @@ class Calibration:
             return float(requested)
         return invert_curve(curve[0], curve[1], float(requested))
 
+    def to_state(self) -> dict[str, Any]:
+        """Plain JSON data: ``{host, caps: {...}, curves: {resource: [knobs, achieved]}}``."""
+        return {
+            "host": self.host,
+            "caps": caps_to_state(self.caps),
+            "curves": {k: [list(v[0]), list(v[1])] for k, v in self.curves.items()},
+        }
+
+    @staticmethod
+    def from_state(state: Mapping[str, Any]) -> Calibration:
+        """The calibration :meth:`to_state` described."""
+        curves = {k: (list(v[0]), list(v[1])) for k, v in dict(state["curves"]).items()}
+        return Calibration(str(state["host"]), caps_from_state(state["caps"]), curves)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "caps": self.caps.__dict__, "curves": self.curves}
+        """Same as :meth:`to_state` (the name reports use)."""
+        return self.to_state()
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Calibration:
-        curves = {k: (list(v[0]), list(v[1])) for k, v in dict(d["curves"]).items()}
-        return Calibration(str(d["host"]), HostCaps(**d["caps"]), curves)
+        """Same as :meth:`from_state`."""
+        return Calibration.from_state(d)
+
+
+def caps_to_state(caps: HostCaps) -> dict[str, Any]:
+    """Host peaks as plain JSON data (the dataclass fields)."""
+    return asdict(caps)
+
+
+def caps_from_state(state: Mapping[str, Any]) -> HostCaps:
+    """The :class:`HostCaps` of :func:`caps_to_state`."""
+    return HostCaps(**dict(state))
+
+
+CALIBRATION_FORMAT = "edgewise.calibration"
+HOST_CAPS_FORMAT = "edgewise.host-caps"
+register(
+    Codec(
+        format=CALIBRATION_FORMAT,
+        version=1,
+        type_of=lambda: Calibration,
+        encode=lambda cal: Encoded(cal.to_state()),
+        decode=lambda state, _parts, _version: Calibration.from_state(state),
+    )
+)
+register(
+    Codec(
+        format=HOST_CAPS_FORMAT,
+        version=1,
+        type_of=lambda: HostCaps,
+        encode=lambda caps: Encoded(caps_to_state(caps)),
+        decode=lambda state, _parts, _version: caps_from_state(state),
+    )
+)
 
 
 def host_name() -> str:
@@ -188,23 +237,25 @@ def save_calibration(
         kb,
         "calibration",
         calibration.host,
-        calibration.to_dict(),
+        calibration,
         features=list(calibration.curves),
         metrics=dict(metrics or {}),
-        meta={"caps": calibration.caps.__dict__},
+        meta={"caps": caps_to_state(calibration.caps)},
     )
 
 
 def load_calibration(kb: Any, host: str | None = None) -> Calibration | None:
     """The latest calibration for ``host`` (default: this host), or None."""
-    from edgewise.errors import UnknownNameError
+    from edgewise.errors import EdgewiseError, UnknownNameError
     from edgewise.kb import load_model
 
     try:
         obj, _ = load_model(kb, "calibration", host or host_name())
     except UnknownNameError:
         return None
-    return Calibration.from_dict(obj)
+    if not isinstance(obj, Calibration):
+        raise EdgewiseError(f"stored calibration of {host or host_name()!r} is not a calibration")
+    return obj
 
 
 def host_caps(kb: Any, probe: bool = True, seconds: float = 1.5) -> HostCaps:
@@ -222,12 +273,13 @@ def host_caps(kb: Any, probe: bool = True, seconds: float = 1.5) -> HostCaps:
         return cal.caps
     try:
         obj, _ = load_model(kb, "host_caps", host_name())
-        return HostCaps(**obj)
     except UnknownNameError:
-        pass
+        obj = None
+    if isinstance(obj, HostCaps):
+        return obj
     caps = HostCaps.default()
     if not probe:
         return caps
     probed = probe_caps(caps, seconds)
-    save_model(kb, "host_caps", host_name(), dict(probed.__dict__), meta={"probed": True})
+    save_model(kb, "host_caps", host_name(), probed, meta={"probed": True})
     return probed

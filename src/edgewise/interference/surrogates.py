@@ -10,12 +10,14 @@ footprint) to a positive latency in ms, modelled in log space. All share the con
   cross-validation residuals (normalised by the model's own spread where it has one).
 
 :func:`select_surrogate` picks the model with the lowest cross-validated median
-absolute percentage error.
+absolute percentage error. A fitted surrogate becomes data with ``to_state()`` /
+:func:`surrogate_from_state`; the interference model (per-percentile surrogates) is
+stored in the knowledge base through the codec registered at the end of this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,8 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_X_y
+
+from edgewise.kb.codecs import Codec, Encoded, register
 
 
 def _conformal_quantile(scores: np.ndarray, level: float) -> float:
@@ -94,6 +98,29 @@ class _LogSurrogate(RegressorMixin, BaseEstimator):
         if Xa.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {Xa.shape[1]} features, expected {self.n_features_in_}")
         return self.scaler_.transform(Xa[:, self.keep_])
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fitted surrogate as data: JSON state and its fitted scikit-learn parts.
+
+        The parts (the feature scaler and the core estimator) are stored with skops by
+        the knowledge base; :func:`surrogate_from_state` is the inverse.
+
+        Raises
+        ------
+        NotFittedError
+            If the surrogate is not fitted.
+        """
+        if not hasattr(self, "core_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit first")
+        name = next(n for n, make in SURROGATES.items() if make is type(self))
+        state = {
+            "surrogate": name,
+            "params": self.get_params(),
+            "n_features_in": int(self.n_features_in_),
+            "keep": [bool(k) for k in self.keep_],
+            "scores": [float(v) for v in self.scores_],
+        }
+        return state, {"scaler": self.scaler_, "core": self.core_}
 
     def predict(self, X: Any) -> np.ndarray:
         Xs = self._check(X)
@@ -227,6 +254,26 @@ SURROGATES: dict[str, Callable[[], _LogSurrogate]] = {
 }
 
 
+def surrogate_from_state(state: Mapping[str, Any], parts: Mapping[str, Any]) -> _LogSurrogate:
+    """The fitted surrogate that :meth:`_LogSurrogate.to_state` described.
+
+    Parameters
+    ----------
+    state
+        The JSON state (surrogate name, parameters, kept columns, conformity scores).
+    parts
+        The fitted scikit-learn parts, ``scaler`` and ``core``.
+    """
+    model = SURROGATES[str(state["surrogate"])]().set_params(**dict(state["params"]))
+    model.n_features_in_ = int(state["n_features_in"])
+    model.keep_ = np.asarray(state["keep"], dtype=bool)
+    model.scaler_ = parts["scaler"]
+    core = parts["core"]
+    model.core_ = tuple(core) if isinstance(core, list) else core
+    model.scores_ = np.asarray(state["scores"], dtype=float)
+    return model
+
+
 def ape(y_true: Any, y_pred: Any) -> np.ndarray:
     """Absolute percentage errors (%)."""
     t = np.asarray(y_true, dtype=float)
@@ -298,3 +345,75 @@ def select_surrogate(
         Xa, ya = np.vstack([ex, Xa]), np.concatenate([ey, ya])
     model = SURROGATES[best]().set_params(random_state=seed, cv=cv).fit(Xa, ya)
     return best, model, scores
+
+
+# ------------------------------------------------------------ stored as data
+
+#: Format name of a stored interference model (per-percentile surrogates and what they
+#: were trained on); see :mod:`edgewise.kb.codecs`.
+INTERFERENCE_MODEL_FORMAT = "edgewise.interference-model"
+INTERFERENCE_MODEL_VERSION = 1
+
+
+def _interference_model_type() -> type:
+    # campaign imports this module, so the class is only looked up when a codec runs.
+    from edgewise.interference.campaign import InterferenceModel
+
+    return InterferenceModel
+
+
+def encode_interference_model(model: Any) -> Encoded:
+    """An ``InterferenceModel`` as JSON state plus its surrogates' fitted parts."""
+    states: dict[str, Any] = {}
+    parts: dict[str, Any] = {}
+    for percentile, surrogate in model.models.items():
+        state, fitted = surrogate.to_state()
+        states[percentile] = state
+        parts.update({f"{percentile}/{key}": value for key, value in fitted.items()})
+    state = {
+        "workload": model.workload,
+        "features": list(model.features),
+        "solo": {k: float(v) for k, v in model.solo.items()},
+        "models": states,
+        "chosen": dict(model.chosen),
+        "cv_scores": {p: {k: float(v) for k, v in sc.items()} for p, sc in model.cv_scores.items()},
+        "normalised": bool(model.normalised),
+        "pooled_from": list(model.pooled_from),
+    }
+    return Encoded(state=state, estimators=parts)
+
+
+def decode_interference_model(state: Any, parts: Mapping[str, Any], version: int) -> Any:
+    """The ``InterferenceModel`` of :func:`encode_interference_model` (format version 1)."""
+    models = {
+        percentile: surrogate_from_state(
+            sub,
+            {
+                key.split("/", 1)[1]: v
+                for key, v in parts.items()
+                if key.startswith(f"{percentile}/")
+            },
+        )
+        for percentile, sub in state["models"].items()
+    }
+    return _interference_model_type()(
+        workload=str(state["workload"]),
+        features=tuple(state["features"]),
+        solo={k: float(v) for k, v in state["solo"].items()},
+        models=models,
+        chosen=dict(state["chosen"]),
+        cv_scores={p: dict(sc) for p, sc in state["cv_scores"].items()},
+        normalised=bool(state["normalised"]),
+        pooled_from=tuple(state["pooled_from"]),
+    )
+
+
+register(
+    Codec(
+        format=INTERFERENCE_MODEL_FORMAT,
+        version=INTERFERENCE_MODEL_VERSION,
+        type_of=_interference_model_type,
+        encode=encode_interference_model,
+        decode=decode_interference_model,
+    )
+)

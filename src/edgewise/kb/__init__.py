@@ -1,4 +1,4 @@
-"""The edgewise knowledge base: hosts, workloads, footprints, runs, models, plans.
+"""The edgewise knowledge base: workloads, footprints, runs, fitted models, plans.
 
 A SQLite file under ``$EDGEWISE_HOME`` by default (WAL mode), any SQLAlchemy URL
 (PostgreSQL included) through ``$EDGEWISE_DB_URL`` or :meth:`KnowledgeBase.open`.

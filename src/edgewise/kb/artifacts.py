@@ -1,15 +1,15 @@
 """Saving fitted models (surrogates, forecasters, calibrations) with their metadata.
 
-Each :func:`save_model` call stores a new version of ``(kind, name)``: the pickled
-object plus the features it was trained on, the ids of its training data, its
-metrics and free metadata. :func:`load_model` returns the newest version, or the one
-asked for. Pickles execute code when loaded: only load from a database you trust.
+Each :func:`save_model` call stores a new version of ``(kind, name)``: the object as a
+versioned data document (see :mod:`edgewise.kb.codecs`; plain JSON data, or a class
+with a registered codec) plus the features it was trained on, the ids of its training
+data, its metrics and free metadata. :func:`load_model` returns the newest version, or
+the one asked for. Nothing is pickled: loading a model runs no stored code.
 """
 
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 
 from edgewise.errors import EdgewiseError, UnknownNameError
+from edgewise.kb.codecs import JSON_FORMAT, decode, encode
 from edgewise.kb.models import FittedModel
 from edgewise.kb.store import KnowledgeBase
 
@@ -32,7 +33,7 @@ def save_model(
     metrics: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> FittedModel:
-    """Pickle ``obj`` and store it as the next version of ``(kind, name)``.
+    """Store ``obj`` as data, as the next version of ``(kind, name)``.
 
     Parameters
     ----------
@@ -43,7 +44,8 @@ def save_model(
     name
         Name within the family, e.g. ``'mobilenet_v2@20rps/p99'``.
     obj
-        Any picklable object (a fitted estimator).
+        Plain JSON data, or an object whose class has a codec registered in
+        :mod:`edgewise.kb.codecs` (an interference model, a calibration, ...).
     features, training_ids
         Feature names in input order, and ids of the rows it was trained on
         (JSON-serialisable values).
@@ -54,11 +56,18 @@ def save_model(
     -------
     FittedModel
         The stored row (detached), with its ``id`` and ``version``.
+
+    Raises
+    ------
+    ArtifactError
+        (an :class:`~edgewise.errors.EdgewiseError`) if ``obj`` is neither plain JSON
+        data nor of a class with a registered codec; nothing is written.
     """
-    blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    blob, codec = encode(obj)
     row_meta = dict(meta or {})
     row_meta.setdefault("sha256", hashlib.sha256(blob).hexdigest())
     row_meta.setdefault("python_type", f"{type(obj).__module__}.{type(obj).__qualname__}")
+    row_meta.setdefault("format", JSON_FORMAT if codec is None else codec.format)
     # On PostgreSQL two writers can pick the same next version; the unique
     # constraint refuses the second, which then retries with a fresh maximum.
     # (SQLite write transactions are serialised by BEGIN IMMEDIATE.)
@@ -91,12 +100,16 @@ def save_model(
 def load_model(
     kb: KnowledgeBase, kind: str, name: str, version: int | None = None
 ) -> tuple[Any, FittedModel]:
-    """The unpickled object and its row: the newest version, or ``version``.
+    """The stored object and its row: the newest version, or ``version``.
 
     Raises
     ------
     UnknownNameError
         If no such model (or version) is stored.
+    EdgewiseError
+        If the stored bytes fail their checksum, or cannot be decoded (a format no
+        imported module registered, a newer format version, an old pickle the
+        migration could not convert); the message names the model.
     """
     with kb.snapshot() as session:
         query = (
@@ -130,4 +143,7 @@ def load_model(
             f"{kind} model {name!r} version {row.version} in {kb.safe_url} is corrupt "
             "(checksum mismatch)"
         )
-    return pickle.loads(row.blob), row
+    try:
+        return decode(row.blob), row
+    except EdgewiseError as err:
+        raise type(err)(f"{kind} model {name!r} version {row.version}: {err}") from None

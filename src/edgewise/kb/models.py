@@ -141,37 +141,6 @@ class SchemaVersion(Base):
     version: Mapped[int] = mapped_column(Integer, unique=True, nullable=False)
 
 
-# ---------------------------------------------------------------- hosts and devices
-
-
-class Host(Base):
-    """A machine edgewise ran on: CPU count, memory and cgroup version."""
-
-    __tablename__ = "hosts"
-
-    name: Mapped[str] = mapped_column(String, unique=True, nullable=False)
-    cpus: Mapped[float] = mapped_column(Float, nullable=False)
-    memory_mb: Mapped[int] = mapped_column(Integer, nullable=False)
-    cgroup_version: Mapped[int] = mapped_column(Integer, nullable=False)
-    info: Mapped[JSONDict] = mapped_column(JSON, default=_json_dict, nullable=False)
-
-    devices: Mapped[list[Device]] = relationship(back_populates="host", passive_deletes=True)
-
-
-class Device(Base):
-    """An (emulated) edge device or flavor, optionally bound to a host."""
-
-    __tablename__ = "devices"
-
-    host_id: Mapped[int | None] = mapped_column(
-        ForeignKey("hosts.id", ondelete="SET NULL"), nullable=True, index=True
-    )
-    name: Mapped[str] = mapped_column(String, nullable=False, index=True)
-    spec: Mapped[JSONDict] = mapped_column(JSON, default=_json_dict, nullable=False)
-
-    host: Mapped[Host | None] = relationship(back_populates="devices")
-
-
 # ---------------------------------------------------------- workloads and footprints
 
 
@@ -193,9 +162,6 @@ class Footprint(Base):
 
     workload_id: Mapped[int | None] = mapped_column(
         ForeignKey("workloads.id", ondelete="CASCADE"), nullable=True, index=True
-    )
-    host_id: Mapped[int | None] = mapped_column(
-        ForeignKey("hosts.id", ondelete="SET NULL"), nullable=True
     )
     # Sorted '+'-joined workload names of a measured combination, else None.
     combination_key: Mapped[str | None] = mapped_column(String, nullable=True)
@@ -268,9 +234,11 @@ class Sample(Base):
 
 
 class FittedModel(Base):
-    """A fitted model (surrogate, forecaster, calibration...) pickled with its metadata.
+    """A fitted model (surrogate, forecaster, calibration...) stored as data with its metadata.
 
-    ``blob`` is deferred: listing models does not load the pickles.
+    ``blob`` is a versioned JSON document (see :mod:`edgewise.kb.codecs`), never a
+    pickle; it is deferred, so listing models does not load it. ``meta.format`` names
+    its format.
     """
 
     __tablename__ = "fitted_models"
@@ -397,8 +365,6 @@ class Checkpoint(Base):
 # The user-facing tables in a stable order (parents before children); the schema
 # bookkeeping table is left out.
 MODELS: tuple[type[Base], ...] = (
-    Host,
-    Device,
     Workload,
     Footprint,
     Campaign,
@@ -420,11 +386,9 @@ __all__ = [
     "Campaign",
     "CapacityProfile",
     "Checkpoint",
-    "Device",
     "FittedModel",
     "Footprint",
     "Forecast",
-    "Host",
     "Plan",
     "PolicyState",
     "Run",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -22,15 +21,16 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgewise.errors import EnvironmentProblem, UnknownNameError
-from edgewise.kb.models import MODELS, Base, SchemaVersion
+from edgewise.kb.models import MODELS, SchemaVersion
 from edgewise.paths import home
 
-#: Version of the schema defined in :mod:`edgewise.kb.models`; bump on incompatible change.
-SCHEMA_VERSION = 1
+#: Version of the schema defined in :mod:`edgewise.kb.models` (one per Alembic revision
+#: in ``edgewise/kb/migrations/versions``); a database at an older one is upgraded on open.
+SCHEMA_VERSION = 2
 
 #: How long a SQLite writer waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -149,8 +149,9 @@ class KnowledgeBase:
         ------
         EnvironmentProblem
             One line naming the URL (password masked) when it is invalid, its driver
-            is missing, the database is unreachable, or its schema is from another
-            version of edgewise.
+            is missing, the database is unreachable, or its schema is from a newer
+            version of edgewise. A database from an older version is migrated (a
+            SQLite file is backed up first, see :mod:`edgewise.kb.migrate`).
         """
         raw = default_url() if url is None else url
         shown = mask_url(raw)
@@ -188,33 +189,9 @@ class KnowledgeBase:
         return kb
 
     def _create_schema(self) -> None:
-        # Two processes creating a fresh database at once can both see a table as
-        # missing; the loser's CREATE fails, and a retry finds the table there.
-        for attempt in range(3):
-            try:
-                Base.metadata.create_all(self._engine)
-                break
-            except (OperationalError, IntegrityError):
-                if attempt == 2:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        for attempt in range(3):
-            try:
-                with self.transaction() as session:
-                    versions = set(session.scalars(select(SchemaVersion.version)))
-                    if not versions:
-                        session.add(SchemaVersion(version=SCHEMA_VERSION))
-                        return
-                    newest = max(versions)
-                    if newest != SCHEMA_VERSION:
-                        raise EnvironmentProblem(
-                            f"knowledge base {self.safe_url} has schema version {newest}, "
-                            f"this edgewise uses {SCHEMA_VERSION}; use another database URL"
-                        )
-                    return
-            except IntegrityError:
-                if attempt == 2:
-                    raise
+        from edgewise.kb.migrate import ensure_schema
+
+        ensure_schema(self._engine, self.safe_url, SCHEMA_VERSION)
 
     # -------------------------------------------------------------- properties
 
@@ -237,6 +214,13 @@ class KnowledgeBase:
     def dialect(self) -> str:
         """Name of the SQL dialect, e.g. ``'sqlite'`` or ``'postgresql'``."""
         return self._engine.dialect.name
+
+    def revision(self) -> str | None:
+        """The database's Alembic revision (the newest one after :meth:`open`)."""
+        from edgewise.kb.migrate import current_revision
+
+        with self._engine.connect() as connection:
+            return current_revision(connection)
 
     def schema_version(self) -> int:
         """The newest schema version recorded in the database."""

@@ -13,7 +13,8 @@ Data contract (the report reads it). One ``TrainingJob`` row per run (``name``,
 ``Checkpoint`` rows are written as checkpoints appear, one transaction each. Device
 profiles are cached as ``FittedModel(kind='retrain-profile', name=<pool hash>)``; a
 newer version with ``meta.stale=True`` asks the next run to re-profile (measured step
-throughput drifted more than 20 % from the profile's prediction).
+throughput drifted more than 20 % from the profile's prediction). They are stored as
+data, format ``edgewise.retrain-profiles`` (:class:`ProfileSet`, registered here).
 
 :func:`job_metrics`, :func:`pool_key` and :func:`measured_drift` are pure; the rest
 write or read the KB.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,42 @@ from typing import Any
 import numpy as np
 
 from edgewise.config import DeviceSpec
-from edgewise.errors import UnknownNameError
+from edgewise.errors import EdgewiseError, UnknownNameError
+from edgewise.kb.codecs import Codec, Encoded, register
 from edgewise.planning.retrain import DeviceProfile, RetrainPlan
 from edgewise.retrain.profiler import needs_reprofile, profiles_from_json, profiles_to_json
 
 PROFILE_KIND = "retrain-profile"
+
+#: Format name of stored device profiles (see :mod:`edgewise.kb.codecs`).
+PROFILES_FORMAT = "edgewise.retrain-profiles"
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    """The device profiles of one pool, as stored in the knowledge base."""
+
+    profiles: Mapping[str, DeviceProfile]
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain JSON data (:func:`~edgewise.retrain.profiler.profiles_to_json`)."""
+        return profiles_to_json(self.profiles)
+
+    @staticmethod
+    def from_state(state: Mapping[str, Any]) -> ProfileSet:
+        """The profile set :meth:`to_state` described."""
+        return ProfileSet(profiles_from_json(state))
+
+
+register(
+    Codec(
+        format=PROFILES_FORMAT,
+        version=1,
+        type_of=lambda: ProfileSet,
+        encode=lambda profiles: Encoded(profiles.to_state()),
+        decode=lambda state, _parts, _version: ProfileSet.from_state(state),
+    )
+)
 
 
 def pool_key(devices: Sequence[DeviceSpec], model: str, data: str, batch: int) -> str:
@@ -167,7 +200,9 @@ def load_profiles(kb: Any, key: str) -> dict[str, DeviceProfile] | None:
         return None
     if (row.meta or {}).get("stale"):
         return None
-    return profiles_from_json(obj)
+    if not isinstance(obj, ProfileSet):
+        raise EdgewiseError(f"stored {PROFILE_KIND} {key!r} is not a set of device profiles")
+    return dict(obj.profiles)
 
 
 def save_profiles(
@@ -184,7 +219,7 @@ def save_profiles(
         kb,
         PROFILE_KIND,
         key,
-        profiles_to_json(profiles),
+        ProfileSet(dict(profiles)),
         features=sorted(profiles),
         metrics=dict(metrics or {}),
         meta={"stale": stale},
