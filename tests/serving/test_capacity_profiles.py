@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,14 @@ from edgewise.serving.capacity import capacity_rps
 from edgewise.serving.profiles import (
     Exchange,
     FlavorProfile,
+    ProfileSettings,
     ReplicaSpec,
     collect_service_times,
     compare_latency,
     find_profile,
     profile_capacity,
     profile_flavor,
+    profile_replica,
     read_profile,
     requests_for_percentile,
     save_profile,
@@ -142,6 +145,89 @@ def test_a_short_load_test_is_inconclusive_for_a_high_percentile() -> None:
     out = compare_latency(rng.gamma(9.0, 70.0 / 9.0, 500), run, 2.0, 99.0)
     assert not out.conclusive
     assert compare_latency(rng.gamma(9.0, 70.0 / 9.0, 500), run, 2.0, 50.0).conclusive
+
+
+class FakeReplica:
+    """A FIFO replica in memory: gamma service times whose mean a load test can change.
+
+    A load test (an exchange of more than 25 requests, the sampling chunk) first
+    multiplies the mean by ``slow_down``, up to ``slow_downs`` times: a host that changed
+    under the profile.
+    """
+
+    def __init__(self, mean_ms: float, slow_down: float = 1.0, slow_downs: int = 0) -> None:
+        self.mean_ms = mean_ms
+        self.slow_down = slow_down
+        self.slow_downs = slow_downs
+        self.rng = np.random.default_rng(11)
+
+    def _service(self, n: int) -> list[float]:
+        return list(self.rng.gamma(9.0, self.mean_ms / 9.0, n))
+
+    def burst(self, n: int) -> np.ndarray:
+        return fake_run([0.0] * n, self._service(n)).service_ms()
+
+    def run_arrivals(self, arrivals_s: np.ndarray) -> Exchange:
+        if len(arrivals_s) > 25 and self.slow_downs > 0:
+            self.mean_ms *= self.slow_down
+            self.slow_downs -= 1
+        return fake_run(list(np.asarray(arrivals_s) * 1e3), self._service(len(arrivals_s)))
+
+
+# Sampling noise moves the profile-vs-test mean by ~3%: a 15% change is a real drift.
+SETTINGS = ProfileSettings(
+    slo_ms=60.0,
+    samples=200,
+    warmup=5,
+    validate=True,
+    validate_requests=300,
+    drift_tolerance=0.15,
+    seed=2,
+)
+
+
+def test_profile_replica_without_drift_validates_once() -> None:
+    phases: list[str] = []
+    service, capacity, validation = profile_replica(
+        FakeReplica(10.0),  # type: ignore[arg-type]
+        SETTINGS,
+        lambda phase, done, total: phases.append(phase),
+    )
+    assert service.size == 200 and capacity > 0
+    assert validation is not None and validation.reprofiled == 0
+    assert abs(validation.service_drift) <= SETTINGS.drift_tolerance
+    (attempt,) = validation.attempts
+    assert attempt.capacity_rps == capacity
+    assert validation.test.rate_rps == pytest.approx(SETTINGS.load_fraction * capacity)
+    assert phases[0] == "service" and phases[-1] == "validate"
+    no_test = profile_replica(FakeReplica(10.0), replace(SETTINGS, validate=False), None)  # type: ignore[arg-type]
+    assert no_test[2] is None
+
+
+def test_profile_replica_profiles_again_after_a_drift() -> None:
+    """The host slows 40% during the first load test: profiled again, capacity lower."""
+    replica = FakeReplica(10.0, slow_down=1.4, slow_downs=1)
+    service, capacity, validation = profile_replica(
+        replica,  # type: ignore[arg-type]
+        SETTINGS,
+        None,
+    )
+    assert validation is not None and validation.reprofiled == 1
+    first, second = validation.attempts
+    assert first.service_drift > 0.15 and abs(second.service_drift) <= 0.15
+    assert second.capacity_rps == capacity < first.capacity_rps
+    assert float(np.mean(service)) > 12.0  # the kept profile is the slower, second one
+    stored = validation.as_dict()
+    assert stored["reprofiled"] == 1 and len(stored["attempts"]) == 2
+    assert stored["service_drift"] == second.service_drift
+
+
+def test_profile_replica_stops_after_max_reprofiles() -> None:
+    replica = FakeReplica(10.0, slow_down=1.4, slow_downs=10)  # keeps slowing down
+    settings = replace(SETTINGS, max_reprofiles=1)
+    _, _, validation = profile_replica(replica, settings, None)  # type: ignore[arg-type]
+    assert validation is not None and len(validation.attempts) == 2
+    assert all(a.service_drift > 0.15 for a in validation.attempts)
 
 
 def test_replica_process_burst_and_open_loop() -> None:

@@ -35,7 +35,7 @@ from edgewise.serving.profiles.loadtest import (
     collect_service_times,
     validate_capacity,
 )
-from edgewise.serving.profiles.measure import profile_flavor
+from edgewise.serving.profiles.measure import ProfileSettings, profile_flavor, profile_replica
 from edgewise.serving.profiles.process import Replica, ReplicaSpec, start_replica
 from edgewise.serving.profiles.records import (
     FlavorProfile,
@@ -66,6 +66,7 @@ __all__ = [
     "FlavorProfile",
     "LoadTest",
     "MissingProfileError",
+    "ProfileSettings",
     "ProfileVsTest",
     "Progress",
     "Replica",
@@ -81,6 +82,7 @@ __all__ = [
     "load_test_requests",
     "profile_capacity",
     "profile_flavor",
+    "profile_replica",
     "read_profile",
     "replica_main",
     "requests_for_percentile",

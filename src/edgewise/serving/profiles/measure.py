@@ -31,22 +31,22 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class _Settings:
-    """How :func:`profile_flavor` samples and validates (its keyword arguments)."""
+class ProfileSettings:
+    """How a replica is sampled and validated (see the parameters of :func:`profile_flavor`)."""
 
     slo_ms: float
-    percentile: float
-    samples: int
-    warmup: int
-    time_budget_s: float | None
-    validate: bool
-    load_fraction: float
-    validate_requests: int | None
-    validate_max_s: float
-    seed: int
-    service_load: float | None
-    drift_tolerance: float
-    max_reprofiles: int
+    percentile: float = 99.0
+    samples: int = 200
+    warmup: int = 20
+    time_budget_s: float | None = 120.0
+    validate: bool = False
+    load_fraction: float = 0.8
+    validate_requests: int | None = None
+    validate_max_s: float = 600.0
+    seed: int = 0
+    service_load: float | None = 0.5
+    drift_tolerance: float = DRIFT_TOLERANCE
+    max_reprofiles: int = 2
 
 
 def profile_flavor(
@@ -110,7 +110,7 @@ def profile_flavor(
     """
     from edgewise.isolation import CGroup
 
-    settings = _Settings(
+    settings = ProfileSettings(
         slo_ms=slo_ms,
         percentile=percentile,
         samples=samples,
@@ -133,7 +133,7 @@ def profile_flavor(
         if progress is not None:
             progress("start", 0, samples)
         with start_replica(spec, cg) as replica:
-            service, capacity, validation = _profile_replica(replica, settings, progress)
+            service, capacity, validation = profile_replica(replica, settings, progress)
         isolated = cg.isolated
     return FlavorProfile(
         model=model,
@@ -150,10 +150,31 @@ def profile_flavor(
     )
 
 
-def _profile_replica(
-    replica: Replica, settings: _Settings, progress: Progress | None
+def profile_replica(
+    replica: Replica, settings: ProfileSettings, progress: Progress | None
 ) -> tuple[np.ndarray, float, Validation | None]:
-    """Service times, capacity and validation of a running replica (see :func:`profile_flavor`)."""
+    """Service times, capacity and validation of a running replica.
+
+    Samples the service times and derives the capacity; with ``settings.validate``, load-
+    tests it and, while the load test's mean service time drifted more than
+    ``settings.drift_tolerance`` from the profile's, profiles again and re-tests (at most
+    ``settings.max_reprofiles`` times). See :func:`profile_flavor`.
+
+    Parameters
+    ----------
+    replica : Replica
+        A running replica (or anything with its ``burst`` and ``run_arrivals``).
+    settings : ProfileSettings
+        The SLO, sample sizes, load test and drift rule.
+    progress : callable, optional
+        ``progress(phase, done, total)``.
+
+    Returns
+    -------
+    tuple
+        The kept service times (ms), their capacity (rps) and the validation (``None``
+        without a load test, or when no rate meets the SLO).
+    """
     s = settings
 
     def measure(attempt: int) -> tuple[np.ndarray, float]:
