@@ -102,3 +102,18 @@ def test_unexpected_failure_is_one_line_exit_1_and_debug_shows_it(
     res = CliRunner().invoke(make_app(("kb",)), ["--debug", "kb", "list"])
     assert isinstance(res.exception, RuntimeError)
     monkeypatch.delenv("EDGEWISE_DEBUG", raising=False)
+
+
+def test_kb_export_to_an_unwritable_place_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgewise.cli.main import make_app
+
+    monkeypatch.setenv("EDGEWISE_HOME", str(tmp_path / "home"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = CliRunner().invoke(
+        make_app(("kb",)), ["kb", "export", "all", "--out", str(blocker / "x")]
+    )
+    assert res.exit_code == 2
+    assert res.output.strip().startswith(f"edgewise: error: --out {blocker / 'x'}: cannot write")

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table as RichTable
 from sqlalchemy import select
 
-from edgewise.errors import UnknownNameError
+from edgewise.errors import SpecError, UnknownNameError
 from edgewise.kb import KnowledgeBase, resolve_table, table_names
 
 kb_app = typer.Typer(
@@ -193,13 +193,16 @@ def export(
         )
         with progress:
             task = progress.add_task(f"{len(names)} table(s)", total=total)
-            results = export_tables(
-                kb,
-                names,
-                fmt.value,
-                out,
-                on_rows=lambda _name, n: progress.advance(task, n),
-            )
+            try:
+                results = export_tables(
+                    kb,
+                    names,
+                    fmt.value,
+                    out,
+                    on_rows=lambda _name, n: progress.advance(task, n),
+                )
+            except OSError as err:
+                raise SpecError(f"--out {out}: cannot write there: {err.strerror or err}") from None
     console = Console()
     for result in results:
         console.print(f"{result.path}  {result.rows} rows")
