@@ -260,7 +260,7 @@ def plan(
             forecast=forecast,
             time_col=time_col,
             value_col=value_col,
-            seasons=parse_seasons(season),
+            seasons=parse_seasons(season) if forecast is not None else None,
             horizon=horizon,
             train=train,
             peak_rps=peak_rps,
