@@ -212,37 +212,23 @@ def profile(
     ----------
     app : str
         A zoo model, ``model@RATErps`` or ``cmd:COMMAND``.
-    budget : int
-        Stressed runs.
-    rate_rps, load : float
-        Request rate of a zoo model, or (``load``) that fraction of its solo capacity.
-    batch_size : int
-        Batch size of a zoo model.
+    budget, solo_every : int
+        Stressed runs; a solo baseline every ``solo_every`` runs.
+    rate_rps, load, batch_size, device
+        A zoo model's request rate, or (``load``) that fraction of its solo capacity;
+        its batch size; ``cpu`` or ``cuda``.
     seconds, warmup_s : float
         Measurement window and stressor warm-up per run.
-    method : str
-        ``active``, ``lhs`` or ``sobol``.
-    space : Path, optional
-        Stress-space YAML (default: the built-in space).
-    seed : int
-        Seed of the design and the arrivals.
-    name : str, optional
-        Campaign name (default ``WORKLOAD-seedS``).
-    resume : bool
-        Continue an interrupted campaign of that name.
-    warm_start : bool
-        Pool the runs of other profiled workloads (transfer).
+    method, space, seed
+        ``active``, ``lhs`` or ``sobol``; a stress-space YAML (default: built in); the
+        seed of the design and the arrivals.
+    name, resume, warm_start
+        Campaign name (default ``WORKLOAD-seedS``); continue it; pool other workloads' runs.
     confine : str
-        Stressors on any CPU (``none``), on the target's CPU (``taskset`` or ``cgroup``),
+        Stressors on any CPU (``none``), on the target's CPU (``taskset``, ``cgroup``),
         or ``split`` (the CPU stressor on the target's CPU, the others elsewhere).
-    solo_every : int
-        A solo baseline every this many runs.
-    device : str
-        Serve a zoo model on ``cpu`` or ``cuda``.
-    kb : str, KnowledgeBase or None
-        The knowledge base (``None``: the default one).
-    progress : callable, optional
-        ``progress(point, done, total)`` after each planned run.
+    kb, progress
+        The knowledge base (``None``: the default one); ``progress(point, done, total)``.
 
     Returns
     -------
@@ -416,16 +402,7 @@ def _bench_space(device: str, gpu_only: bool) -> dict[str, tuple[float, float]]:
     return space
 
 
-def _evaluate(
-    setup: EvaluationSetup,
-    app: str,
-    *,
-    rate_rps: float | None,
-    load: float,
-    min_requests: int,
-    device: str,
-    say: Progress,
-) -> AppEvaluation:
+def _evaluate(setup: EvaluationSetup, app: str, say: Progress) -> AppEvaluation:
     """Start ``app``'s target (timing its solo service for ``load``) and evaluate it."""
     from edgewise.interference.campaign import evaluate_app
     from edgewise.interference.target import make_target
@@ -433,14 +410,14 @@ def _evaluate(
     say(f"{app}: timing the solo service", 0, 0)
     target = make_target(
         app,
-        rate_rps=rate_rps or 20.0,
-        load=None if rate_rps else load,
+        rate_rps=setup.rate_rps or 20.0,
+        load=None if setup.rate_rps else setup.load,
         cpus=setup.target_cpus,
         seed=setup.seed,
-        device=device,
+        device=setup.device,
     )
     rate_of = getattr(target, "rate_rps", None)
-    window = max(setup.seconds, min_requests / rate_of) if rate_of else setup.seconds
+    window = max(setup.seconds, setup.min_requests / rate_of) if rate_of else setup.seconds
     return evaluate_app(setup, app, target, window, say)
 
 
@@ -474,17 +451,13 @@ def benchmark_interference(
 
     For each app (target pinned to one CPU): a one-shot Latin-hypercube campaign
     (``lhs_baseline``) and an active campaign of ``budget`` runs each (the active model
-    is stored last, so it is the one the predictor uses); ``holdout`` stress mixes drawn
-    uniformly with ``seed``, each measured ``holdout_repeats`` times, with solo
-    baselines around them; ``repeats`` identical runs at the centre of the space. The
-    held-out predictions are written to the surrogates' ``metrics['holdout']``.
-
-    Each zoo app is served at ``rate_rps`` or, when that is None, at ``load`` times its
-    solo capacity (timed first); each run's window is at least ``seconds`` and long
-    enough for ``min_requests`` requests. ``device='cuda'`` serves the apps on the GPU
-    and adds the GPU stressor's duty cycle (``gpu``) to the stress space; ``gpu_only``
-    explores that resource alone (for hosts without stress-ng). ``progress(phase, done,
-    total)`` reports each step.
+    is stored last: the predictor's); ``holdout`` stress mixes drawn uniformly with
+    ``seed``, each measured ``holdout_repeats`` times, with solo baselines around them;
+    ``repeats`` identical runs at the centre of the space. The held-out predictions go
+    to the surrogates' ``metrics['holdout']``. Each zoo app is served at ``rate_rps`` or
+    else at ``load`` times its solo capacity; a run's window is at least ``seconds`` and
+    holds ``min_requests`` requests. ``device='cuda'`` adds the GPU stressor (``gpu``) to
+    the space; ``gpu_only`` explores it alone. ``progress(phase, done, total)``.
 
     Returns
     -------
@@ -497,7 +470,6 @@ def benchmark_interference(
         EvaluationSetup,
         holdout_design,
         placement_cpus,
-        resources_of,
         space_centre,
     )
 
@@ -536,30 +508,35 @@ def benchmark_interference(
         surrogates=tuple(surrogates),
         curve_step=curve_step,
         lhs_baseline=lhs_baseline,
+        rate_rps=rate_rps,
+        load=load,
+        min_requests=min_requests,
+        device=device,
     )
-    evaluated = tuple(
-        _evaluate(
-            setup,
-            app,
-            rate_rps=rate_rps,
-            load=load,
-            min_requests=min_requests,
-            device=device,
-            say=say,
-        )
-        for app in apps
-    )
+    evaluated = tuple(_evaluate(setup, app, say) for app in apps)
+    return _benchmark(setup, evaluated, placement, holdout, round(time.monotonic() - t_start, 1))
+
+
+def _benchmark(
+    setup: EvaluationSetup,
+    evaluated: tuple[AppEvaluation, ...],
+    placement: str,
+    holdout: int,
+    wall_s: float,
+) -> InterferenceBenchmark:
+    from edgewise.interference.campaign import resources_of
+
     return InterferenceBenchmark(
         apps=evaluated,
-        budget=budget,
+        budget=setup.budget,
         holdout=holdout,
-        seed=seed,
-        seconds=seconds,
-        holdout_repeats=holdout_repeats,
-        calibrated=cal is not None,
-        device=device,
+        seed=setup.seed,
+        seconds=setup.seconds,
+        holdout_repeats=setup.holdout_repeats,
+        calibrated=setup.calibration is not None,
+        device=setup.device,
         placement=placement,
-        space=space,
-        resources=resources_of(space),
-        wall_s=round(time.monotonic() - t_start, 1),
+        space=setup.space,
+        resources=resources_of(setup.space),
+        wall_s=wall_s,
     )

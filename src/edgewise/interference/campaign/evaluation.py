@@ -59,6 +59,10 @@ class EvaluationSetup:
     surrogates: tuple[str, ...]
     curve_step: int
     lhs_baseline: bool
+    rate_rps: float | None = None
+    load: float = 0.3
+    min_requests: int = 0
+    device: str = "cpu"
 
     def measure_at(self, target: Any, window: float) -> Callable[..., Measured]:
         """``measure(design, seed, warmup_s)`` on ``target`` with this set-up's stressors."""
