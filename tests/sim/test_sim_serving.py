@@ -113,7 +113,7 @@ def test_cold_start_counts_against_attainment_and_cost_accrues_from_request() ->
     # drains: about 900 of 6,000 requests miss the SLO.
     assert 0.75 < res.slo_attainment < 0.95
     assert res.scale_actions >= 1
-    assert res.minutes["replicas"][0] == 0.0
+    assert res.minutes is not None and res.minutes.replicas[0] == 0.0
 
 
 def test_simulator_is_seeded_and_counts_rejections_under_overload() -> None:
@@ -174,7 +174,7 @@ def _bench_on_csv(tmp_path: Path, policies: list[str], **kwargs: Any) -> dict[st
 def test_bench_run_on_a_csv_trace(tmp_path: Path) -> None:
     out = _bench_on_csv(tmp_path, ["edgewise", "hpa", "oracle"])
     assert set(out["policies"]) == {"edgewise", "hpa", "oracle"}
-    from edgewise.bench.serving import HPA_TARGETS
+    from edgewise.api.simulate import HPA_TARGETS
 
     assert len(out["policies"]["hpa"]["sweep"]) == len(HPA_TARGETS)
     assert out["max_replicas"] == 40
@@ -187,7 +187,7 @@ def test_bench_run_on_a_csv_trace(tmp_path: Path) -> None:
 
 
 def test_oracle_sweep_compares_each_design_percentile_with_hpa(tmp_path: Path) -> None:
-    from edgewise.bench.serving import ORACLE_PERCENTILES
+    from edgewise.api.simulate import ORACLE_PERCENTILES
 
     out = _bench_on_csv(tmp_path, ["hpa", "oracle"], oracle_sweep=True)
     oracle = out["policies"]["oracle"]
@@ -220,7 +220,7 @@ def test_oracle_sweep_compares_each_design_percentile_with_hpa(tmp_path: Path) -
 
 
 def test_vs_hpa_falls_back_to_the_best_attainment_when_none_reaches() -> None:
-    from edgewise.bench.serving import vs_hpa
+    from edgewise.sim.compare import vs_hpa
 
     @dataclass
     class R:
@@ -291,7 +291,7 @@ def test_bench_cli_registers_serving(tmp_path: Path) -> None:
 
 def test_pooled_multi_flavor_edgewise_holds_a_constant_rate_without_reversals() -> None:
     """With the bench's three flavors and pool sizing, a constant rate gives no reversal."""
-    from edgewise.bench.serving import build_flavors
+    from edgewise.api.simulate import build_flavors
 
     flavors = build_flavors(PROFILE, 100.0, 99.0, max_replicas=50)
     assert all(f.option.service_ms_quantiles for f in flavors)
