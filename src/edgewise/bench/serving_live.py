@@ -140,11 +140,12 @@ def overhead(
     ``concurrency`` requests. Low load: ``rounds`` rounds of the same Poisson arrivals,
     alternating plain and served, so a noisy neighbour on a shared host weighs on both.
     """
+    from edgewise.isolation import threads_for
     from edgewise.serving.live import sample_body
     from edgewise.serving.loadgen import constant_arrivals, run_closed_loop, run_load
     from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
 
-    threads = max(1, round(cpus))
+    threads = threads_for(cpus)
     low_s = min(LOW_LOAD_S, seconds)  # per round and side
     body, ctype = sample_body(model)
     cfg = RuntimeConfig(
@@ -218,15 +219,7 @@ def overhead(
     }
 
 
-def live(*args: Any, ingress: str = "proxy", **kwargs: Any) -> dict[str, Any]:
-    """The ``serving-live`` benchmark: live replays plus the simulator on the same segment."""
-    from edgewise.serving.runtime import RaySession
-
-    with RaySession(ingress=ingress):
-        return _live(*args, ingress=ingress, **kwargs)
-
-
-def _live(
+def live(
     trace: str,
     time_col: str | None,
     value_col: str | None,
@@ -243,88 +236,32 @@ def _live(
     port: int = 18400,
     ingress: str = "proxy",
 ) -> dict[str, Any]:
-    """The ``serving-live`` benchmark: live replays plus the simulator on the same segment."""
-    from edgewise.kb import KnowledgeBase
-    from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit
-    from edgewise.serving.policies import make_policy
-    from edgewise.serving.replay import replay_policy, select_segment
-    from edgewise.serving.runtime import probe_capacity
-    from edgewise.sim.queueing import ServiceProfile
-    from edgewise.sim.serving import SimConfig, SimFlavor, simulate
-    from edgewise.workloads.traces import load_trace
+    """The ``serving-live`` benchmark: live replays plus the simulator on the same segment.
 
-    series = load_trace(trace, time_col, value_col)
-    fl = DEFAULT_FLAVOR
-    kb = KnowledgeBase.open()
-    n_max = replicas_that_fit(fl)
-    cap = probe_capacity(
-        model,
-        fl,
+    The replays and simulations are :func:`edgewise.api.replay.replay` with
+    ``simulate=True`` (the built-in 0.5-CPU flavor); this adds the headline figures of
+    ``edgewise`` (or the first policy) and our cost over HPA's when both ran.
+    """
+    from edgewise.api.replay import replay
+
+    outcome = replay(
+        trace=trace,
+        time_col=time_col,
+        value_col=value_col,
+        start=start,
+        hours=hours,
+        speedup=speedup,
+        policies=policies,
         slo_ms=slo_ms,
         percentile=percentile,
-        max_replicas=n_max,
+        model=model,
+        peak_rps=peak_rps,
         port=port,
         seed=seed,
         ingress=ingress,
+        simulate=True,
     )
-    peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
-    segment = select_segment(series, start, hours, speedup, peak)
-    out: dict[str, Any] = {
-        "trace": trace,
-        "start": str(segment.start),
-        "hours": hours,
-        "speedup": speedup,
-        "peak_rps": peak,
-        "model": model,
-        "ingress": ingress,
-        "flavor": fl.name,
-        "max_replicas": n_max,
-        "capacity_rps_per_replica": cap.option.capacity_rps,
-        "capacity_source": cap.source,
-        "policies": {},
-    }
-    startup_s = 5.0  # replica start-up measured here: 2-8 s (a new Ray worker + the model)
-    for name in policies:
-        res = replay_policy(
-            segment,
-            name,
-            model,
-            fl,
-            cap.option,
-            slo_ms=slo_ms,
-            percentile=percentile,
-            seed=seed,
-            kb=kb,
-            port=port,
-            inputs={"trace": trace, "hours": hours},
-            startup_s=startup_s,
-            ingress=ingress,
-        )
-        per_s = segment.per_second()
-        sim = simulate(
-            make_policy(name, **({"peak_rps": float(per_s.max())} if name == "static" else {})),
-            per_s,
-            [SimFlavor(cap.option, ServiceProfile(cap.service_ms, fl.cpus, "measured"))],
-            SimConfig(
-                slo_ms=slo_ms,
-                slo_percentile=percentile,
-                startup_s=round(startup_s),
-                seed=seed,
-                history_bin_s=segment.wall_bin_s,
-                time_scale=segment.speedup,
-            ),
-            history=segment.history_rps.tolist(),
-            initial={fl.name: 1},
-            series=False,
-        )
-        sim_cost = sim.cost * segment.speedup
-        out["policies"][name] = {
-            **res.to_dict(),
-            "sim_slo_attainment": sim.slo_attainment,
-            "sim_cost": sim_cost,
-            "sim_live_attainment_diff": sim.slo_attainment - res.slo_attainment,
-            "sim_live_cost_ratio": sim_cost / res.cost if res.cost > 0 else math.nan,
-        }
+    out = outcome.as_dict()
     ours = out["policies"].get("edgewise") or next(iter(out["policies"].values()))
     out["slo_attainment"] = ours["slo_attainment"]
     out["sim_live_attainment_diff"] = ours["sim_live_attainment_diff"]
@@ -336,62 +273,66 @@ def _live(
     return out
 
 
+def serving_live_command(
+    trace: str = typer.Option("bikeshare", help="'bikeshare' or a CSV path."),
+    time_col: str | None = typer.Option(None),
+    value_col: str | None = typer.Option(None),
+    start: str | None = typer.Option(None, help="Segment start (default: last H hours)."),
+    hours: float = typer.Option(12.0, help="Trace hours."),
+    speedup: float = typer.Option(120.0, help="Trace seconds per wall second."),
+    policies: str = typer.Option("edgewise,hpa", help="Comma-separated policies."),
+    slo_ms: float = typer.Option(150.0),
+    percentile: float = typer.Option(99.0),
+    model: str = typer.Option("mobilenet_v2"),
+    peak_rps: float | None = typer.Option(None, help="Peak rate (default: what fits)."),
+    seed: int = typer.Option(0),
+    ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Live replay on Ray Serve per policy, with the simulator on the same segment."""
+    from edgewise.serving.runtime import stdout_to_stderr
+
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    with stdout_to_stderr():
+        out = live(
+            trace,
+            time_col,
+            value_col,
+            start,
+            hours,
+            speedup,
+            names,
+            slo_ms,
+            percentile,
+            model,
+            peak_rps,
+            seed,
+            ingress=ingress,
+        )
+    typer.echo(json.dumps(out, indent=None if as_json else 2))
+
+
+def serving_overhead_command(
+    model: str = typer.Option("mobilenet_v2"),
+    replicas: int = typer.Option(2),
+    cpus: float = typer.Option(1.0, help="CPUs per replica (and per plain loop)."),
+    seconds: float = typer.Option(15.0),
+    concurrency: int = typer.Option(16),
+    max_batch: int = typer.Option(8, help="Micro-batch limit in each replica (1: off)."),
+    ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Served throughput at saturation over plain inference loops, and added latency."""
+    from edgewise.serving.runtime import stdout_to_stderr
+
+    with stdout_to_stderr():
+        out = overhead(
+            model, replicas, cpus, seconds, concurrency, max_batch=max_batch, ingress=ingress
+        )
+    typer.echo(json.dumps(out, indent=None if as_json else 2))
+
+
 def register_bench(bench_app: typer.Typer) -> None:
-    @bench_app.command("serving-live")
-    def serving_live_cmd(
-        trace: str = typer.Option("bikeshare", help="'bikeshare' or a CSV path."),
-        time_col: str | None = typer.Option(None),
-        value_col: str | None = typer.Option(None),
-        start: str | None = typer.Option(None, help="Segment start (default: last H hours)."),
-        hours: float = typer.Option(12.0, help="Trace hours."),
-        speedup: float = typer.Option(120.0, help="Trace seconds per wall second."),
-        policies: str = typer.Option("edgewise,hpa", help="Comma-separated policies."),
-        slo_ms: float = typer.Option(150.0),
-        percentile: float = typer.Option(99.0),
-        model: str = typer.Option("mobilenet_v2"),
-        peak_rps: float | None = typer.Option(None, help="Peak rate (default: what fits)."),
-        seed: int = typer.Option(0),
-        ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Live replay on Ray Serve per policy, with the simulator on the same segment."""
-        from edgewise.serving.runtime import stdout_to_stderr
-
-        names = [p.strip() for p in policies.split(",") if p.strip()]
-        with stdout_to_stderr():
-            out = live(
-                trace,
-                time_col,
-                value_col,
-                start,
-                hours,
-                speedup,
-                names,
-                slo_ms,
-                percentile,
-                model,
-                peak_rps,
-                seed,
-                ingress=ingress,
-            )
-        typer.echo(json.dumps(out, indent=None if as_json else 2))
-
-    @bench_app.command("serving-overhead")
-    def serving_overhead_cmd(
-        model: str = typer.Option("mobilenet_v2"),
-        replicas: int = typer.Option(2),
-        cpus: float = typer.Option(1.0, help="CPUs per replica (and per plain loop)."),
-        seconds: float = typer.Option(15.0),
-        concurrency: int = typer.Option(16),
-        max_batch: int = typer.Option(8, help="Micro-batch limit in each replica (1: off)."),
-        ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Served throughput at saturation over plain inference loops, and added latency."""
-        from edgewise.serving.runtime import stdout_to_stderr
-
-        with stdout_to_stderr():
-            out = overhead(
-                model, replicas, cpus, seconds, concurrency, max_batch=max_batch, ingress=ingress
-            )
-        typer.echo(json.dumps(out, indent=None if as_json else 2))
+    """Add ``serving-live`` and ``serving-overhead`` to the ``edgewise bench`` group."""
+    bench_app.command("serving-live")(serving_live_command)
+    bench_app.command("serving-overhead")(serving_overhead_command)

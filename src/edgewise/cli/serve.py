@@ -1,9 +1,12 @@
-"""``edgewise serve`` and ``edgewise replay``: the live serve pillar on Ray Serve."""
+"""``edgewise serve`` and ``edgewise replay``: the live serve pillar on Ray Serve.
+
+Both parse their options, call :mod:`edgewise.api.serve` or :mod:`edgewise.api.replay`
+and render what comes back; the signals that stop ``serve`` are caught here.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import signal
 import threading
 from pathlib import Path
@@ -12,25 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgewise.config import FlavorSpec, load_flavors, load_service
-from edgewise.errors import SpecError
+__all__ = ["register", "replay", "serve"]
 
 console = Console(stderr=True)
-
-
-def _pick_flavor(flavors_path: Path | None, name: str | None) -> FlavorSpec:
-    from edgewise.serving.live import DEFAULT_FLAVOR
-
-    if flavors_path is None:
-        return DEFAULT_FLAVOR
-    catalog = load_flavors(flavors_path)
-    if name is None:
-        return min(catalog.flavors, key=lambda f: f.cpus)
-    for f in catalog.flavors:
-        if f.name == name:
-            return f
-    known = ", ".join(f.name for f in catalog.flavors)
-    raise SpecError(f"{flavors_path}: no flavor named {name!r} (known: {known})")
 
 
 def serve(
@@ -53,59 +40,34 @@ def serve(
 
     Routes: POST /predict (PNG/JPEG, .npy tensor, or JSON text), GET /healthz, GET /metrics.
     """
-    from edgewise.kb import KnowledgeBase
-    from edgewise.serving.controller import LiveController
-    from edgewise.serving.live import flavor_option, replicas_that_fit
-    from edgewise.serving.policies import make_policy
-    from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
+    from edgewise.api.serve import ServingStarted
+    from edgewise.api.serve import serve as serve_service
 
-    spec = load_service(service)
-    variant = max(spec.variants, key=lambda v: (v.accuracy >= spec.min_accuracy, -v.accuracy))
-    fl = _pick_flavor(flavors, flavor)
-    kb = KnowledgeBase.open()
-    cap = flavor_option(
-        variant.model,
-        fl,
-        slo_ms=spec.slo.latency_ms,
-        percentile=spec.slo.percentile,
-        kb=kb,
-        measure=measure,
-        max_replicas=replicas_that_fit(fl) if address is None else None,
-    )
-    pol = make_policy(policy)
-    cfg = RuntimeConfig(
-        model=variant.model,
-        app=spec.name,
-        cpus_per_replica=fl.cpus,
-        initial_replicas=1,
-        max_replicas=cap.option.max_replicas,
-        host=host,
-        port=port,
-        address=address,
-        ingress=ingress,
-    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with ServingRuntime(cfg) as rt:
-        rt.wait_for_replicas(1, timeout_s=180)
+
+    def ready(s: ServingStarted) -> None:
         console.print(
-            f"serving {variant.model} for {spec.name!r} at {rt.url}/predict "
-            f"(SLO p{spec.slo.percentile:g} <= {spec.slo.latency_ms:g} ms, flavor {fl.name}, "
-            f"capacity {cap.option.capacity_rps:.1f} rps/replica, policy {policy}); Ctrl-C stops"
+            f"serving {s.model} for {s.service!r} at {s.url} "
+            f"(SLO p{s.slo_percentile:g} <= {s.slo_ms:g} ms, flavor {s.flavor}, "
+            f"capacity {s.capacity_rps:.1f} rps/replica, policy {s.policy}); Ctrl-C stops"
         )
-        ctl = LiveController(
-            rt,
-            pol,
-            cap.option,
-            slo_ms=spec.slo.latency_ms,
-            slo_percentile=spec.slo.percentile,
-            startup_s=spec.startup_s,
-            kb=kb,
-            run_key=f"serve-{spec.name}",
-        )
-        ctl.start(1)
-        ctl.run(seconds if seconds > 0 else math.inf, stop)
+
+    serve_service(
+        service=service,
+        flavors=flavors,
+        flavor=flavor,
+        host=host,
+        port=port,
+        address=address,
+        policy=policy,
+        seconds=seconds,
+        measure=measure,
+        ingress=ingress,
+        stop=stop,
+        on_ready=ready,
+    )
 
 
 def replay(
@@ -129,65 +91,36 @@ def replay(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Replay a compressed trace segment against the live system, one run per policy."""
-    from edgewise.kb import KnowledgeBase
-    from edgewise.serving.live import replicas_that_fit
-    from edgewise.serving.replay import plot_replay, replay_policy, select_segment
-    from edgewise.serving.runtime import RaySession, probe_capacity, stdout_to_stderr
-    from edgewise.workloads.traces import load_trace
+    from edgewise.api.replay import replay as replay_segment
+    from edgewise.serving.replay import plot_replay
+    from edgewise.serving.runtime import stdout_to_stderr
 
-    policies = [p.strip() for p in policy.split(",") if p.strip()]
-    from edgewise.serving.policies import POLICY_NAMES
-
-    for p in policies:
-        if p not in POLICY_NAMES:
-            raise SpecError(f"--policy: unknown policy {p!r} (known: {', '.join(POLICY_NAMES)})")
-    series = load_trace(trace, time_col, value_col)
-    fl = _pick_flavor(flavors, flavor)
-    kb = KnowledgeBase.open()
-    n_max = replicas_that_fit(fl)
-    results = []
-    with RaySession(ingress=ingress), stdout_to_stderr():
-        console.print(f"probing one {model} replica in flavor {fl.name} through HTTP ...")
-        cap = probe_capacity(
-            model,
-            fl,
+    with stdout_to_stderr():
+        outcome = replay_segment(
+            trace=trace,
+            time_col=time_col,
+            value_col=value_col,
+            start=start,
+            hours=hours,
+            speedup=speedup,
+            policies=[p.strip() for p in policy.split(",") if p.strip()],
             slo_ms=slo_ms,
             percentile=percentile,
-            max_replicas=n_max,
+            model=model,
+            flavors=flavors,
+            flavor=flavor,
+            peak_rps=peak_rps,
             port=port,
             seed=seed,
             ingress=ingress,
+            progress=lambda phase, _done, _total: console.print(phase),
         )
-        peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
-        segment = select_segment(series, start, hours, speedup, peak)
-        for p in policies:
-            console.print(
-                f"[bold]{p}[/]: {hours:g} trace hours from {segment.start} at x{speedup:g} "
-                f"({segment.duration_s:.0f} s), peak {peak:.1f} rps, capacity "
-                f"{cap.option.capacity_rps:.1f} rps per replica, up to {n_max} of {fl.name}"
-            )
-            inputs = {"trace": trace, "hours": hours, "flavor": fl.name, "peak_rps": peak}
-            results.append(
-                replay_policy(
-                    segment,
-                    p,
-                    model,
-                    fl,
-                    cap.option,
-                    slo_ms=slo_ms,
-                    percentile=percentile,
-                    seed=seed,
-                    kb=kb,
-                    port=port,
-                    inputs=inputs,
-                    ingress=ingress,
-                )
-            )
+    results = outcome.results
     out = plot_replay(results, slo_ms, plot)
     if as_json:
         typer.echo(json.dumps({r.policy: r.to_dict() for r in results} | {"plot": str(out)}))
         return
-    table = Table(title=f"replay of {trace}: {hours:g} h from {segment.start}, x{speedup:g}")
+    table = Table(title=f"replay of {trace}: {hours:g} h from {outcome.start}, x{speedup:g}")
     for col in (
         "policy",
         "attainment %",
@@ -217,5 +150,6 @@ def replay(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``edgewise serve`` and ``edgewise replay`` to ``app``."""
     app.command("serve")(serve)
     app.command("replay")(replay)

@@ -16,7 +16,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -100,13 +100,23 @@ def observe_second(
     return arrivals, in_sys_cur, util, p99
 
 
+class ReplicaStep(NamedTuple):
+    """From ``t`` (seconds since the start) on, ``replicas`` targeted at ``cpus`` each."""
+
+    t: float
+    replicas: int
+    cpus: float
+
+
 @dataclass
 class ControllerResult:
+    """What a controller run did: decisions, actions, cost and the replica steps."""
+
     decisions: int
     scale_actions: int
     vertical_actions: int
     cost: float
-    replicas_series: list[tuple[float, int, float]]  # (t, target replicas, cpus)
+    replicas_series: list[ReplicaStep]
     resumed: bool
 
 
@@ -182,7 +192,7 @@ class LiveController:
         self.decisions = 0
         self.scale_actions = 0
         self.vertical_actions = 0
-        self.series: list[tuple[float, int, float]] = []
+        self.series: list[ReplicaStep] = []
         self.meter = CostMeter(
             {flavor.name: FlavorPrice(flavor.name, flavor.cpus, flavor.price_per_hour)},
             start=0.0,
@@ -302,7 +312,7 @@ class LiveController:
             self._cpus = cpus
             changed = True
         self.meter.update(now, self.flavor.name, self._target, self._cpus)
-        self.series.append((now, self._target, self._cpus))
+        self.series.append(ReplicaStep(now, self._target, self._cpus))
         self.runtime.set_info(target_replicas=self._target, cpus=self._cpus)
         self._save(decision, now, changed)
         return decision

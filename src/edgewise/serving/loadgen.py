@@ -140,10 +140,14 @@ def run_load(
 def constant_arrivals(
     rate_rps: float, seconds: float, seed: int | np.random.Generator = 0
 ) -> np.ndarray:
-    """Poisson arrivals at a constant rate (seconds from start)."""
-    rng = np.random.default_rng(seed)
-    n = rng.poisson(rate_rps * seconds)
-    return np.sort(rng.uniform(0.0, seconds, size=n))
+    """Poisson arrivals at a constant rate (seconds from start).
+
+    One bin of :func:`edgewise.stats.poisson_arrivals`: a Poisson count over ``seconds``,
+    placed uniformly.
+    """
+    from edgewise.stats import poisson_arrivals
+
+    return poisson_arrivals(np.array([float(rate_rps)]), float(seconds), seed)
 
 
 async def _closed(

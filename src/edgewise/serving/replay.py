@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from edgewise.errors import InfeasibleError, TraceError
+from edgewise.serving.controller import ReplicaStep
+from edgewise.serving.loadgen import LoadResult
 from edgewise.serving.policies import FlavorOption, make_policy
 
 
@@ -93,6 +96,39 @@ def select_segment(
     return Segment(seg * factor, hist * factor, bin_s, speedup, series.index[i0])
 
 
+@dataclass(frozen=True)
+class LoadSeries:
+    """Offered rate, served rate (HTTP 200) and p99 latency of each wall second of a load."""
+
+    offered_rps: list[float]
+    served_rps: list[float]
+    p99_ms: list[float]  # NaN: no request that second; inf: one was not served
+
+
+@dataclass(frozen=True)
+class ReplaySeries:
+    """Per wall second of a live replay: the load, the replicas and the trace's rate."""
+
+    offered_rps: list[float]
+    served_rps: list[float]
+    p99_ms: list[float]
+    replicas: list[float]
+    cpus: list[float]
+    true_rps: list[float]
+
+    def as_dict(self) -> dict[str, list[float]]:
+        """One list per series, with the second ``t`` first (as the report stores them)."""
+        return {
+            "t": [float(t) for t in range(len(self.replicas))],
+            "offered_rps": self.offered_rps,
+            "served_rps": self.served_rps,
+            "p99_ms": self.p99_ms,
+            "replicas": self.replicas,
+            "cpus": self.cpus,
+            "true_rps": self.true_rps,
+        }
+
+
 @dataclass
 class ReplayResult:
     """Outcome of one replay with one policy."""
@@ -108,10 +144,11 @@ class ReplayResult:
     p50_ms: float
     p99_ms: float
     wall_s: float
-    series: dict[str, list[float]] = field(default_factory=dict)
-    load: Any = None  # the load generator's per-request records (LoadResult), live runs only
+    series: ReplaySeries
+    load: LoadResult | None = None  # the load generator's per-request records (live runs)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (no series)."""
         return {
             "slo_attainment": self.slo_attainment,
             "cost": self.cost,
@@ -131,7 +168,7 @@ def per_second_series(
     latency_ms: np.ndarray,
     status: np.ndarray,
     seconds: int,
-) -> dict[str, list[float]]:
+) -> LoadSeries:
     """Offered rate, served rate and p99 latency of each wall second of a load run."""
     sec = np.clip(scheduled_s.astype(int), 0, max(0, seconds - 1))
     offered = np.bincount(sec, minlength=seconds).astype(float)
@@ -145,7 +182,7 @@ def per_second_series(
         chunk = lat[bounds[s] : bounds[s + 1]]
         if chunk.size:
             p99[s] = float(np.percentile(chunk, 99)) if np.isfinite(chunk).all() else math.inf
-    return {"offered_rps": offered.tolist(), "served_rps": served.tolist(), "p99_ms": p99.tolist()}
+    return LoadSeries(offered.tolist(), served.tolist(), p99.tolist())
 
 
 def replay_live(
@@ -226,15 +263,8 @@ def replay_live(
     if "error" in holder:
         raise holder["error"]
     res = holder["result"]
-    seconds = math.ceil(segment.duration_s)
-    series = per_second_series(load.scheduled_s, load.latency_ms, load.status, seconds)
-    t_rep = np.arange(seconds, dtype=float)
-    steps = res.replicas_series or [(0.0, first, flavor.cpus)]
-    times = np.array([s[0] for s in steps])
-    idx = np.clip(np.searchsorted(times, t_rep, side="right") - 1, 0, len(steps) - 1)
-    series["replicas"] = [float(steps[i][1]) for i in idx]
-    series["cpus"] = [float(steps[i][2]) for i in idx]
-    series["true_rps"] = per_s.tolist()
+    steps = res.replicas_series or [ReplicaStep(0.0, first, flavor.cpus)]
+    series = _replay_series(load, steps, per_s, math.ceil(segment.duration_s))
     ok = load.status == 200
     return ReplayResult(
         policy=policy_name,
@@ -250,6 +280,24 @@ def replay_live(
         wall_s=wall,
         series=series,
         load=load,
+    )
+
+
+def _replay_series(
+    load: LoadResult, steps: Sequence[ReplicaStep], per_s: np.ndarray, seconds: int
+) -> ReplaySeries:
+    """Per wall second: the load's rates and p99, the replica steps, the trace's rate."""
+    served = per_second_series(load.scheduled_s, load.latency_ms, load.status, seconds)
+    t_rep = np.arange(seconds, dtype=float)
+    times = np.array([s.t for s in steps])
+    idx = np.clip(np.searchsorted(times, t_rep, side="right") - 1, 0, len(steps) - 1)
+    return ReplaySeries(
+        offered_rps=served.offered_rps,
+        served_rps=served.served_rps,
+        p99_ms=served.p99_ms,
+        replicas=[float(steps[i].replicas) for i in idx],
+        cpus=[float(steps[i].cpus) for i in idx],
+        true_rps=per_s.tolist(),
     )
 
 
@@ -281,21 +329,21 @@ def plot_replay(results: list[ReplayResult], slo_ms: float, path: str | Path) ->
     )
     for j, r in enumerate(results):
         s = r.series
-        t = np.arange(len(s.get("offered_rps", [])))
+        t = np.arange(len(s.offered_rps))
         ax = axes[0][j]
-        ax.plot(t, s["true_rps"][: len(t)], label="trace rate", color="0.5")
-        ax.plot(t, s["offered_rps"], label="offered", lw=0.6)
-        ax.plot(t, s["served_rps"], label="served within any latency", lw=0.6)
+        ax.plot(t, s.true_rps[: len(t)], label="trace rate", color="0.5")
+        ax.plot(t, s.offered_rps, label="offered", lw=0.6)
+        ax.plot(t, s.served_rps, label="served within any latency", lw=0.6)
         ax.set_title(f"{r.policy}: attainment {100 * r.slo_attainment:.2f}%, cost {r.cost:.3f}")
         ax.set_ylabel("requests/s")
         ax.legend(fontsize=7)
         ax = axes[1][j]
-        ax.step(t, s["replicas"], where="post", label="replicas")
-        ax.step(t, np.array(s["replicas"]) * np.array(s["cpus"]), where="post", label="total CPUs")
+        ax.step(t, s.replicas, where="post", label="replicas")
+        ax.step(t, np.array(s.replicas) * np.array(s.cpus), where="post", label="total CPUs")
         ax.set_ylabel("replicas / CPUs")
         ax.legend(fontsize=7)
         ax = axes[2][j]
-        p99 = np.array(s["p99_ms"], dtype=float)
+        p99 = np.array(s.p99_ms, dtype=float)
         ax.plot(t, np.where(np.isfinite(p99), p99, np.nan), lw=0.7, label="p99 per second")
         ax.axhline(slo_ms, color="red", ls="--", label="SLO")
         ax.set_yscale("log")
@@ -360,7 +408,6 @@ def replay_policy(
             kb=kb,
             startup_s=startup_s,
         )
-    series = {"t": [float(t) for t in range(len(res.series["replicas"]))], **res.series}
     store_replay(
         kb,
         "replay",
@@ -373,7 +420,7 @@ def replay_policy(
             **inputs,
         },
         res.to_dict(),
-        series,
+        res.series.as_dict(),
         res.cost,
     )
     return res
