@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from edgewise.cli.main import make_app
 from edgewise.kb import SCHEMA_VERSION, KnowledgeBase, export_tables, table_names
+from edgewise.kb import models as m
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -51,8 +52,49 @@ def test_schema_and_round_trip_on_postgresql(
             assert {r.table: r.rows for r in results} == kb.counts()
         finally:
             kb.close()
+        check_migration_from_release(base_url, admin)
         # The CLI reads the same database through $EDGEWISE_DB_URL.
         monkeypatch.setenv("EDGEWISE_DB_URL", url)
         result = CliRunner().invoke(make_app(["kb"]), ["kb", "list"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert "edgewise_kb" in result.output and "fitted_models" in result.output
+
+
+def check_migration_from_release(base_url: str, admin: str) -> None:
+    """Revisions run step by step on PostgreSQL: a 0.1 pickle row becomes data."""
+    import pickle
+
+    import psycopg
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine, text
+
+    from edgewise.kb import load_model
+    from edgewise.kb.migrate import alembic_config
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE edgewise_old")
+    url = f"{base_url}/edgewise_old"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")
+        conn.execute(
+            text(
+                "INSERT INTO fitted_models (created_at, kind, name, version, features, "
+                "training_ids, metrics, meta, blob) VALUES (now(), 'calibration', 'h', 1, "
+                "'[]', '[]', '{}', '{}', :blob)"
+            ),
+            {"blob": pickle.dumps({"host": "h", "caps": {"ncpus": 2}, "curves": {}}, protocol=5)},
+        )
+    engine.dispose()
+    with KnowledgeBase.open(url) as kb:
+        assert kb.schema_version() == SCHEMA_VERSION
+        from edgewise.interference.calibration import Calibration
+
+        cal, row = load_model(kb, "calibration", "h")
+        assert isinstance(cal, Calibration) and cal.caps.ncpus == 2
+        assert row.meta["format"] == "edgewise.calibration"
+        with kb.engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
+        assert list(diffs) == []
