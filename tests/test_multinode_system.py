@@ -131,7 +131,7 @@ def test_retrain_and_serve_on_three_node_cluster(tmp_path: Path) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from edgewise.bench.retrain import base_weights, drift_accuracy
+    from edgewise.retrain.jobs import base_weights, drift_accuracy
     from edgewise.retrain.raypool import RayPool
     from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
 

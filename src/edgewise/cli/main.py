@@ -40,8 +40,23 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# Exceptions that carry the CLI's own control flow (--help, usage errors, Ctrl-C):
+# Typer vendors its own click, so both families are listed.
+_CONTROL_FLOW: tuple[type[BaseException], ...] = (
+    typer.Exit,
+    typer.Abort,
+    typer.exceptions.TyperException,
+    click.exceptions.ClickException,
+    click.exceptions.Exit,
+    click.exceptions.Abort,
+)
+
+
+_debug_flag = False  # set by the root callback from --debug, once per invocation
+
+
 def _debug_requested() -> bool:
-    return os.environ.get("EDGEWISE_DEBUG", "") not in ("", "0")
+    return _debug_flag or os.environ.get("EDGEWISE_DEBUG", "") not in ("", "0")
 
 
 class EdgewiseGroup(TyperGroup):
@@ -60,7 +75,7 @@ class EdgewiseGroup(TyperGroup):
                 raise
             typer.echo(f"edgewise: error: {err}", err=True)
             ctx.exit(err.exit_code)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except _CONTROL_FLOW:
             raise
         except Exception as err:
             if _debug_requested():
@@ -91,8 +106,8 @@ def make_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
         ),
     ) -> None:
         """edgewise: profile interference, serve under an SLO at least cost, retrain at the edge."""
-        if debug:
-            os.environ["EDGEWISE_DEBUG"] = "1"
+        global _debug_flag
+        _debug_flag = debug
 
     for name in modules:
         module = importlib.import_module(f"edgewise.cli.{name}")
