@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -118,9 +119,21 @@ def make_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
 app = make_app()
 
 
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (``timeout``, systemd, Kubernetes) stops a command the way Ctrl-C does."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    SIGTERM is turned into :class:`KeyboardInterrupt` in the main thread, so every long
+    command (profile, capacity, serve, replay, retrain, bench) runs the same clean-up
+    for both signals: records end ``interrupted``, stressors and children are stopped.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     app(args=args, prog_name="edgewise")
 
 
