@@ -145,3 +145,16 @@ def test_bench_run_matches_direct_computation(tmp_path: Path) -> None:
     daily = _write(tmp_path / "d.csv", "D", periodic_series(120, 7, 2.0, seed=6))
     out = run(daily, None, None, [7], 7, 2, 56, 0, method="seasonal_naive_7")
     assert out["mae_ratio"] == pytest.approx(1.0)  # the baseline against itself
+
+
+def test_api_forecast_is_what_the_cli_prints(hourly_csv: Path) -> None:
+    from edgewise.api.forecast import forecast
+
+    fc = forecast(trace=hourly_csv, time_col="when", value_col="requests", horizon=6, train=240)
+    assert fc.horizon == 6 and fc.n_train == 240 and fc.seasons[0] == 24
+    assert str(fc.future[0]) == "2024-01-22 00:00:00" and fc.levels == (90,)
+    app = make_app(["forecast"])
+    args = ["forecast", str(hourly_csv), "--time-col", "when", "--value-col", "requests"]
+    result = runner.invoke(app, [*args, "--horizon", "6", "--train", "240", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(json.dumps(fc.as_dict(), default=float))

@@ -34,12 +34,15 @@ DEFAULT_FLAVOR = FlavorSpec(
 
 @dataclass(frozen=True)
 class FlavorCapacity:
+    """One replica's capacity in a flavor: what the policies plan with, and its evidence."""
+
     option: FlavorOption
     service_ms: np.ndarray
     source: str
 
 
 def host_cpus() -> int:
+    """CPUs this process may run on."""
     return len(os.sched_getaffinity(0))
 
 
