@@ -4,7 +4,17 @@ This package is the only place that wires the pure cores (policies, planners,
 forecasters, surrogates), the adapters (processes, cgroups, Ray, HTTP) and the
 knowledge base together. The CLI, the benchmarks and the demo parse their input,
 call a function here and render what it returns; none of them wires a use case
-itself.
+itself. Each use case is imported from its module (a use case and its module share
+a name, so the package itself re-exports nothing)::
+
+    from edgewise.api.profile import stress, profile, predict, benchmark_interference
+    from edgewise.api.forecast import forecast, benchmark_forecast
+    from edgewise.api.capacity import capacity
+    from edgewise.api.plan import plan
+    from edgewise.api.serve import serve
+    from edgewise.api.replay import replay
+    from edgewise.api.simulate import simulate_serving
+    from edgewise.api.retrain import retrain, benchmark_retrain
 
 Conventions every module here follows:
 
@@ -17,5 +27,3 @@ Conventions every module here follows:
 - Errors a user can act on are :class:`edgewise.errors.EdgewiseError` subclasses with a
   one-line message; the CLI turns them into exit codes.
 """
-
-from __future__ import annotations
