@@ -14,11 +14,8 @@ Orchestration only: every step calls the same functions as the CLI commands.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +49,12 @@ def _step(console: Console, title: str) -> None:
 
 
 def run_profile(kb: Any, console: Console, summary: DemoSummary, seed: int) -> None:
-    from edgewise.bench.interference import run as interference
+    """A short interference campaign for :data:`APP` with its held-out error."""
+    from edgewise.api.profile import benchmark_interference
 
     with console.status("profiling") as status:
-        out = interference(
-            [APP],
+        out = benchmark_interference(
+            apps=[APP],
             budget=8,
             holdout=3,
             seed=seed,
@@ -69,22 +67,21 @@ def run_profile(kb: Any, console: Console, summary: DemoSummary, seed: int) -> N
             foreign_threshold=5.0,
             surrogates=("gp", "linear"),
             kb=kb,
-            progress=lambda msg: status.update(f"profiling: {msg}"),
+            progress=lambda phase, done, total: status.update(f"profiling: {phase}"),
         )
-    summary.add("profile", f"{APP}: runs in the campaign", str(out.get("runs_per_app")))
-    summary.add("profile", "held-out median APE of p50 (%)", f"{out['median_ape']:.1f}")
-    summary.add("profile", "run-to-run noise CV of p50 (%)", f"{out['noise_cv_p50']:.1f}")
+    summary.add("profile", f"{APP}: runs in the campaign", str(out.runs_per_app))
+    summary.add("profile", "held-out median APE of p50 (%)", f"{out.median_ape:.1f}")
+    summary.add("profile", "run-to-run noise CV of p50 (%)", f"{out.noise_cv_p50:.1f}")
 
 
 def predicted_slowdown(kb: Any) -> tuple[float, str]:
     """p50 next to the neighbour over p50 alone, from the profile pillar's model."""
-    from edgewise.interference.predictor import Predictor
+    from edgewise.api.profile import predict
     from edgewise.interference.target import workload_name
 
-    pred = Predictor(kb)
     name = workload_name(APP, APP_RATE)
-    alone = pred.predict(name, [])
-    beside = pred.predict(name, [NEIGHBOUR])
+    alone = predict(app=name, kb=kb).latency
+    beside = predict(app=name, neighbours=[NEIGHBOUR], kb=kb).latency
     return max(1.0, beside.p50 / alone.p50), beside.source
 
 
@@ -203,47 +200,39 @@ def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdo
 
 
 def run_retrain(console: Console, summary: DemoSummary, seed: int) -> None:
+    """Re-train on three emulated devices and kill one of them mid-run."""
+    from edgewise.api.retrain import retrain
+
     devices = Path(__file__).resolve().parents[2] / "examples" / "devices-hetero.yaml"
     if not devices.exists():
         from edgewise.paths import data_file
 
         devices = data_file("devices-hetero.yaml")
-    cmd = [
-        sys.executable,
-        "-m",
-        "edgewise.cli.main",
-        "retrain",
-        "--devices",
-        str(devices),
-        "--steps",
-        "24",
-        "--global-batch",
-        "512",
-        "--kill-at-step",
-        "10",
-        "--kill-device",
-        "pi-c",
-        "--seed",
-        str(seed),
-        "--json",
-    ]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"retrain step failed with exit code {proc.returncode}")
-    out = json.loads(proc.stdout[proc.stdout.index("{") :])
+    with console.status("re-training") as status:
+        result = retrain(
+            devices=devices,
+            steps=24,
+            global_batch=512,
+            kill_at_step=10,
+            kill_device="pi-c",
+            seed=seed,
+            progress=lambda phase, done, total: status.update(f"re-training: {phase}"),
+        )
+    job = result.job
+    if job is None:  # only a drift check that found no drift returns no job
+        summary.add("retrain", "drift check", "no update needed")
+        return
     summary.add(
         "retrain",
         "accuracy on drifted split before / after",
-        f"{out['accuracy_before']:.3f} / {out['accuracy_after']:.3f}",
+        f"{job.accuracy_before:.3f} / {job.accuracy_after:.3f}",
     )
-    if out.get("recovery_s") is not None:
+    if job.recovery_s is not None:
         summary.add(
-            "retrain",
-            "device pi-c killed at step 10: recovery (s)",
-            f"{out['recovery_s']:.1f}",
+            "retrain", "device pi-c killed at step 10: recovery (s)", f"{job.recovery_s:.1f}"
         )
-    bg = out.get("background", {})
-    kept = sum(1 for v in bg.values() if v.get("p99_ms", math.inf) <= v.get("deadline_ms", 0))
+    bg = job.background
+    kept = sum(1 for v in bg.values() if v.p99_ms <= v.deadline_ms)
     summary.add("retrain", "background apps within deadline (p99)", f"{kept} / {len(bg)}")
 
 
