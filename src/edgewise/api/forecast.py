@@ -303,7 +303,15 @@ class _OriginRecord:
     compensation: list[bool | None] = field(default_factory=list)
 
     def mae(self, key: str) -> float:
+        """Mean absolute error of ``key`` over every origin."""
         return float(np.mean(np.abs(np.concatenate(self.errors[key]))))
+
+    def ratio(self, key: str) -> float | None:
+        """MAE of ``key`` over the seasonal naive's (``None``: not run, or a zero base)."""
+        if key not in self.errors:
+            return None
+        base = self.mae("naive")
+        return self.mae(key) / base if base > 0 else None
 
 
 def _comparisons(season_lengths: tuple[int, ...]) -> dict[str, str]:
@@ -322,7 +330,6 @@ def _evaluate_origin(
     record: _OriginRecord,
     history: np.ndarray,
     actual: np.ndarray,
-    *,
     method: str,
     season_lengths: tuple[int, ...],
     compare: dict[str, str],
@@ -351,6 +358,18 @@ def _evaluate_origin(
         mean = other.fit(history).predict(horizon).mean
         record.times_ms[key].append((time.perf_counter() - t0) * 1e3)
         record.errors[key].append(actual - mean)
+
+
+def _check_origins(n: int, *, train: int, horizon: int, origins: int, step: int) -> None:
+    """Refuse sizes below 1, and a trace of ``n`` points too short for the origins."""
+    if horizon < 1 or origins < 1 or train < 1 or step < 1:
+        raise ValueError("horizon, origins, train and step must be at least 1")
+    needed = train + horizon + (origins - 1) * step
+    if n < needed:
+        raise TraceError(
+            f"trace too short for the benchmark: {n} points, train {train} + horizon {horizon} "
+            f"+ {origins - 1} origins x step {step} needs {needed}"
+        )
 
 
 def benchmark_forecast(
@@ -405,41 +424,22 @@ def benchmark_forecast(
     y = series.to_numpy(dtype=float)
     n = len(y)
     step = season_lengths[0] if step is None else int(step)
-    if horizon < 1 or origins < 1 or train < 1 or step < 1:
-        raise ValueError("horizon, origins, train and step must be at least 1")
-    needed = train + horizon + (origins - 1) * step
-    if n < needed:
-        raise TraceError(
-            f"trace too short for the benchmark: {n} points, train {train} + horizon {horizon} "
-            f"+ {origins - 1} origins x step {step} needs {needed}"
-        )
+    _check_origins(n, train=train, horizon=horizon, origins=origins, step=step)
     freq = pd.DatetimeIndex(series.index).freqstr or "h"
     compare = _comparisons(season_lengths)
     keys = ["ours", *compare]
     record = _OriginRecord(errors={k: [] for k in keys}, times_ms={k: [] for k in keys})
     starts = [n - horizon - (origins - 1 - i) * step for i in range(origins)]
     for i, o in enumerate(starts):
+        history, actual = y[o - train : o], y[o : o + horizon]
         _evaluate_origin(
-            record,
-            y[o - train : o],
-            y[o : o + horizon],
-            method=method,
-            season_lengths=season_lengths,
-            compare=compare,
-            level=level,
-            seed=seed,
-            freq=freq,
+            record, history, actual, method, season_lengths, compare, level, seed, freq
         )
         if progress is not None:
             progress("origins", i + 1, origins)
 
     base = record.mae("naive")
-
-    def ratio(key: str) -> float | None:
-        if key not in compare and key != "ours":
-            return None
-        return record.mae(key) / base if base > 0 else None
-
+    ratio = record.ratio
     return ForecastBenchmark(
         trace=str(trace),
         n_points=n,
