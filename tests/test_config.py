@@ -103,3 +103,116 @@ def test_cli_turns_user_errors_into_one_line_exit_2() -> None:
     result = CliRunner().invoke(app, ["boom"])
     assert result.exit_code == 2
     assert "edgewise: error: x.yaml: devices[0].cpus: bad" in result.output
+
+
+def test_model_names_have_one_home() -> None:
+    """The zoo builds exactly the names the specs accept; the torch-free list agrees."""
+    from edgewise.config import MODEL_NAMES
+    from edgewise.workloads import _names, zoo
+
+    assert zoo.MODEL_NAMES is MODEL_NAMES
+    assert set(zoo._BUILDERS) == set(MODEL_NAMES)
+    assert _names.MODEL_NAMES == MODEL_NAMES
+
+
+def test_identical_variants_name_the_file_and_the_variant(tmp_path: Path) -> None:
+    f = tmp_path / "svc.yaml"
+    f.write_text(
+        "name: s\nslo: {latency_ms: 50}\nvariants:\n"
+        "  - {model: resnet18, accuracy: 0.7}\n  - {model: mobilenet_v2}\n"
+        "  - {model: resnet18, accuracy: 0.7}\n"
+    )
+    with pytest.raises(SpecError) as err:
+        load_service(f)
+    msg = str(err.value)
+    assert msg.startswith(f"{f}: variants: variants[2] repeats variants[0]")
+    assert "'resnet18'" in msg and "\n" not in msg
+    # the same model at another batch size is another variant
+    f.write_text(
+        "name: s\nslo: {latency_ms: 50}\nvariants:\n"
+        "  - {model: resnet18}\n  - {model: resnet18, batch_size: 4}\n"
+    )
+    assert len(load_service(f).variants) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("name: s\nmodel: resnet19\nslo: {latency_ms: 50}\n", "variants[0].model"),
+        (
+            "name: s\nslo: {latency_ms: 50}\nvariants: [{model: resnet18}, {model: ''}]\n",
+            "variants[1].model",
+        ),
+    ],
+)
+def test_unknown_model_in_a_service_lists_the_known_ones(
+    tmp_path: Path, text: str, field: str
+) -> None:
+    from edgewise.config import MODEL_NAMES
+
+    f = tmp_path / "svc.yaml"
+    f.write_text(text)
+    with pytest.raises(SpecError) as err:
+        load_service(f)
+    msg = str(err.value)
+    assert msg.startswith(f"{f}: {field}:") and "\n" not in msg
+    assert ", ".join(MODEL_NAMES) in msg
+
+
+def test_unknown_background_model_names_the_device_field(tmp_path: Path) -> None:
+    f = tmp_path / "devices.yaml"
+    f.write_text(
+        "devices:\n  - {name: a, cpus: 1}\n  - {name: b, cpus: 1}\n"
+        "  - name: c\n    cpus: 0.5\n"
+        "    background: {model: yolo, rate_rps: 5, deadline_ms: 100}\n"
+    )
+    with pytest.raises(SpecError) as err:
+        load_devices(f)
+    msg = str(err.value)
+    assert msg.startswith(f"{f}: devices[2].background.model: unknown model 'yolo'")
+    assert "known models: mobilenet_v2" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused(tmp_path: Path, value: str) -> None:
+    f = tmp_path / "flavors.yaml"
+    f.write_text(f"flavors:\n  - {{name: a, cpus: {value}, price_per_hour: 1}}\n")
+    with pytest.raises(SpecError, match=r"flavors\[0\]\.cpus: Input should be a finite number"):
+        load_flavors(f)
+
+
+def test_retrain_with_an_unknown_background_model_fails_at_once(tmp_path: Path) -> None:
+    """Through the real entry point: exit 2, one line, no work directory, in seconds."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "home"
+    bad = tmp_path / "BAD.yaml"
+    bad.write_text(
+        "devices:\n  - {name: a, cpus: 0.5, "
+        "background: {model: no_such_model, rate_rps: 5, deadline_ms: 100}}\n"
+    )
+    env = {**os.environ, "EDGEWISE_HOME": str(home)}
+    env.pop("EDGEWISE_DB_URL", None)
+    env.pop("EDGEWISE_DEBUG", None)
+    entry = "from edgewise.cli.main import main; main()"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", entry, "retrain", "--devices", str(bad)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"edgewise: error: {bad}: devices[0].background.model:")
+    assert "unknown model 'no_such_model'" in lines[0]
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    assert not (home / "retrain").exists()
+    leftovers = [p for p in home.rglob("*") if p.is_dir()] if home.exists() else []
+    assert leftovers == [], leftovers

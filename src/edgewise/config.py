@@ -1,8 +1,13 @@
 """Specifications loaded from YAML: devices, flavors, services and stress spaces.
 
 Pure data: pydantic models with the constraints a user must respect, and loaders that
-turn any problem (unreadable file, bad YAML, a field out of range) into one
-:class:`~edgewise.errors.SpecError` line naming the file, the field and the fault.
+turn any problem (unreadable file, bad YAML, a key given twice, a field out of range, a
+model the zoo does not know, two identical service variants) into one
+:class:`~edgewise.errors.SpecError` line naming the file, the field and the fault, when
+the file is loaded, before any process starts.
+
+The zoo's model names live here (:data:`MODEL_NAMES`), in the core, so that a spec can
+be checked without importing torch or the workloads adapter; the zoo builds from them.
 """
 
 from __future__ import annotations
@@ -11,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edgewise.errors import SpecError
 
@@ -20,9 +32,43 @@ NonNegative = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 RESOURCES: tuple[str, ...] = ("cpu", "membw", "llc", "disk", "net", "mem")
 
+MODEL_NAMES: tuple[str, ...] = (
+    "mobilenet_v2",
+    "resnet18",
+    "resnet50",
+    "vit_tiny",
+    "distilbert",
+    "digits_cnn",
+)
+"""Names of the zoo's models (:func:`edgewise.workloads.zoo.build_model`), in listing order."""
+
+
+def known_model(name: str) -> str:
+    """Return ``name`` if it names a zoo model; raise ``ValueError`` listing the known ones.
+
+    Parameters
+    ----------
+    name : str
+        A model reference as written in a spec.
+
+    Returns
+    -------
+    str
+        ``name``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        One line: the unknown name and the known names (:data:`MODEL_NAMES`).
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+    return name
+
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no spec field is sensibly infinite or NaN: refuse them where they are read
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BackgroundApp(_Spec):
@@ -33,6 +79,8 @@ class BackgroundApp(_Spec):
     deadline_ms: Positive
     percentile: Annotated[float, Field(gt=0, le=100)] = 99.0
     batch_size: Annotated[int, Field(ge=1)] = 1
+
+    _known_model = field_validator("model")(known_model)
 
 
 class DeviceSpec(_Spec):
@@ -83,9 +131,11 @@ class SLO(_Spec):
 class ModelVariant(_Spec):
     """One model that can serve a service's task, with its accuracy."""
 
-    model: Annotated[str, Field(min_length=1)]
+    model: str
     accuracy: Fraction = 1.0
     batch_size: Annotated[int, Field(ge=1)] = 1
+
+    _known_model = field_validator("model")(known_model)
 
 
 class ServiceSpec(_Spec):
@@ -104,6 +154,20 @@ class ServiceSpec(_Spec):
             data = dict(data)
             data["variants"] = [{"model": data.pop("model")}]
         return data
+
+    @field_validator("variants")
+    @classmethod
+    def _distinct_variants(cls, variants: list[ModelVariant]) -> list[ModelVariant]:
+        first: dict[tuple[str, int], int] = {}
+        for i, v in enumerate(variants):
+            key = (v.model, v.batch_size)
+            if key in first:
+                raise ValueError(
+                    f"variants[{i}] repeats variants[{first[key]}] "
+                    f"(model {v.model!r}, batch size {v.batch_size})"
+                )
+            first[key] = i
+        return variants
 
 
 class StressSpace(_Spec):

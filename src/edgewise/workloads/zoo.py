@@ -18,8 +18,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from edgewise.config import MODEL_NAMES, known_model
 from edgewise.errors import UnknownNameError
-from edgewise.workloads._names import MODEL_NAMES
 
 __all__ = ["MODEL_NAMES", "DigitsCNN", "ZooModel", "build_model", "check_model_name", "logits_of"]
 
@@ -210,10 +210,14 @@ _BUILDERS: dict[str, Callable[[int | None, int], ZooModel]] = {
 
 
 def check_model_name(name: str) -> str:
-    """Return ``name`` if the zoo knows it; raise :class:`UnknownNameError` otherwise."""
-    if name not in _BUILDERS:
-        raise UnknownNameError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
-    return name
+    """Return ``name`` if the zoo knows it; raise :class:`UnknownNameError` otherwise.
+
+    The same rule and message as a spec's model fields (:func:`edgewise.config.known_model`).
+    """
+    try:
+        return known_model(name)
+    except ValueError as err:
+        raise UnknownNameError(str(err)) from None
 
 
 def build_model(
