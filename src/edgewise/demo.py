@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -30,6 +29,10 @@ APP_RATE = 50.0
 NEIGHBOUR = "stress:cpu=0.5"  # a co-located job that keeps half a core busy
 SLO_MS = 100.0
 PERCENTILE = 99.0
+#: Trace seconds per wall second of the live day (a day in a minute), and the share of
+#: the host's planned capacity its peak asks for (room for the proxy and load generator).
+LIVE_SPEEDUP = 1440.0
+PEAK_FRACTION = 0.5
 #: The demand at which the summary compares plans with and without the prediction:
 #: what this many replicas carry at their capacity alone.
 REFERENCE_REPLICAS = 4
@@ -76,127 +79,100 @@ def run_profile(kb: Any, console: Console, summary: DemoSummary, seed: int) -> N
 
 def predicted_slowdown(kb: Any) -> tuple[float, str]:
     """p50 next to the neighbour over p50 alone, from the profile pillar's model."""
-    from edgewise.api.profile import predict
+    from edgewise.api.colocation import predicted_slowdown as predict_slowdown
     from edgewise.interference.target import workload_name
 
-    name = workload_name(APP, APP_RATE)
-    alone = predict(app=name, kb=kb).latency
-    beside = predict(app=name, neighbours=[NEIGHBOUR], kb=kb).latency
-    return max(1.0, beside.p50 / alone.p50), beside.source
+    got = predict_slowdown(app=workload_name(APP, APP_RATE), neighbours=[NEIGHBOUR], kb=kb)
+    return got.factor, got.source
 
 
-def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int, slowdown: float) -> None:
-    from edgewise.forecast import make_forecaster
-    from edgewise.kb import models as m
-    from edgewise.serving.capacity import capacity_rps, latency_percentile
-    from edgewise.serving.live import DEFAULT_FLAVOR, replicas_that_fit
-    from edgewise.serving.policies import FlavorOption
-    from edgewise.serving.policies.base import service_quantiles
-    from edgewise.serving.replay import plot_replay, replay_policy, select_segment
-    from edgewise.serving.runtime import RaySession, probe_capacity
-    from edgewise.workloads.traces import load_trace
+def run_forecast(kb: Any, summary: DemoSummary) -> None:
+    """Forecast the last day of bike-share from the eight weeks before it."""
+    from edgewise.api.forecast import forecast
 
-    series = load_trace("bikeshare")
-    hourly = series.to_numpy(dtype=float)
-    train, actual = hourly[-24 * 7 * 8 - 24 : -24], hourly[-24:]
-    t0 = time.perf_counter()
-    fc = make_forecaster("auto", (24, 168)).forecast(train, 24, level=(90,))
-    fit_ms = (time.perf_counter() - t0) * 1000
-    naive = train[-168:-144]
-    mae, mae_naive = np.abs(fc.mean - actual).mean(), np.abs(naive - actual).mean()
-    values = fc.to_json() | {"actual": actual.tolist(), "history": train[-24 * 7 :].tolist()}
-    with kb.transaction() as s:
-        s.add(
-            m.Forecast(
-                series="bikeshare",
-                method="auto",
-                origin=str(series.index[-24]),
-                horizon=24,
-                values=values,
-            )
-        )
-    summary.add("serve", "forecast MAE / weekly naive, last day", f"{mae / mae_naive:.2f}")
-    summary.add("serve", "forecast fit + predict (ms)", f"{fit_ms:.0f}")
+    fc = forecast(
+        trace="bikeshare", seasons=(24, 168), holdout=24, train=24 * 7 * 8, store=True, kb=kb
+    )
+    ratio = fc.mae_ratio
+    summary.add(
+        "serve",
+        "forecast MAE / weekly naive, last day",
+        "n/a" if ratio is None else f"{ratio:.2f}",
+    )
+    summary.add("serve", "forecast fit + predict (ms)", f"{fc.fit_ms:.0f}")
 
-    flavor = DEFAULT_FLAVOR
-    n_max = replicas_that_fit(flavor)
-    with RaySession():
-        cap = probe_capacity(
-            APP,
-            flavor,
+
+def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int) -> None:
+    """Replay a compressed day live, planned with the capacity next to the neighbour."""
+    from edgewise.api.replay import replay
+    from edgewise.serving.replay import plot_replay
+    from edgewise.telemetry.contention import ContentionMeter
+
+    run_forecast(kb, summary)
+    with ContentionMeter() as host:
+        outcome = replay(
+            trace="bikeshare",
+            hours=24.0,
+            speedup=LIVE_SPEEDUP,
+            policies=("edgewise", "hpa"),
             slo_ms=SLO_MS,
             percentile=PERCENTILE,
-            max_replicas=n_max,
+            model=APP,
             port=18500,
-            n=150,
             seed=seed,
+            neighbours=[NEIGHBOUR],
+            peak_fraction=PEAK_FRACTION,
+            kb=kb.url,
+            progress=lambda phase, _done, _total: console.print(phase),
         )
-        option = cap.option
-        derated_rps = capacity_rps(cap.service_ms * slowdown, SLO_MS, PERCENTILE, seed=seed)
-        if derated_rps <= 0:
-            summary.add(
-                "serve",
-                "prediction: SLO unreachable next to the neighbour",
-                f"planned with x1.00 instead of x{slowdown:.2f}",
-            )
-            slowdown, derated_rps = 1.0, option.capacity_rps
-        derated = FlavorOption(
-            name=option.name,
-            cpus=option.cpus,
-            capacity_rps=derated_rps,
-            price_per_hour=option.price_per_hour,
-            max_replicas=option.max_replicas,
-            max_cpus=option.max_cpus,
-            service_ms_mean=option.service_ms_mean * slowdown,
-            service_ms_quantiles=service_quantiles(cap.service_ms * slowdown),
-        )
-        # Leave room for the HTTP proxy and the load generator on a small host.
-        peak = 0.5 * derated_rps * n_max
-        segment = select_segment(series, None, 24.0, 1440.0, peak)
+    coloc = outcome.colocation
+    if coloc is not None:
+        _summarise_colocation(summary, coloc)
+    assert host.result is not None
+    busy = host.result.too_busy()
+    if busy is not None:
         summary.add(
             "serve",
-            "capacity per replica alone / next to neighbour (rps)",
-            f"{option.capacity_rps:.1f} / {derated_rps:.1f}",
+            "live day: host too busy to compare policies",
+            f"{busy}; rerun on a quieter host",
         )
-        # What the prediction changes, at one demand fixed without it: the load that
-        # REFERENCE_REPLICAS replicas carry at their capacity alone.
-        ref_rps = REFERENCE_REPLICAS * option.capacity_rps
-        # (rounded first: with no slowdown the ratio is 4 up to float noise, not 4.0000001)
-        beside_n = math.ceil(round(ref_rps / max(derated_rps, 1e-9), 6))
-        # without the prediction each replica gets its capacity alone, next to the neighbour
-        p99_blind = latency_percentile(
-            cap.service_ms * slowdown, option.capacity_rps, PERCENTILE, seed=seed
-        )
-        blind = "overloaded" if not math.isfinite(p99_blind) else f"p99 {p99_blind:.0f} ms"
+    for run in outcome.results:
+        value = f"{100 * run.slo_attainment:.2f}% / {run.cost:.4f}"
         summary.add(
             "serve",
-            f"replicas for {ref_rps:.0f} rps without / with the prediction",
-            f"{REFERENCE_REPLICAS} / {beside_n} (without: {blind} next to the neighbour, "
-            f"SLO {SLO_MS:g} ms)",
+            f"{run.policy}: SLO attainment / cost",
+            value if busy is None else f"({value}, not comparable)",
         )
-        results = []
-        for policy in ("edgewise", "hpa"):
-            console.print(f"replaying one day of bike-share at x1440 with {policy} ...")
-            res = replay_policy(
-                segment,
-                policy,
-                APP,
-                flavor,
-                derated,
-                slo_ms=SLO_MS,
-                percentile=PERCENTILE,
-                seed=seed,
-                kb=kb,
-                port=18500,
-                inputs={"trace": "bikeshare", "hours": 24.0},
-            )
-            results.append(res)
-            summary.add(
-                "serve",
-                f"{policy}: SLO attainment / cost",
-                f"{100 * res.slo_attainment:.2f}% / {res.cost:.4f}",
-            )
-    plot_replay(results, SLO_MS, Path(os.environ.get("EDGEWISE_HOME", ".")) / "demo-replay.png")
+    plot_replay(
+        outcome.results, SLO_MS, Path(os.environ.get("EDGEWISE_HOME", ".")) / "demo-replay.png"
+    )
+
+
+def _summarise_colocation(summary: DemoSummary, coloc: Any) -> None:
+    """What the profile pillar's prediction changes in the plan."""
+    if not coloc.reachable:
+        summary.add(
+            "serve",
+            "prediction: SLO unreachable next to the neighbour",
+            "planned with x1.00 instead",
+        )
+    summary.add(
+        "serve",
+        "capacity per replica alone / next to neighbour (rps)",
+        f"{coloc.alone.capacity_rps:.1f} / {coloc.colocated.capacity_rps:.1f}",
+    )
+    # What the prediction changes, at one demand fixed without it: the load that
+    # REFERENCE_REPLICAS replicas carry at their capacity alone.
+    ref_rps = REFERENCE_REPLICAS * coloc.alone.capacity_rps
+    _, beside_n = coloc.replicas_for(ref_rps)
+    p99 = coloc.blind_percentile_ms
+    blind = "overloaded" if not math.isfinite(p99) else f"p99 {p99:.0f} ms"
+    summary.add(
+        "serve",
+        f"replicas for {ref_rps:.0f} rps without / with the prediction",
+        f"{REFERENCE_REPLICAS} / {beside_n} (without: {blind} next to the neighbour, "
+        f"SLO {SLO_MS:g} ms)",
+    )
 
 
 def run_retrain(console: Console, summary: DemoSummary, seed: int) -> None:
@@ -255,7 +231,7 @@ def run_demo(seed: int = 0, console: Console | None = None) -> DemoSummary:
     summary.timings["profile"] = time.perf_counter() - t
     t = time.perf_counter()
     _step(console, "2/3 serve: forecast, plan, replay a day live on Ray Serve")
-    run_serve(kb, console, summary, seed, slowdown)
+    run_serve(kb, console, summary, seed)
     summary.timings["serve"] = time.perf_counter() - t
     t = time.perf_counter()
     _step(console, "3/3 retrain: three emulated devices, one dies mid-run")

@@ -158,3 +158,22 @@ def test_api_forecast_is_what_the_cli_prints(hourly_csv: Path) -> None:
     result = runner.invoke(app, [*args, "--horizon", "6", "--train", "240", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == json.loads(json.dumps(fc.as_dict(), default=float))
+
+
+def test_api_forecast_holds_out_scores_and_stores(tmp_path: Path) -> None:
+    from edgewise.api.forecast import forecast
+    from edgewise.kb import KnowledgeBase
+    from edgewise.kb import models as m
+
+    db = f"sqlite:///{tmp_path / 'kb.sqlite'}"
+    fc = forecast(
+        trace="bikeshare", seasons=(24, 168), holdout=24, train=24 * 7 * 4, store=True, kb=db
+    )
+    assert fc.actual is not None and len(fc.actual) == 24 == fc.horizon
+    assert fc.future[0] == fc.actual.index[0]  # forecasts exactly the held-out day
+    ratio = fc.mae_ratio
+    assert ratio is not None and 0.0 < ratio < 5.0
+    assert fc.stored_id is not None
+    with KnowledgeBase.open(db) as kb, kb.transaction() as s:
+        row = s.get(m.Forecast, fc.stored_id)
+        assert row is not None and len(row.values["actual"]) == 24

@@ -141,6 +141,29 @@ class TraceForecast:
     result: ForecastResult
     seasons: tuple[int, ...]
     levels: tuple[int, ...]
+    actual: pd.Series | None = None
+    """The held-out points the forecast covers (``holdout > 0``), else None."""
+    fit_ms: float = float("nan")
+    """Wall time of fit and predict."""
+    stored_id: int | None = None
+    """Id of the knowledge-base row when stored."""
+
+    @property
+    def mae_ratio(self) -> float | None:
+        """MAE over the held-out points relative to the seasonal naive with the longest
+        season (the same hours one season earlier); None without held-out points."""
+        if self.actual is None:
+            return None
+        h, season = len(self.actual), self.seasons[-1]
+        hist = self.history.to_numpy(dtype=float)
+        start = len(hist) - season
+        if start < 0 or h > season:
+            return None
+        naive = hist[start : start + h]
+        actual = self.actual.to_numpy(dtype=float)
+        mae_naive = float(np.abs(naive - actual).mean())
+        mae = float(np.abs(np.asarray(self.result.mean, dtype=float) - actual).mean())
+        return mae / mae_naive if mae_naive > 0 else None
 
     @property
     def horizon(self) -> int:
@@ -160,6 +183,9 @@ class TraceForecast:
             **self.result.to_json(),
         }
         out["info"] = self.result.info
+        if self.actual is not None:
+            out["actual"] = self.actual.to_numpy(dtype=float).tolist()
+            out["mae_ratio_to_seasonal_naive"] = self.mae_ratio
         return out
 
 
@@ -174,8 +200,15 @@ def forecast(
     levels: Sequence[int] | None = None,
     train: int | None = None,
     seed: int = 0,
+    holdout: int = 0,
+    store: bool = False,
+    kb: str | None = None,
 ) -> TraceForecast:
     """Forecast the steps after the end of a trace with prediction intervals.
+
+    With ``holdout > 0`` the last ``holdout`` points are held out: the forecaster is fit
+    on the points before them and forecasts them (``horizon`` defaults to ``holdout``),
+    and the result carries them with its MAE against the seasonal naive.
 
     Parameters
     ----------
@@ -195,6 +228,11 @@ def forecast(
         Fit on the last ``train`` points; default :data:`TRAIN_SEASONS` longest seasons.
     seed : int
         Seed of the error compensation.
+    holdout : int
+        Points at the end of the trace to hold out and forecast (0: forecast the future).
+    store, kb
+        Store the forecast in the knowledge base ``kb`` (``None``: the default one), where
+        ``edgewise report`` finds it.
 
     Returns
     -------
@@ -205,22 +243,57 @@ def forecast(
     from edgewise.forecast.base import check_levels
 
     checked_levels = check_levels(list(levels) if levels else [90])
-    series = load_series(trace, time_col, value_col)
-    season_lengths = resolve_seasons(series, seasons)
-    h = horizon or season_lengths[0]
+    if holdout < 0:
+        raise TraceError(f"--holdout must be 0 or more, got {holdout}")
+    full = load_series(trace, time_col, value_col)
+    season_lengths = resolve_seasons(full, seasons)
+    if holdout >= len(full):
+        raise TraceError(f"{trace}: --holdout {holdout} leaves no points to fit on")
+    series = full.iloc[: len(full) - holdout] if holdout else full
+    h = horizon or holdout or season_lengths[0]
     n_train = min(len(series), train or TRAIN_SEASONS * season_lengths[-1])
     history = series.iloc[-n_train:]
     freq = pd.DatetimeIndex(series.index).freqstr or "h"
+    t0 = time.perf_counter()
     model = make_forecaster(method, season_lengths, horizon=h, seed=seed, freq=freq)
     res = model.fit(history.to_numpy(dtype=float)).predict(h, checked_levels)
-    return TraceForecast(
+    out = TraceForecast(
         trace=str(trace),
         history=history,
         future=future_index(pd.DatetimeIndex(series.index), h),
         result=res,
         seasons=season_lengths,
         levels=checked_levels,
+        actual=full.iloc[len(series) : len(series) + h] if holdout else None,
+        fit_ms=(time.perf_counter() - t0) * 1000.0,
     )
+    return _store_forecast(out, kb) if store else out
+
+
+def _store_forecast(fc: TraceForecast, kb: str | None) -> TraceForecast:
+    """Write ``fc`` to the knowledge base's forecasts (with its last season of history)."""
+    from dataclasses import replace
+
+    from edgewise.kb import KnowledgeBase
+    from edgewise.kb import models as m
+
+    values = fc.result.to_json() | {
+        "history": fc.history.iloc[-fc.seasons[-1] :].to_numpy(dtype=float).tolist()
+    }
+    if fc.actual is not None:
+        values["actual"] = fc.actual.to_numpy(dtype=float).tolist()
+    with KnowledgeBase.open(kb) as store, store.transaction() as session:
+        row = m.Forecast(
+            series=Path(fc.trace).name if fc.trace != "bikeshare" else "bikeshare",
+            method=fc.result.method,
+            origin=str(fc.future[0]),
+            horizon=fc.horizon,
+            values=values,
+        )
+        session.add(row)
+        session.flush()
+        row_id = int(row.id)
+    return replace(fc, stored_id=row_id)
 
 
 @dataclass(frozen=True)

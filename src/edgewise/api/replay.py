@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgewise.api.colocation import (
+    ColocatedCapacity,
+    Slowdown,
+    colocated_capacity,
+    predicted_slowdown,
+)
 from edgewise.errors import SpecError
 
 if TYPE_CHECKING:
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
 
     from edgewise.config import FlavorSpec
     from edgewise.serving.live import FlavorCapacity
+    from edgewise.serving.policies import FlavorOption
     from edgewise.serving.replay import ReplayResult, Segment
     from edgewise.sim.serving import SimResult
 
@@ -87,6 +94,10 @@ class ReplayOutcome:
     capacity_rps_per_replica: float
     capacity_source: str
     runs: tuple[PolicyReplay, ...]
+    colocation: ColocatedCapacity | None = None
+    """Capacity alone and next to the declared neighbours, when there are any."""
+    slowdown: Slowdown | None = None
+    """The profile pillar's predicted slowdown next to the declared neighbours."""
 
     @property
     def results(self) -> list[ReplayResult]:
@@ -107,6 +118,15 @@ class ReplayOutcome:
             "max_replicas": self.max_replicas,
             "capacity_rps_per_replica": self.capacity_rps_per_replica,
             "capacity_source": self.capacity_source,
+            **(
+                {
+                    "neighbours": list(self.slowdown.neighbours),
+                    "slowdown_source": self.slowdown.source,
+                    **self.colocation.as_dict(),
+                }
+                if self.colocation is not None and self.slowdown is not None
+                else {}
+            ),
             "policies": {r.policy: r.as_dict() for r in self.runs},
         }
 
@@ -130,6 +150,8 @@ class _ReplaySetup:
     model: str
     flavor: FlavorSpec
     cap: FlavorCapacity
+    option: FlavorOption
+    """What the policies plan with: the capacity alone, or next to the neighbours."""
     max_replicas: int
     slo_ms: float
     percentile: float
@@ -139,6 +161,8 @@ class _ReplaySetup:
     ingress: str
     inputs: dict[str, Any]
     simulate: bool
+    colocation: ColocatedCapacity | None = None
+    slowdown: Slowdown | None = None
 
     def outcome(self, runs: tuple[PolicyReplay, ...]) -> ReplayOutcome:
         """The replay's result: this setup and the runs."""
@@ -153,14 +177,16 @@ class _ReplaySetup:
             ingress=self.ingress,
             flavor=self.flavor.name,
             max_replicas=self.max_replicas,
-            capacity_rps_per_replica=self.cap.option.capacity_rps,
+            capacity_rps_per_replica=self.option.capacity_rps,
             capacity_source=self.cap.source,
             runs=runs,
+            colocation=self.colocation,
+            slowdown=self.slowdown,
         )
 
     def announce(self, policy: str) -> str:
         """The line that says what the replay of ``policy`` is about to do."""
-        seg, option = self.segment, self.cap.option
+        seg, option = self.segment, self.option
         return (
             f"{policy}: {self.hours:g} trace hours from {seg.start} at x{seg.speedup:g} "
             f"({seg.duration_s:.0f} s), peak {self.inputs['peak_rps']:.1f} rps, capacity "
@@ -204,7 +230,7 @@ def _replay_one(setup: _ReplaySetup, policy: str) -> PolicyReplay:
         policy,
         setup.model,
         setup.flavor,
-        setup.cap.option,
+        setup.option,
         slo_ms=setup.slo_ms,
         percentile=setup.percentile,
         seed=setup.seed,
@@ -219,8 +245,8 @@ def _replay_one(setup: _ReplaySetup, policy: str) -> PolicyReplay:
         sim = simulate_segment(
             setup.segment,
             policy,
-            setup.cap.option,
-            setup.cap.service_ms,
+            setup.option,
+            setup.cap.service_ms * (setup.colocation.slowdown if setup.colocation else 1.0),
             slo_ms=setup.slo_ms,
             percentile=setup.percentile,
             startup_s=REPLICA_STARTUP_S,
@@ -248,6 +274,8 @@ def replay(
     seed: int = 0,
     ingress: str = "proxy",
     simulate: bool = False,
+    neighbours: Sequence[str] = (),
+    peak_fraction: float = 0.7,
     kb: str | None = None,
     progress: Progress | None = None,
 ) -> ReplayOutcome:
@@ -269,7 +297,14 @@ def replay(
     flavors, flavor
         Flavors YAML and flavor name (:func:`edgewise.api.serve.pick_flavor`).
     peak_rps : float, optional
-        Peak rate of the segment (default: 70% of what the host's replicas serve).
+        Peak rate of the segment (default: ``peak_fraction`` of what the host's replicas
+        serve, at the capacity the policies plan with).
+    neighbours : sequence of str
+        Workloads declared to run beside every replica (``stress:cpu=0.5``, a profiled
+        ``model@RATErps``): the replica's capacity is derated by the slowdown the
+        knowledge base's interference model predicts for ``model`` next to them.
+    peak_fraction : float
+        Share of the host's replica capacity the default peak rate asks for.
     port, seed : int
         HTTP port of the deployments, and seed of the arrivals.
     ingress : str
@@ -304,7 +339,18 @@ def replay(
     with RaySession(ingress=ingress):
         report(f"probing one {model} replica in flavor {fl.name} through HTTP ...", 0, len(names))
         cap = _probe(model, fl, n_max, slo_ms, percentile, port, seed, ingress)
-        peak = peak_rps or 0.7 * cap.option.capacity_rps * n_max
+        slowdown = (
+            predicted_slowdown(app=model, neighbours=neighbours, kb=store) if neighbours else None
+        )
+        coloc = (
+            colocated_capacity(
+                cap, slowdown.factor, slo_ms=slo_ms, percentile=percentile, seed=seed
+            )
+            if slowdown is not None
+            else None
+        )
+        option = coloc.colocated if coloc is not None else cap.option
+        peak = peak_rps or peak_fraction * option.capacity_rps * n_max
         setup = _ReplaySetup(
             trace=trace,
             segment=select_segment(series, start, hours, speedup, peak),
@@ -312,6 +358,7 @@ def replay(
             model=model,
             flavor=fl,
             cap=cap,
+            option=option,
             max_replicas=n_max,
             slo_ms=slo_ms,
             percentile=percentile,
@@ -321,6 +368,8 @@ def replay(
             ingress=ingress,
             inputs={"trace": trace, "hours": hours, "flavor": fl.name, "peak_rps": peak},
             simulate=simulate,
+            colocation=coloc,
+            slowdown=slowdown,
         )
         for i, p in enumerate(names):
             report(setup.announce(p), i, len(names))

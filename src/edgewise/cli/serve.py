@@ -88,6 +88,12 @@ def replay(
     seed: int = typer.Option(0, help="Seed of the arrivals."),
     plot: Path = typer.Option(Path("replay.png"), help="Where to write the plot."),
     ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
+    neighbours: list[str] = typer.Option(
+        [],
+        "--with",
+        help="A workload beside every replica (stress:cpu=0.5, model@RATErps); repeatable. "
+        "The capacity is derated by the slowdown the knowledge base predicts next to them.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Replay a compressed trace segment against the live system, one run per policy."""
@@ -113,7 +119,15 @@ def replay(
             port=port,
             seed=seed,
             ingress=ingress,
+            neighbours=neighbours,
             progress=lambda phase, _done, _total: console.print(phase),
+        )
+    if outcome.colocation is not None and outcome.slowdown is not None:
+        c = outcome.colocation
+        console.print(
+            f"predicted slowdown of {model} next to {', '.join(outcome.slowdown.neighbours)}: "
+            f"x{c.slowdown:.2f} ({outcome.slowdown.source}); capacity per replica "
+            f"{c.alone.capacity_rps:.1f} rps alone, {c.colocated.capacity_rps:.1f} beside them"
         )
     results = outcome.results
     out = plot_replay(results, slo_ms, plot)
