@@ -44,14 +44,15 @@ def _app(name: str, solo_ms: float, seed: int, repeats: bool) -> AppEvaluation:
     held = []
     for i, r in enumerate(_runs(solo_ms, 4, seed + 10)[2:]):
         window = {"achieved": r.achieved, "latency": r.latency}
+        again = {"achieved": r.achieved, "latency": {p: 1.04 * v for p, v in r.latency.items()}}
         held.append(
             HeldOutPoint(
                 i + 1,
                 r.design,
                 r.achieved,
-                r.latency,
+                {p: 1.02 * v for p, v in r.latency.items()} if repeats else r.latency,
                 {"p50": solo_ms, "p95": 1.2 * solo_ms, "p99": 1.5 * solo_ms},
-                (window, window) if repeats else (),
+                (window, again) if repeats else (),
             )
         )
     noise = ({"p50": solo_ms, "p99": 2.0}, {"p50": 1.1 * solo_ms, "p99": 2.0})
@@ -95,4 +96,14 @@ def test_report_has_the_benchmark_json_shape() -> None:
     assert entry["held_out"][0]["reference"] == {"p50": 10.0, "p95": 12.0, "p99": 15.0}
     assert len(entry["held_out"][0]["repeats"]) == 2
     assert 0.0 <= out["interval_coverage_90"] <= 1.0
+    # the noise floor of the same run: the second window of each held-out point reads 4%
+    # above the first (a perfect predictor scores 100 * 0.02 * sqrt(2) against the first,
+    # that over 1.04 against the second); the centre runs, 10% apart, score more
+    floor = 100 * 0.02 * np.sqrt(2)
+    assert out["noise_floor_ape"] == pytest.approx(floor)
+    assert bench.noise.noise_floor_ape == pytest.approx(floor)
+    assert out["excess_error"] == pytest.approx(out["median_ape_single_window"] / floor)
+    assert out["host_steady"] is True and out["host_unsteady_reason"] is None
+    assert out["host_steal_frac"] is None
+    assert entry["noise_floor_ape"] is not None and entry["reference_spread_p50"] == 0.0
     assert bench.as_dict()["apps"][1]["campaigns"] == {"active": "bench-b"}

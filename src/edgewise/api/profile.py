@@ -27,6 +27,7 @@ from edgewise.errors import SpecError
 
 if TYPE_CHECKING:
     from edgewise.interference.campaign import AppEvaluation, EvaluationSetup, Placement
+    from edgewise.interference.campaign.evaluation import NoiseFloor
     from edgewise.interference.predictor import LatencyPrediction
     from edgewise.kb import KnowledgeBase
 
@@ -348,6 +349,7 @@ class InterferenceBenchmark:
     space: dict[str, tuple[float, float]]
     resources: tuple[str, ...]
     wall_s: float
+    steal_frac: float | None = None
 
     @property
     def runs_per_app(self) -> int:
@@ -369,10 +371,19 @@ class InterferenceBenchmark:
 
         return float(np.nanmedian([noise_cv(a.noise, "p50") for a in self.apps]))
 
+    @property
+    def noise(self) -> NoiseFloor:
+        """The error against single windows beside the noise floor of the same run, and
+        whether the host was steady enough to judge them."""
+        from edgewise.interference.campaign.evaluation import noise_floor
+
+        return noise_floor(self.apps, steal_frac=self.steal_frac)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON view: the headline figures, the set-up and every app's measurements."""
         return {
             "median_ape": self.median_ape,
+            **self.noise.as_dict(),
             "noise_cv_p50": self.noise_cv_p50,
             "runs_per_app": self.runs_per_app,
             "holdout": self.holdout,
@@ -462,8 +473,11 @@ def benchmark_interference(
     Returns
     -------
     InterferenceBenchmark
-        Every app's models, runs, held-out points and noise runs, with the headline
-        figures (``median_ape``, ``noise_cv_p50``, ``runs_per_app``).
+        Every app's models, runs, held-out points, noise runs and solo reference
+        windows, with the headline figures (``median_ape``, ``noise_cv_p50``,
+        ``runs_per_app``) and, in ``noise``, the error against single windows beside the
+        noise floor of the same run and whether the host (its CPU steal over the run
+        read from ``/proc/stat``) was steady enough to judge them.
     """
     from edgewise.interference.calibration import host_caps, load_calibration
     from edgewise.interference.campaign import (
@@ -477,7 +491,7 @@ def benchmark_interference(
         raise ValueError(f"holdout_repeats must be at least 1, got {holdout_repeats}")
     say = progress or _quiet
     db = _open_kb(kb)
-    t_start = time.monotonic()
+    t_start, cpu_start = time.monotonic(), _cpu_ticks()
     cal = load_calibration(db)
     say("host peaks (probing once if not stored)", 0, 0)
     caps = host_caps(db, probe=not gpu_only)
@@ -514,7 +528,8 @@ def benchmark_interference(
         device=device,
     )
     evaluated = tuple(_evaluate(setup, app, say) for app in apps)
-    return _benchmark(setup, evaluated, placement, holdout, round(time.monotonic() - t_start, 1))
+    wall_s = round(time.monotonic() - t_start, 1)
+    return _benchmark(setup, evaluated, placement, holdout, wall_s, _steal(cpu_start, _cpu_ticks()))
 
 
 def _benchmark(
@@ -523,6 +538,7 @@ def _benchmark(
     placement: str,
     holdout: int,
     wall_s: float,
+    steal_frac: float | None,
 ) -> InterferenceBenchmark:
     from edgewise.interference.campaign import resources_of
 
@@ -539,4 +555,25 @@ def _benchmark(
         space=setup.space,
         resources=resources_of(setup.space),
         wall_s=wall_s,
+        steal_frac=steal_frac,
     )
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(steal, all) CPU ticks of the host so far, from ``/proc/stat``; ``None`` where
+    the file cannot be read (not Linux)."""
+    from edgewise.telemetry.procfs import parse_stat
+
+    try:
+        with open("/proc/stat") as f:
+            cpu = parse_stat(f.read()).cpu
+    except (OSError, ValueError):
+        return None
+    return cpu.steal, cpu.total
+
+
+def _steal(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """Share of the host's CPU time stolen by the hypervisor between two readings."""
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return (end[0] - start[0]) / (end[1] - start[1])

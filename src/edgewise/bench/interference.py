@@ -14,6 +14,15 @@ shares that CPU and the other stressors run on the host's other CPUs, see ``plac
    ``median_ape_drift_corrected``;
 3. ``repeats`` identical runs at the centre of the space: the run-to-run noise floor.
 
+Every figure is stated against the noise of the same run: ``noise_floor_ape`` is the
+median p50 error a perfect predictor scores against single windows (from the repeated
+held-out windows and the identical centre runs), ``excess_error`` the model's median
+error against single windows over it (1 is as good as the noise allows), and
+``host_steady`` says whether the host was steady enough to judge them, with
+``host_unsteady_reason`` naming each bound crossed (CPU steal over the run, the spread of
+the solo reference windows, the noise floor itself; see
+:func:`edgewise.interference.campaign.holdout.judge_host`).
+
 A held-out point is one run's measurement, as noisy as any run; ``holdout_repeats``
 measures each point that many times and scores against the median of each latency
 figure (the mean achieved vector), so that the error reported is the model's more than
@@ -93,15 +102,13 @@ def _app_entry(a: AppEvaluation, res: Sequence[str], curve_step: int, seed: int)
     Headline: what the Predictor does (the stored solo baseline); the variant scaled by
     the fresh solo baselines around each point is ``*_drift_corrected``.
     """
-    from edgewise.interference.campaign import holdout_records, noise_cv
+    from edgewise.interference.campaign import noise_cv
+    from edgewise.interference.campaign.evaluation import single_window_apes
 
     active = a.models["active"]
     rows = a.holdout_rows(corrected=False)
     ape50, ape99 = _apes(rows), _apes(rows, "p99")
-    ape50_1: list[float] = []
-    if any(h.repeats for h in a.held):
-        first = [h.first_window() for h in a.held]
-        ape50_1 = _apes(holdout_records(active, first, corrected=False))
+    ape50_1 = single_window_apes(a) if any(h.repeats for h in a.held) else []
     held_plain = [dict(h.as_dict(), reference=None) for h in a.held]
     entry: dict[str, Any] = {
         "median_ape": float(np.median(ape50)),
@@ -114,6 +121,8 @@ def _app_entry(a: AppEvaluation, res: Sequence[str], curve_step: int, seed: int)
         "solo_p50_ms": active.solo["p50"],
         "noise_cv_p50": noise_cv(a.noise, "p50"),
         "noise_cv_p99": noise_cv(a.noise, "p99"),
+        "noise_floor_ape": a.noise_floor_ape(),
+        "reference_spread_p50": a.reference_spread(),
     }
     name50 = active.chosen["p50"]
     kw: dict[str, Any] = {"name": name50, "step": curve_step, "seed": seed, "resources": res}
@@ -183,11 +192,14 @@ def report(
     return {
         "apps": [a.app for a in result.apps],
         "median_ape": float(np.median(ape50)),
+        **result.noise.as_dict(),
         "worst_app_median_ape": max(v["median_ape"] for v in per_app.values()),
         "p90_ape": float(np.percentile(ape50, 90)),
         "median_ape_p99": float(np.median(ape99)),
         "median_ape_drift_corrected": float(np.median(ape50_dc)),
-        "median_ape_single_window": _single_window(result) if None not in single else None,
+        "median_ape_single_window": (
+            result.noise.median_ape_single_window if None not in single else None
+        ),
         "holdout_repeats": result.holdout_repeats,
         "noise_cv_p50": float(np.nanmedian([v["noise_cv_p50"] for v in per_app.values()])),
         "noise_cv_p99": float(np.nanmedian([v["noise_cv_p99"] for v in per_app.values()])),
@@ -215,20 +227,6 @@ def report(
 def _coverage(rows: Sequence[Mapping[str, float]], p: str) -> float:
     """Share of held-out points whose measured ``p`` lies inside the 90% interval."""
     return float(np.mean([r[f"lower_{p}"] <= r[f"measured_{p}"] <= r[f"upper_{p}"] for r in rows]))
-
-
-def _single_window(result: InterferenceBenchmark) -> float:
-    """Median p50 APE against each point's first window alone (repeated points)."""
-    from edgewise.interference.campaign import holdout_records
-
-    errs = [
-        e
-        for a in result.apps
-        for e in _apes(
-            holdout_records(a.models["active"], [h.first_window() for h in a.held], corrected=False)
-        )
-    ]
-    return float(np.median(errs))
 
 
 def run(

@@ -2,25 +2,36 @@
 
 Effectful orchestration, as :class:`~.runner.CampaignRunner` is: :func:`evaluate_app`
 runs the one-shot LHS (optional) and the active campaign for an app, then measures the
-held-out points (:func:`~.holdout.measure_holdout`) and the noise floor on it, and
-writes each model's held-out predictions into its stored metrics. What the app's
-figures are is decided by the caller from the returned :class:`AppEvaluation`.
+held-out points with their solo reference windows
+(:func:`~.holdout.measure_holdout_and_solos`) and the noise floor on it, and writes each
+model's held-out predictions into its stored metrics. What the app's
+figures are is decided by the caller from the returned :class:`AppEvaluation`, except
+one pure summary kept here: :func:`noise_floor`, the error against single windows beside
+the noise floor of the same run and whether the host was steady enough to judge them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from edgewise.interference.calibration import Calibration
 from edgewise.interference.campaign.config import CampaignConfig
 from edgewise.interference.campaign.fit import InterferenceModel
 from edgewise.interference.campaign.holdout import (
     HeldOutPoint,
+    Steadiness,
     holdout_records,
-    measure_holdout,
+    judge_host,
+    measure_holdout_and_solos,
     measure_noise,
+    noise_floor_ape,
+    reference_spread,
+    repeat_groups,
+    row_ape,
 )
 from edgewise.interference.campaign.measure import Measured, measure_point
 from edgewise.interference.campaign.records import RunRecord
@@ -124,6 +135,9 @@ class AppEvaluation:
         The held-out points with their interpolated solo reference.
     noise : tuple of dict
         Latencies of the identical runs at the centre of the space.
+    solos : tuple of dict
+        Latencies of the solo baselines measured before, between and after the held-out
+        points: the repeated reference windows.
     """
 
     app: str
@@ -134,13 +148,24 @@ class AppEvaluation:
     runs: dict[str, tuple[RunRecord, ...]]
     held: tuple[HeldOutPoint, ...]
     noise: tuple[dict[str, float], ...]
+    solos: tuple[dict[str, float], ...] = ()
 
     def holdout_rows(self, kind: str = "active", corrected: bool = False) -> list[dict[str, float]]:
         """Measured beside predicted p50/p99 per held-out point for model ``kind``."""
         return holdout_records(self.models[kind], self.held, corrected=corrected)
 
+    def noise_floor_ape(self, percentile: str = "p50") -> float | None:
+        """Median APE (%) a perfect predictor scores against this app's single windows,
+        from its repeated held-out windows and its identical centre runs."""
+        return noise_floor_ape(repeat_groups(self.held, self.noise, percentile))
+
+    def reference_spread(self, percentile: str = "p50") -> float:
+        """Spread ``(max - min) / median`` of the solo reference windows."""
+        return reference_spread(self.solos, percentile)
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON view: campaigns, chosen surrogates, solo baseline, runs, held-out, noise."""
+        """JSON view: campaigns, chosen surrogates, solo baseline, runs, held-out, noise,
+        the solo reference windows."""
         return {
             "app": self.app,
             "workload": self.workload,
@@ -151,6 +176,7 @@ class AppEvaluation:
             "runs": {k: [r.as_dict() for r in rs] for k, rs in self.runs.items()},
             "held_out": [h.as_dict() for h in self.held],
             "noise": [dict(n) for n in self.noise],
+            "solos": [dict(s) for s in self.solos],
         }
 
 
@@ -185,7 +211,7 @@ def evaluate_app(
 
     target.start()
     try:
-        held = measure_holdout(
+        held, solos = measure_holdout_and_solos(
             measure,
             setup.points,
             seed=setup.seed,
@@ -212,5 +238,65 @@ def evaluate_app(
         for kind, name in campaigns.items()
     }
     return AppEvaluation(
-        app, target.name, window, campaigns, models, runs, tuple(held), tuple(noise)
+        app, target.name, window, campaigns, models, runs, tuple(held), tuple(noise), tuple(solos)
     )
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """A run's model error beside the noise floor measured in the same run.
+
+    Attributes
+    ----------
+    median_ape_single_window : float
+        Median p50 APE (%) of the active models against single windows: each held-out
+        point's first window when points were repeated, else its only one.
+    noise_floor_ape : float or None
+        Median p50 APE (%) a perfect predictor scores against single windows
+        (:func:`~.holdout.noise_floor_ape` over every app's repeated windows).
+    excess_error : float or None
+        ``median_ape_single_window / noise_floor_ape``: 1 is as good as the noise allows.
+    steadiness : Steadiness
+        Whether the host was steady enough to judge the figures.
+    steal_frac : float or None
+        CPU steal over the run (share of all CPU time).
+    """
+
+    median_ape_single_window: float
+    noise_floor_ape: float | None
+    excess_error: float | None
+    steadiness: Steadiness
+    steal_frac: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The benchmark's keys: floor, excess, ``host_steady`` with its reason, steal."""
+        return {
+            "noise_floor_ape": self.noise_floor_ape,
+            "excess_error": self.excess_error,
+            "host_steady": self.steadiness.steady,
+            "host_unsteady_reason": self.steadiness.reason,
+            "host_steal_frac": self.steal_frac,
+        }
+
+
+def single_window_apes(app: AppEvaluation) -> list[float]:
+    """p50 APE (%) of the active model against each held-out point's first window."""
+    first = [h.first_window() for h in app.held]
+    return [row_ape(r) for r in holdout_records(app.models["active"], first, corrected=False)]
+
+
+def noise_floor(apps: Sequence[AppEvaluation], *, steal_frac: float | None) -> NoiseFloor:
+    """The apps' error against single windows beside the noise floor of the same run.
+
+    Both figures are against single windows, so their ratio compares like with like
+    whether or not the held-out points were repeated (the headline ``median_ape``
+    against the median of repeated windows is a less noisy truth than the floor's).
+    """
+    single = float(np.median([e for a in apps for e in single_window_apes(a)]))
+    floor = noise_floor_ape(g for a in apps for g in repeat_groups(a.held, a.noise))
+    steadiness = judge_host(
+        steal_frac=steal_frac,
+        reference_spreads={a.app: a.reference_spread() for a in apps},
+        noise_floor=floor,
+    )
+    return NoiseFloor(single, floor, single / floor if floor else None, steadiness, steal_frac)

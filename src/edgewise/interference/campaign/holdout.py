@@ -2,14 +2,17 @@
 
 Pure part: :func:`holdout_design` and :func:`space_centre` (where to measure),
 :func:`combine_repeats` (one truth from repeated windows), :class:`HeldOutPoint` and
-:func:`holdout_records` (a model's predictions beside the measured truth). Effectful
-part: :func:`measure_holdout` drives a started target through the points, with solo
-baselines before, between and after them, and through the noise-floor repeats.
+:func:`holdout_records` (a model's predictions beside the measured truth), and the noise
+floor of the same run: :func:`perfect_predictor_apes`, :func:`noise_floor_ape`,
+:func:`reference_spread` and :func:`judge_host` (was the host steady enough to judge).
+Effectful part: :func:`measure_holdout_and_solos` drives a started target through the
+points, with solo baselines before, between and after them, and :func:`measure_noise`
+through the noise-floor repeats.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +168,147 @@ def noise_cv(latencies: Sequence[Mapping[str, float]], percentile: str) -> float
     return float(100 * v.std(ddof=1) / v.mean()) if len(v) > 1 else float("nan")
 
 
+#: Host CPU steal (share of all CPU time over the run) above which a run is not judged:
+#: the hypervisor took that much of the time the latencies were measured in.
+MAX_STEAL_FRAC = 0.05
+#: Largest spread (max - min over the median) of an app's solo reference windows, the
+#: baselines measured before, between and after its held-out points: beyond it the
+#: host's speed moved more during the held-out phase than a model can be judged against.
+MAX_REFERENCE_SPREAD = 0.25
+#: Largest noise floor (%): identical back-to-back windows that disagree by more than
+#: this leave too little signal to tell a model's error from the host's.
+MAX_NOISE_FLOOR_APE = 15.0
+
+
+def perfect_predictor_apes(windows: Sequence[float]) -> list[float]:
+    """APE (%) a perfect predictor scores against each of repeated windows of one point.
+
+    A perfect predictor predicts the point's true latency; each window is one noisy
+    measurement of it. The true value is unknown, so the mean of the ``k`` windows stands
+    in; a window deviates from that mean less than from the truth (variance
+    ``(k - 1) / k`` of the window's), so each deviation is scaled by ``sqrt(k / (k - 1))``
+    to give, for independent windows, the error against the truth itself.
+
+    Parameters
+    ----------
+    windows : sequence of float
+        The same latency figure (e.g. p50, ms) of ``k >= 2`` windows of one point.
+
+    Returns
+    -------
+    list of float
+        One APE per window, ``100 * |truth - window| / window``.
+    """
+    v = np.asarray(windows, dtype=float)
+    k = len(v)
+    if k < 2:
+        raise ValueError(f"a noise floor needs at least 2 windows of a point, got {k}")
+    scale = float(np.sqrt(k / (k - 1)))
+    return [float(e) for e in 100.0 * scale * np.abs(v - v.mean()) / v]
+
+
+def noise_floor_ape(groups: Iterable[Sequence[float]]) -> float | None:
+    """Median APE (%) a perfect predictor scores against single windows.
+
+    ``groups`` are repeated windows of the same points in the same run (one sequence per
+    point; a point with fewer than two windows adds nothing). ``None`` without any
+    repeated point.
+    """
+    apes = [e for g in groups if len(g) >= 2 for e in perfect_predictor_apes(g)]
+    return float(np.median(apes)) if apes else None
+
+
+def repeat_groups(
+    held: Sequence[HeldLike], noise: Sequence[Mapping[str, float]], percentile: str = "p50"
+) -> list[list[float]]:
+    """The ``percentile`` of each point's back-to-back repeated windows: every held-out
+    point measured more than once, and the identical runs at the centre of the space."""
+    groups = [
+        [float(r["latency"][percentile]) for r in h.repeats]
+        for h in map(as_held, held)
+        if len(h.repeats) >= 2
+    ]
+    if len(noise) >= 2:
+        groups.append([float(n[percentile]) for n in noise])
+    return groups
+
+
+def reference_spread(latencies: Sequence[Mapping[str, float]], percentile: str = "p50") -> float:
+    """Spread of repeated reference windows: ``(max - min) / median`` of ``percentile``
+    (0 for fewer than two windows)."""
+    v = np.array([float(lat[percentile]) for lat in latencies])
+    if len(v) < 2:
+        return 0.0
+    return float((v.max() - v.min()) / np.median(v))
+
+
+@dataclass(frozen=True)
+class Steadiness:
+    """Whether the host was steady enough for a run's latency figures to be judged.
+
+    Attributes
+    ----------
+    steady : bool
+        No bound was crossed.
+    reasons : tuple of str
+        One line per bound crossed, with the figure and the bound.
+    """
+
+    steady: bool
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def reason(self) -> str | None:
+        """The reasons in one line, ``None`` for a steady host."""
+        return "; ".join(self.reasons) or None
+
+
+def judge_host(
+    *,
+    steal_frac: float | None,
+    reference_spreads: Mapping[str, float],
+    noise_floor: float | None,
+    max_steal_frac: float = MAX_STEAL_FRAC,
+    max_reference_spread: float = MAX_REFERENCE_SPREAD,
+    max_noise_floor_ape: float = MAX_NOISE_FLOOR_APE,
+) -> Steadiness:
+    """Judge a run's host from its steal, its reference windows and its noise floor.
+
+    Parameters
+    ----------
+    steal_frac : float or None
+        CPU steal over the run (share of all CPU time); ``None`` when not measured.
+    reference_spreads : mapping
+        :func:`reference_spread` of each app's solo reference windows.
+    noise_floor : float or None
+        :func:`noise_floor_ape` of the run (%).
+    max_steal_frac, max_reference_spread, max_noise_floor_ape : float
+        The bounds (module constants by default).
+
+    Returns
+    -------
+    Steadiness
+        Unsteady with one reason per bound crossed.
+    """
+    reasons = []
+    if steal_frac is not None and steal_frac > max_steal_frac:
+        reasons.append(
+            f"CPU steal {100 * steal_frac:.1f}% of the run (bound {100 * max_steal_frac:g}%)"
+        )
+    for app, spread in reference_spreads.items():
+        if spread > max_reference_spread:
+            reasons.append(
+                f"{app}: solo reference windows spread {100 * spread:.0f}% "
+                f"(bound {100 * max_reference_spread:g}%)"
+            )
+    if noise_floor is not None and noise_floor > max_noise_floor_ape:
+        reasons.append(
+            f"identical windows disagree by {noise_floor:.1f}% (noise floor bound "
+            f"{max_noise_floor_ape:g}%)"
+        )
+    return Steadiness(not reasons, tuple(reasons))
+
+
 #: ``measure(design, seed, warmup_s)``: one window of the started target.
 MeasureAt = Callable[[Mapping[str, float], int, float], Measured]
 
@@ -179,9 +323,41 @@ def measure_holdout(
     solo_every: int,
     say: Callable[[str, int, int], None],
 ) -> list[HeldOutPoint]:
+    """The held-out points of :func:`measure_holdout_and_solos` (without the solo
+    baselines)."""
+    held, _ = measure_holdout_and_solos(
+        measure,
+        points,
+        seed=seed,
+        warmup_s=warmup_s,
+        repeats_per_point=repeats_per_point,
+        solo_every=solo_every,
+        say=say,
+    )
+    return held
+
+
+def measure_holdout_and_solos(
+    measure: MeasureAt,
+    points: Sequence[Mapping[str, float]],
+    *,
+    seed: int,
+    warmup_s: float,
+    repeats_per_point: int,
+    solo_every: int,
+    say: Callable[[str, int, int], None],
+) -> tuple[list[HeldOutPoint], list[dict[str, float]]]:
     """Measure every held-out point, with solo baselines before, every
     ``solo_every // 2`` points and after them; each point gets its interpolated solo
-    ``reference``. The seeds are the benchmark's since its first version."""
+    ``reference``. The seeds are the benchmark's since its first version.
+
+    Returns
+    -------
+    held : list of HeldOutPoint
+        The points in order.
+    solos : list of dict
+        The solo baselines' latencies in order: the repeated reference windows.
+    """
     held: list[HeldOutPoint] = []
     solos: list[tuple[float, dict[str, float]]] = []
     say("held-out solo baseline", 0, 0)
@@ -200,10 +376,11 @@ def measure_holdout(
         if (i + 1) % max(1, solo_every // 2) == 0 or i + 1 == len(points):
             say("held-out solo baseline", 0, 0)
             solos.append((i + 1, measure({}, seed * 7919 + 100001 + i, 0.0).latency))
-    return [
+    placed = [
         HeldOutPoint(h.pos, h.design, h.achieved, h.latency, reference_at(h.pos, solos), h.repeats)
         for h in held
     ]
+    return placed, [dict(lat) for _, lat in solos]
 
 
 def measure_noise(
