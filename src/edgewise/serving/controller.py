@@ -4,24 +4,38 @@ Imperative shell around :mod:`edgewise.serving.policies`. Every second it sample
 deployment (through a :class:`RuntimePort`: the Ray Serve runtime live, a fake in unit
 tests), turns the samples into the per-second windows a policy sees, and every policy
 period asks ``policy.decide(ctx)``, applies the decision (replica count, CPUs per
-replica) and stores the policy state and the action in the knowledge base. A controller
-killed mid-run and started again with the same ``run_key`` resumes from the stored
-state instead of starting cold.
+replica) and hands the policy state, the last plan and the action to a
+:class:`StateWriter`, which stores them in the knowledge base off the control loop.
+
+Two faults are handled here rather than by the caller:
+
+* **The controller dies.** Everything a policy needs to go on (its state, the rate
+  history it forecasts from, the per-second windows, the replica target and CPUs, the
+  policy's clock) is stored at every decision. A controller started with the same
+  ``run_key`` (``serve-SERVICE`` for ``edgewise serve``) that finds a state saved less
+  than ``resume_within_s`` ago resumes from it instead of starting cold; the deployment
+  keeps serving at the last target meanwhile, since replicas do not depend on the loop.
+* **The knowledge base is locked or unreachable.** The loop never waits on it: writes
+  that fail stay pending (the newest state, every event in order) and are written in
+  one transaction once the database answers again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from edgewise.clock import Clock, WallClock
 from edgewise.serving.cost import CostMeter, FlavorPrice
+from edgewise.serving.live import StateWriter
 from edgewise.serving.policies.base import (
     FlavorOption,
     Policy,
@@ -31,6 +45,14 @@ from edgewise.serving.policies.base import (
 )
 
 WINDOW_S = 60
+
+#: A stored state older than this (seconds) is not resumed: the controller starts cold.
+RESUME_WITHIN_S = 600.0
+
+#: Rate-history bins kept in the stored state (six weeks of hourly bins).
+_HISTORY_KEPT = 24 * 7 * 6
+
+log = logging.getLogger(__name__)
 
 
 class RuntimePort(Protocol):
@@ -75,6 +97,22 @@ class _Series:
             latency_p99_ms=np.asarray(self.p99, dtype=float),
         )
 
+    def to_json(self) -> dict[str, list[float | None]]:
+        """The windows as JSON (a NaN p99, a second without requests, as ``None``)."""
+        return {
+            name: [v if math.isfinite(v) else None for v in getattr(self, name)]
+            for name in ("arrivals", "ongoing", "util", "p99")
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> _Series:
+        """The windows :meth:`to_json` wrote."""
+
+        def values(name: str) -> list[float]:
+            return [math.nan if v is None else float(v) for v in doc.get(name, [])][-WINDOW_S:]
+
+        return cls(values("arrivals"), values("ongoing"), values("util"), values("p99"))
+
 
 def observe_second(
     prev: dict[str, Any],
@@ -110,7 +148,11 @@ class ReplicaStep(NamedTuple):
 
 @dataclass
 class ControllerResult:
-    """What a controller run did: decisions, actions, cost and the replica steps."""
+    """What a controller run did: decisions, actions, cost and the replica steps.
+
+    ``kb_write_failures`` counts write attempts the knowledge base refused (locked,
+    unreachable); ``unsaved_writes`` what was still not written when the run ended.
+    """
 
     decisions: int
     scale_actions: int
@@ -118,6 +160,8 @@ class ControllerResult:
     cost: float
     replicas_series: list[ReplicaStep]
     resumed: bool
+    kb_write_failures: int = 0
+    unsaved_writes: int = 0
 
 
 class LiveController:
@@ -147,6 +191,11 @@ class LiveController:
         Wall clock live, a fake in tests.
     time_scale : float
         Trace seconds per wall second (the replay speedup), for cost in trace time.
+    future_rate : callable, optional
+        The true rate over ``[t0, t1]`` (the clairvoyant oracle's input).
+    resume_within_s : float
+        Resume a stored state only when it was saved less than this long ago (clock
+        seconds); an older one is left alone and the controller starts cold.
 
     """
 
@@ -166,6 +215,7 @@ class LiveController:
         clock: Clock | None = None,
         time_scale: float = 1.0,
         future_rate: Any = None,
+        resume_within_s: float = RESUME_WITHIN_S,
     ) -> None:
         self.runtime = runtime
         self.policy = policy
@@ -179,6 +229,7 @@ class LiveController:
         self.clock = clock or WallClock()
         self.time_scale = time_scale
         self.future_rate = future_rate
+        self.resume_within_s = resume_within_s
         self._series = _Series()
         self._history = [float(v) for v in history]
         self._bin_sum = 0.0
@@ -186,9 +237,13 @@ class LiveController:
         self._state: dict[str, Any] = {}
         self._target = 0
         self._cpus = flavor.cpus
+        self._plan: dict[str, Any] | None = None
         self._prev: dict[str, Any] | None = None
         self._last_decide = -math.inf
-        self._t0 = self.clock.now()
+        # This run's own start (cost, replica steps, duration) and the origin of the
+        # policy's time, which a resumed run carries on from the stored one.
+        self._started_at = self.clock.now()
+        self._t0 = self._started_at
         self.decisions = 0
         self.scale_actions = 0
         self.vertical_actions = 0
@@ -197,6 +252,7 @@ class LiveController:
             {flavor.name: FlavorPrice(flavor.name, flavor.cpus, flavor.price_per_hour)},
             start=0.0,
         )
+        self.writer = StateWriter(kb, run_key, policy.name) if kb is not None else None
         self.resumed = self._load_state()
 
     @property
@@ -204,57 +260,65 @@ class LiveController:
         """Replicas the controller currently asks for."""
         return self._target
 
+    @property
+    def history(self) -> list[float]:
+        """The rate history (mean rate per bin, oldest first) the policy forecasts from."""
+        return list(self._history)
+
+    @property
+    def policy_state(self) -> dict[str, Any]:
+        """The policy's state after its last decision (or as resumed)."""
+        return dict(self._state)
+
     # --- persistence ------------------------------------------------------------------
     def _load_state(self) -> bool:
+        """Take over a recent stored state of ``run_key``; ``False`` when starting cold."""
         if self.kb is None:
             return False
         from sqlalchemy import select
 
         from edgewise.kb import models as m
 
-        with self.kb.transaction() as s:
+        with self.kb.snapshot() as s:
             row = s.scalars(select(m.PolicyState).where(m.PolicyState.key == self.run_key)).first()
             if row is None:
                 return False
-            saved = dict(row.state)
-        self._state = dict(saved.get("policy", {}))
+            saved, updated = dict(row.state), row.updated_at
         ctl = saved.get("controller", {})
+        saved_at = float(ctl.get("saved_at", _epoch(updated)))
+        now = self.clock.now()
+        if not now - saved_at <= self.resume_within_s:
+            log.info("state of %s saved %.0f s ago: starting cold", self.run_key, now - saved_at)
+            return False
+        self._state = dict(saved.get("policy", {}))
         self._history = [float(v) for v in ctl.get("history", self._history)]
         self._target = int(ctl.get("target", 0))
         self._cpus = float(ctl.get("cpus", self.flavor.cpus))
+        self._plan = ctl.get("plan")
+        bin_sum, bin_n = ctl.get("bin", (0.0, 0))
+        self._bin_sum, self._bin_n = float(bin_sum), int(bin_n)
+        if "series" in ctl:
+            self._series = _Series.from_json(ctl["series"])
+        # The policy's clock goes on from where the stored run left it (downtime included),
+        # so the times it keeps in its state (last scale-out, recommendations) stay valid.
+        self._t0 = saved_at - float(ctl.get("elapsed_s", 0.0))
         return True
 
-    def _save(self, decision: ScalingDecision, t: float, changed: bool) -> None:
-        if self.kb is None:
-            return
-        from sqlalchemy import select
-
-        from edgewise.kb import models as m
-
-        blob = {
+    def _snapshot_state(self, now: float) -> dict[str, Any]:
+        """Everything a restarted controller needs to go on (JSON)."""
+        return {
             "policy": self._state,
             "controller": {
-                "history": self._history[-24 * 7 * 6 :],
+                "history": self._history[-_HISTORY_KEPT:],
+                "bin": [self._bin_sum, self._bin_n],
+                "series": self._series.to_json(),
                 "target": self._target,
                 "cpus": self._cpus,
+                "plan": self._plan,
+                "elapsed_s": now,
+                "saved_at": self.clock.now(),
             },
         }
-        with self.kb.transaction() as s:
-            row = s.scalars(select(m.PolicyState).where(m.PolicyState.key == self.run_key)).first()
-            if row is None:
-                s.add(m.PolicyState(key=self.run_key, policy=self.policy.name, state=blob))
-            else:
-                row.state = blob
-                row.policy = self.policy.name
-            if changed:
-                s.add(
-                    m.ScalingEvent(
-                        run_key=self.run_key,
-                        t=t,
-                        policy=self.policy.name,
-                        action=decision.to_dict(),
-                    ),
-                )
 
     # --- the loop ----------------------------------------------------------------------
     def observe(self) -> None:
@@ -271,6 +335,7 @@ class LiveController:
         self._prev = cur
 
     def context(self, now: float) -> ScalingContext:
+        """What the policy sees at ``now`` (seconds on the policy's clock)."""
         running = self.runtime.running_replicas()
         starting = max(0, self._target - running)
         return ScalingContext(
@@ -293,8 +358,9 @@ class LiveController:
         )
 
     def decide(self) -> ScalingDecision:
-        """Ask the policy and apply its decision."""
-        now = self.clock.now() - self._t0
+        """Ask the policy, apply its decision and hand the new state to the writer."""
+        wall = self.clock.now()
+        now, local = wall - self._t0, wall - self._started_at
         decision, state = self.policy.decide(self.context(now))
         self._state = json.loads(json.dumps(state))
         self.decisions += 1
@@ -311,10 +377,13 @@ class LiveController:
             self.vertical_actions += 1
             self._cpus = cpus
             changed = True
-        self.meter.update(now, self.flavor.name, self._target, self._cpus)
-        self.series.append(ReplicaStep(now, self._target, self._cpus))
+        self._plan = {**decision.to_dict(), "t": now}
+        self.meter.update(local, self.flavor.name, self._target, self._cpus)
+        self.series.append(ReplicaStep(local, self._target, self._cpus))
         self.runtime.set_info(target_replicas=self._target, cpus=self._cpus)
-        self._save(decision, now, changed)
+        if self.writer is not None:
+            event = (now, decision.to_dict()) if changed else None
+            self.writer.put(self._snapshot_state(now), event)
         return decision
 
     def start(self, initial_replicas: int) -> None:
@@ -326,18 +395,27 @@ class LiveController:
         self.meter.update(0.0, self.flavor.name, self._target, self._cpus)
 
     def run(self, duration_s: float, stop: threading.Event | None = None) -> ControllerResult:
-        """Observe every second and decide every policy period until ``duration_s``."""
-        end = self._t0 + duration_s
+        """Observe every second and decide every policy period until ``duration_s``.
+
+        The knowledge-base writer runs beside the loop; what it could not write by the
+        end is tried for a few more seconds, and counted in the result if still unsaved.
+        """
+        end = self._started_at + duration_s
         next_tick = self.clock.now()
-        while self.clock.now() < end and not (stop is not None and stop.is_set()):
-            self.observe()
-            now = self.clock.now()
-            if now - self._last_decide >= self.policy.period_s:
-                self._last_decide = now
-                self.decide()
-            next_tick += 1.0
-            self.clock.sleep(max(0.0, next_tick - self.clock.now()))
-        t_end = min(self.clock.now(), end) - self._t0
+        if self.writer is not None:
+            self.writer.start()
+        try:
+            while self.clock.now() < end and not (stop is not None and stop.is_set()):
+                self.observe()
+                now = self.clock.now()
+                if now - self._last_decide >= self.policy.period_s:
+                    self._last_decide = now
+                    self.decide()
+                next_tick += 1.0
+                self.clock.sleep(max(0.0, next_tick - self.clock.now()))
+        finally:
+            stats = self.writer.close() if self.writer is not None else None
+        t_end = min(self.clock.now(), end) - self._started_at
         return ControllerResult(
             decisions=self.decisions,
             scale_actions=self.scale_actions,
@@ -345,4 +423,11 @@ class LiveController:
             cost=self.meter.total(t_end) * self.time_scale,
             replicas_series=list(self.series),
             resumed=self.resumed,
+            kb_write_failures=stats.failures if stats else 0,
+            unsaved_writes=stats.pending if stats else 0,
         )
+
+
+def _epoch(stamp: datetime | None) -> float:
+    """A stored timestamp as epoch seconds (``-inf`` when missing: never recent)."""
+    return stamp.timestamp() if stamp is not None else -math.inf

@@ -4,14 +4,18 @@
 knowledge base (or measures it in a real cgroup when asked) and turns it into the
 :class:`FlavorOption` the policies plan with; ``sample_body`` makes a valid request for a
 zoo model; ``store_replay`` writes a replay's summary and series to the KB (``Plan`` rows
-of kind ``replay``) for the report.
+of kind ``replay``) for the report; :class:`StateWriter` stores the live controller's
+state and scaling events off its control loop, catching up after a knowledge-base
+outage.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +26,8 @@ from edgewise.config import FlavorSpec
 from edgewise.errors import InfeasibleError
 from edgewise.serving.policies import FlavorOption
 from edgewise.serving.policies.base import service_quantiles
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FLAVOR = FlavorSpec(
     name="small",
@@ -217,3 +223,167 @@ def _option(
         service_ms_mean=float(np.mean(service_ms)),
         service_ms_quantiles=service_quantiles(service_ms),
     )
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    """What a :class:`StateWriter` wrote, and what it could not write at first.
+
+    Attributes
+    ----------
+    states_written, events_written : int
+        State rows (newest state per commit) and scaling events committed.
+    failures : int
+        Write attempts that failed (the knowledge base locked or unreachable).
+    pending : int
+        States and events not written yet.
+    max_lag_s : float
+        Longest time (wall seconds) a record waited between the loop handing it over
+        and its commit: the catch-up delay after an outage.
+    """
+
+    states_written: int
+    events_written: int
+    failures: int
+    pending: int
+    max_lag_s: float
+
+
+class StateWriter:
+    """Stores a controller's state and scaling events in the knowledge base off its loop.
+
+    The control loop calls :meth:`put` (never blocks on the database); a writer thread
+    commits what is pending in one transaction: the newest state (older unsaved ones are
+    superseded) and every event in order. A failed write (SQLite's lock held past its
+    busy timeout, a database that does not answer) keeps everything pending and is tried
+    again ``retry_s`` later, so rows that could not be written during an outage appear
+    once it ends. Call :meth:`flush` to write synchronously (tests, the end of a run).
+
+    Parameters
+    ----------
+    kb : KnowledgeBase
+        Where the ``PolicyState`` row and ``ScalingEvent`` rows go.
+    run_key : str
+        Key of the state row and of the events.
+    policy : str
+        The policy's name, stored with both.
+    retry_s : float
+        Wait after a failed write before the next attempt.
+    """
+
+    def __init__(self, kb: Any, run_key: str, policy: str, retry_s: float = 0.5) -> None:
+        self.kb = kb
+        self.run_key = run_key
+        self.policy = policy
+        self.retry_s = retry_s
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one write at a time, events in order
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._state: dict[str, Any] | None = None
+        self._events: list[tuple[float, dict[str, Any]]] = []
+        self._oldest: float | None = None  # monotonic time the oldest pending record came
+        self._thread: threading.Thread | None = None
+        self._states_written = 0
+        self._events_written = 0
+        self._failures = 0
+        self._max_lag_s = 0.0
+
+    def put(self, state: dict[str, Any], event: tuple[float, dict[str, Any]] | None) -> None:
+        """Hand over the newest state and, when the decision acted, its ``(t, action)``."""
+        with self._lock:
+            self._state = state
+            if event is not None:
+                self._events.append(event)
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+        self._wake.set()
+
+    def stats(self) -> WriterStats:
+        """Counts so far (see :class:`WriterStats`)."""
+        with self._lock:
+            pending = len(self._events) + (self._state is not None)
+            return WriterStats(
+                self._states_written,
+                self._events_written,
+                self._failures,
+                pending,
+                self._max_lag_s,
+            )
+
+    def flush(self) -> bool:
+        """Write what is pending now; ``False`` (and everything kept) when it failed."""
+        with self._write_lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
+        with self._lock:
+            state, events, oldest = self._state, self._events, self._oldest
+            self._state, self._events, self._oldest = None, [], None
+        if state is None and not events:
+            return True
+        try:
+            self._write(state, events)
+        except Exception as err:
+            with self._lock:
+                self._failures += 1
+                if self._state is None:
+                    self._state = state
+                self._events = events + self._events
+                self._oldest = oldest if self._oldest is None else min(oldest or 0.0, self._oldest)
+            log.warning("knowledge base write deferred (%s): %s", type(err).__name__, err)
+            return False
+        with self._lock:
+            self._states_written += state is not None
+            self._events_written += len(events)
+            if oldest is not None:
+                self._max_lag_s = max(self._max_lag_s, time.monotonic() - oldest)
+        return True
+
+    def _write(
+        self, state: dict[str, Any] | None, events: list[tuple[float, dict[str, Any]]]
+    ) -> None:
+        from sqlalchemy import select
+
+        from edgewise.kb import models as m
+
+        with self.kb.transaction() as s:
+            if state is not None:
+                row = s.scalars(
+                    select(m.PolicyState).where(m.PolicyState.key == self.run_key)
+                ).first()
+                if row is None:
+                    s.add(m.PolicyState(key=self.run_key, policy=self.policy, state=state))
+                else:
+                    row.state = state
+                    row.policy = self.policy
+            for t, action in events:
+                s.add(m.ScalingEvent(run_key=self.run_key, t=t, policy=self.policy, action=action))
+
+    def start(self) -> None:
+        """Start the writer thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="edgewise-kb-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if not self.flush():
+                self._stop.wait(self.retry_s)
+                self._wake.set()
+
+    def close(self, timeout_s: float = 10.0) -> WriterStats:
+        """Stop the thread and write what is left, trying for up to ``timeout_s``."""
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join(timeout=timeout_s)
+            self._thread = None
+        deadline = time.monotonic() + timeout_s
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(min(self.retry_s, max(0.0, deadline - time.monotonic())))
+        return self.stats()
