@@ -116,7 +116,8 @@ failed=0
 for name in "${names[@]}"; do
   cmd=${CMD[$name]}
   log="$LOGS/$name.log"
-  echo "== $name: edgewise $cmd" >&2
+  shown="edgewise $cmd"; [[ $cmd == scripts/* ]] && shown=$cmd
+  echo "== $name: $shown" >&2
   cat /proc/stat >"$LOGS/$name.stat0"
   : >"$LOGS/$name.loads"
   ( while :; do cat /proc/loadavg >>"$LOGS/$name.loads"; sleep 5; done ) &
