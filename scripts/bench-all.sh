@@ -76,9 +76,7 @@ gpus = None
 if shutil.which("nvidia-smi"):
     run = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
     gpus = [ln.strip() for ln in run.stdout.splitlines() if ln.strip()] or None
-git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                       capture_output=True, text=True).stdout.strip() != ""
+git, dirty = os.environ["BENCH_COMMIT"], os.environ["BENCH_DIRTY"] == "1"  # at the start
 iso = lambda t: datetime.fromtimestamp(int(t), timezone.utc).isoformat(timespec="seconds")
 host = {
     "cpu_model": model,
@@ -122,6 +120,9 @@ for name in "${names[@]}"; do
   : >"$LOGS/$name.loads"
   ( while :; do cat /proc/loadavg >>"$LOGS/$name.loads"; sleep 5; done ) &
   sampler=$!
+  BENCH_COMMIT=$(git rev-parse HEAD 2>/dev/null) BENCH_DIRTY=0
+  [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && BENCH_DIRTY=1
+  export BENCH_COMMIT BENCH_DIRTY
   t0=$(date +%s)
   run=("$EW"); [[ $cmd == scripts/* ]] && run=()
   # shellcheck disable=SC2086  # the command is a list of words
