@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ import numpy as np
 import psutil
 
 from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
+from edgewise.procs import child_preexec, kill_group
 from edgewise.stats import latency_summary, poisson_times
 
 
@@ -203,7 +205,7 @@ class ZooTarget:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
-            preexec_fn=_pinner(self.cpus),
+            preexec_fn=child_preexec(_pinner(self.cpus)),
             env=_child_env(self.threads),
             start_new_session=True,
         )
@@ -286,10 +288,7 @@ class CommandTarget:
         self.params = {"argv": self.argv}
 
     def start(self) -> None:
-        import shutil
-
-        if shutil.which(self.argv[0]) is None and not os.path.exists(self.argv[0]):
-            raise UnknownNameError(f"command not found: {self.argv[0]}")
+        _check_program(self.argv[0])
 
     def measure(self, seconds: float, seed: int) -> TargetResult:
         lat: list[float] = []
@@ -297,25 +296,35 @@ class CommandTarget:
         t_end = time.monotonic() + seconds
         t0 = time.monotonic()
         rss = 0.0
-        pin = _pinner(self.cpus)
-
         while time.monotonic() < t_end or not lat:
             s = time.monotonic()
             r0 = os.times()
-            proc = subprocess.run(
-                self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin
-            )
+            code, err = self._run_once()
             r1 = os.times()
-            if proc.returncode != 0:
-                last = (
-                    proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
-                )[-1]
-                raise EnvironmentProblem(
-                    f"target command exited with code {proc.returncode}: {last}"
-                )
+            if code != 0:
+                last = (err.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+                raise EnvironmentProblem(f"target command exited with code {code}: {last}")
             lat.append(1000.0 * (time.monotonic() - s))
             cpu += (r1.children_user - r0.children_user) + (r1.children_system - r0.children_system)
         return TargetResult(np.asarray(lat), cpu, time.monotonic() - t0, rss)
+
+    def _run_once(self) -> tuple[int, bytes]:
+        """Run the command once in its own process group, set to die with this process;
+        an interruption (Ctrl-C, SIGTERM under the CLI) kills the whole group."""
+        proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=child_preexec(_pinner(self.cpus)),
+            start_new_session=True,
+        )
+        try:
+            _, err = proc.communicate()
+        except BaseException:
+            kill_group(proc, signal.SIGKILL)
+            proc.wait()
+            raise
+        return proc.returncode, err
 
     def close(self) -> None:
         return None
@@ -351,7 +360,7 @@ def solo_service_ms(
             capture_output=True,
             text=True,
             timeout=timeout_s,
-            preexec_fn=_pinner(cpus),
+            preexec_fn=child_preexec(_pinner(cpus)),
             env=_child_env(threads),
         )
     except subprocess.TimeoutExpired:
@@ -371,6 +380,55 @@ def _zoo_names() -> tuple[str, ...] | None:
     return tuple(MODEL_NAMES)
 
 
+def _check_program(program: str) -> None:
+    """UnknownNameError unless ``program`` is on PATH or an existing path."""
+    import shutil
+
+    if shutil.which(program) is None and not os.path.exists(program):
+        raise UnknownNameError(f"command not found: {program}")
+
+
+def check_app(app: str) -> None:
+    """Check an app reference without starting anything: one-line error if it is unknown.
+
+    Parameters
+    ----------
+    app : str
+        A zoo model, ``model@RATErps[xB][:cuda]`` or ``cmd:COMMAND``.
+
+    Raises
+    ------
+    UnknownNameError
+        A model the zoo does not have (the message lists the ones it has), or a command
+        whose program is not found.
+    SpecError
+        ``cmd:`` with no command line.
+    EnvironmentProblem
+        The zoo cannot be imported.
+    """
+    if app.startswith("cmd:"):
+        try:
+            argv = shlex.split(app[4:])
+        except ValueError as err:
+            raise SpecError(f"bad command in {app!r}: {err}") from None
+        if not argv:
+            raise SpecError(f"empty command in {app!r}: expected cmd:COMMAND [ARGS...]")
+        _check_program(argv[0])
+        return
+    parsed = parse_workload_name(app)
+    model = parsed[0] if parsed is not None else app
+    known = _zoo_names()
+    if known is None:
+        raise EnvironmentProblem(
+            "edgewise.workloads.zoo is not available: cannot serve a zoo model"
+        )
+    if model not in known:
+        raise UnknownNameError(
+            f"unknown app {app!r}: expected a zoo model ({', '.join(known)}), "
+            "model@RATErps or cmd:COMMAND"
+        )
+
+
 def make_target(
     app: str,
     *,
@@ -388,6 +446,7 @@ def make_target(
     solo capacity on ``cpus``, timed first (:func:`solo_service_ms`): one rate for every
     model would overload a large one and leave a small one idle.
     """
+    check_app(app)
     if app.startswith("cmd:"):
         return CommandTarget(shlex.split(app[4:]), cpus=cpus, name=app)
     parsed = parse_workload_name(app)
@@ -396,15 +455,6 @@ def make_target(
         device = "cuda" if workload_device(app) == "cuda" else device
     else:
         model = app
-    known = _zoo_names()
-    if known is None:
-        raise EnvironmentProblem(
-            "edgewise.workloads.zoo is not available: cannot serve a zoo model"
-        )
-    if model not in known:
-        raise UnknownNameError(
-            f"unknown app {app!r}: expected a zoo model ({', '.join(known)}), model@RATErps or cmd:COMMAND"
-        )
     if load is not None and parsed is None:
         svc = solo_service_ms(
             model, batch_size=batch_size, threads=threads, cpus=cpus, device=device
