@@ -255,6 +255,25 @@ def _replay_one(setup: _ReplaySetup, policy: str) -> PolicyReplay:
     return PolicyReplay(live, sim, setup.segment.speedup)
 
 
+def _colocate(
+    cap: FlavorCapacity,
+    model: str,
+    neighbours: Sequence[str],
+    slo_ms: float,
+    percentile: float,
+    seed: int,
+    store: Any,
+) -> tuple[FlavorOption, ColocatedCapacity | None, Slowdown | None]:
+    """The option the policies plan with: ``cap`` alone, or derated next to ``neighbours``."""
+    if not neighbours:
+        return cap.option, None, None
+    slowdown = predicted_slowdown(app=model, neighbours=neighbours, kb=store)
+    coloc = colocated_capacity(
+        cap, slowdown.factor, slo_ms=slo_ms, percentile=percentile, seed=seed
+    )
+    return coloc.colocated, coloc, slowdown
+
+
 def replay(
     *,
     trace: str = "bikeshare",
@@ -288,34 +307,24 @@ def replay(
         the last ``hours`` of the trace).
     hours, speedup : float
         Trace hours replayed, and trace seconds per wall second.
-    policies : sequence of str
-        Policy names, replayed in order.
+    policies, model
+        Policy names, replayed in order, and the zoo model served.
     slo_ms, percentile : float
         The SLO.
-    model : str
-        Zoo model served.
     flavors, flavor
         Flavors YAML and flavor name (:func:`edgewise.api.serve.pick_flavor`).
-    peak_rps : float, optional
-        Peak rate of the segment (default: ``peak_fraction`` of what the host's replicas
-        serve, at the capacity the policies plan with).
+    peak_rps, peak_fraction : float
+        Peak rate of the segment; default ``peak_fraction`` of what the host's replicas
+        serve at the capacity the policies plan with.
     neighbours : sequence of str
-        Workloads declared to run beside every replica (``stress:cpu=0.5``, a profiled
-        ``model@RATErps``): the replica's capacity is derated by the slowdown the
-        knowledge base's interference model predicts for ``model`` next to them.
-    peak_fraction : float
-        Share of the host's replica capacity the default peak rate asks for.
-    port, seed : int
-        HTTP port of the deployments, and seed of the arrivals.
-    ingress : str
-        ``'proxy'`` (Ray Serve's HTTP proxy) or ``'haproxy'``.
-    simulate : bool
-        Also simulate each policy over the same segment.
-    kb : str, optional
-        Knowledge-base URL; ``None`` is the default one.
-    progress : callable, optional
-        ``progress(phase, done, total)``: the phase says what starts (the probe, then
-        each policy's replay, with the segment's facts).
+        Workloads beside every replica (``stress:cpu=0.5``, ``model@RATErps``): the
+        capacity is derated by the slowdown the interference model predicts next to them.
+    port, seed, ingress, simulate
+        HTTP port, seed of the arrivals, ``'proxy'`` or ``'haproxy'``, and whether to
+        also simulate each policy over the same segment.
+    kb, progress
+        Knowledge-base URL (``None``: the default one); ``progress(phase, done, total)``
+        says what starts (the probe, then each policy's replay with the segment's facts).
 
     Returns
     -------
@@ -339,17 +348,7 @@ def replay(
     with RaySession(ingress=ingress):
         report(f"probing one {model} replica in flavor {fl.name} through HTTP ...", 0, len(names))
         cap = _probe(model, fl, n_max, slo_ms, percentile, port, seed, ingress)
-        slowdown = (
-            predicted_slowdown(app=model, neighbours=neighbours, kb=store) if neighbours else None
-        )
-        coloc = (
-            colocated_capacity(
-                cap, slowdown.factor, slo_ms=slo_ms, percentile=percentile, seed=seed
-            )
-            if slowdown is not None
-            else None
-        )
-        option = coloc.colocated if coloc is not None else cap.option
+        option, coloc, slowdown = _colocate(cap, model, neighbours, slo_ms, percentile, seed, store)
         peak = peak_rps or peak_fraction * option.capacity_rps * n_max
         setup = _ReplaySetup(
             trace=trace,

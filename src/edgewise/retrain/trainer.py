@@ -316,35 +316,50 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def worker_main(config_path: str, rank: int) -> int:
-    """Run one rank of the group described by ``config_path`` until done or failure.
+@dataclass
+class _RankShare:
+    """What one rank trains on each step: its config, the shares, its slice and loss scale."""
 
-    Rank 0 checkpoints every ``checkpoint_every`` steps (atomically) and writes the
-    final weights. Every rank appends one JSON line per step to
-    ``<workdir>/metrics-g<generation>-r<rank>.jsonl``. A dead peer surfaces as a gloo
-    error within ``timeout_s``; the rank then exits with code 3.
-    """
-    die_with_parent()
-    cfg = TrainJobConfig.from_json(Path(config_path).read_text())
-    me = cfg.ranks[rank]
-    apply_intensity(me.threads, me.nice)
-    work = Path(cfg.workdir)
-    metrics = work / f"metrics-g{cfg.generation}-r{rank}.jsonl"
-    x, y, n_classes = train_split(cfg.data, cfg.drift, cfg.seed)
-    torch.manual_seed(cfg.seed)
-    module = build_module(cfg.model, cfg.seed, n_classes)
-    opt = torch.optim.SGD(module.parameters(), lr=cfg.lr, momentum=0.9)
-    step = cfg.start_step
+    me: RankConfig
+    shares: list[int]
+    offset: int
+    scale: float
+    bstate: BalanceState = field(default_factory=BalanceState)
+
+    @classmethod
+    def of(
+        cls, ranks: list[RankConfig], rank: int, me: RankConfig, global_batch: int
+    ) -> _RankShare:
+        shares = [r.share for r in ranks]
+        return cls(
+            me,
+            shares,
+            rank_offsets(shares)[rank],
+            loss_scale(me.share, len(ranks), global_batch),
+        )
+
+    def reshare(self, shares: list[int], rank: int, global_batch: int) -> None:
+        """New shares from the in-loop rebalancer (same ranks, same intensities)."""
+        self.shares = shares
+        self.me = RankConfig(self.me.device, shares[rank], self.me.threads, self.me.nice)
+        self.offset = rank_offsets(shares)[rank]
+        self.scale = loss_scale(self.me.share, len(shares), global_batch)
+
+
+def _restore(cfg: TrainJobConfig, module: nn.Module, opt: torch.optim.Optimizer) -> int:
+    """Load the checkpoint or initial weights the job starts from; the first step."""
     if cfg.resume_from:
         ck = load_checkpoint(Path(cfg.resume_from))
         module.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        step = int(ck["step"])
-    elif cfg.init_weights:
+        return int(ck["step"])
+    if cfg.init_weights:
         module.load_state_dict(torch.load(cfg.init_weights, map_location="cpu"))
-    from edgewise.retrain.devices import join_device_group
+    return cfg.start_step
 
-    join_device_group()
+
+def _meet_peers(cfg: TrainJobConfig, rank: int, work: Path) -> bool:
+    """Wait for every rank's ready file, then join the gloo group; False on failure."""
     # start-up (imports, data) can be slow on a throttled device: meet on files first,
     # so that the short gloo timeout only has to cover the connection itself
     (work / f"ready-g{cfg.generation}-r{rank}").write_text("1")
@@ -352,7 +367,7 @@ def worker_main(config_path: str, rank: int) -> int:
     while not all((work / f"ready-g{cfg.generation}-r{r}").exists() for r in range(cfg.world)):
         if time.time() > give_up:
             print(f"rank {rank}: peers did not start in time", file=sys.stderr)
-            return 3
+            return False
         time.sleep(0.02)
     try:
         dist.init_process_group(
@@ -364,79 +379,108 @@ def worker_main(config_path: str, rank: int) -> int:
         )
     except Exception as err:  # peer never came: report and leave
         print(f"rank {rank}: rendezvous failed: {err}", file=sys.stderr)
+        return False
+    return True
+
+
+def _follow_live_plan(
+    cfg: TrainJobConfig, rank: int, work: Path, plan_version: int, cur: _RankShare
+) -> tuple[int, _RankShare]:
+    """Adopt a newer published plan at this step boundary, on every rank at once."""
+    version = torch.zeros(1, dtype=torch.int64)
+    version[0] = read_live_version(work, cfg.generation) if rank == 0 else 0
+    dist.broadcast(version, 0)
+    if int(version[0]) <= plan_version:
+        return plan_version, cur
+    ranks = read_live_plan(work, cfg.generation, int(version[0]))
+    apply_intensity(ranks[rank].threads, ranks[rank].nice)
+    return int(version[0]), _RankShare.of(ranks, rank, ranks[rank], cfg.global_batch)
+
+
+def _step(
+    cfg: TrainJobConfig,
+    rank: int,
+    step: int,
+    cur: _RankShare,
+    model: tuple[nn.Module, torch.optim.Optimizer, list[torch.Tensor]],
+    data: tuple[torch.Tensor, torch.Tensor],
+) -> dict[str, Any]:
+    """One data-parallel step of this rank; the step's metrics record."""
+    module, opt, params = model
+    x, y = data
+    t0 = time.time()
+    idx = step_indices(len(y), cfg.global_batch, step, cfg.seed)
+    me, step_shares = cur.me, cur.shares
+    # a rank with share 0 stays in the group: a 2-sample pass weighted by 0
+    mine = torch.as_tensor(idx[cur.offset : cur.offset + me.share] if me.share else idx[:2])
+    opt.zero_grad()
+    raw = nn.functional.cross_entropy(module(x[mine]), y[mine])
+    (raw * cur.scale).backward()
+    t_fb = time.time()
+    if cfg.extra.get("rebalance", False):
+        # every rank's compute time rides on the gradient all-reduce (slot = rank)
+        times = allreduce_mean_grads(params, cfg.world, extra=(rank, t_fb - t0))
+        new, cur.bstate = rebalance(cur.shares, times, cur.bstate, cfg.global_batch)
+        if new is not None:
+            cur.reshare(new, rank, cfg.global_batch)
+    else:
+        allreduce_mean_grads(params, cfg.world)
+    if cfg.max_grad_norm is not None:
+        # every rank holds the same averaged gradient, so every rank clips alike
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    t_ar = time.time()
+    opt.step()
+    return {
+        "event": "step",
+        "rank": rank,
+        "device": me.device,
+        "step": step + 1,
+        "t0": t0,
+        "t_fb": t_fb,
+        "t_ar": t_ar,
+        "t": time.time(),
+        "loss": float(raw.detach()) if step_shares[rank] else 0.0,
+        "share": step_shares[rank],
+        "threads": me.threads,
+        "nice": me.nice,
+    }
+
+
+def worker_main(config_path: str, rank: int) -> int:
+    """Run one rank of the group described by ``config_path`` until done or failure.
+
+    Rank 0 checkpoints every ``checkpoint_every`` steps (atomically) and writes the
+    final weights. Every rank appends one JSON line per step to
+    ``<workdir>/metrics-g<generation>-r<rank>.jsonl``. A dead peer surfaces as a gloo
+    error within ``timeout_s``; the rank then exits with code 3.
+    """
+    die_with_parent()
+    cfg = TrainJobConfig.from_json(Path(config_path).read_text())
+    apply_intensity(cfg.ranks[rank].threads, cfg.ranks[rank].nice)
+    work = Path(cfg.workdir)
+    metrics = work / f"metrics-g{cfg.generation}-r{rank}.jsonl"
+    x, y, n_classes = train_split(cfg.data, cfg.drift, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    module = build_module(cfg.model, cfg.seed, n_classes)
+    opt = torch.optim.SGD(module.parameters(), lr=cfg.lr, momentum=0.9)
+    step = _restore(cfg, module, opt)
+    from edgewise.retrain.devices import join_device_group
+
+    join_device_group()
+    if not _meet_peers(cfg, rank, work):
         return 3
     broadcast_params(module)
-    params = list(module.parameters())
-    loss_fn = nn.CrossEntropyLoss()
-    shares = [r.share for r in cfg.ranks]
-    offset = rank_offsets(shares)[rank]
-    scale = loss_scale(me.share, cfg.world, cfg.global_batch)
-    live = bool(cfg.extra.get("live_plan", False))
-    balance = bool(cfg.extra.get("rebalance", False))
-    bstate = BalanceState()
-    version = torch.zeros(1, dtype=torch.int64)
-    plan_version = 0
+    model = (module, opt, list(module.parameters()))
+    cur = _RankShare.of(list(cfg.ranks), rank, cfg.ranks[rank], cfg.global_batch)
+    live, plan_version = bool(cfg.extra.get("live_plan", False)), 0
     _append(metrics, {"event": "start", "rank": rank, "step": step, "t": time.time()})
     try:
         while step < cfg.total_steps:
             if live:
-                # re-plans take effect at a step boundary, on every rank at once
-                version[0] = read_live_version(work, cfg.generation) if rank == 0 else 0
-                dist.broadcast(version, 0)
-                if int(version[0]) > plan_version:
-                    plan_version = int(version[0])
-                    ranks = read_live_plan(work, cfg.generation, plan_version)
-                    me = ranks[rank]
-                    apply_intensity(me.threads, me.nice)
-                    shares = [r.share for r in ranks]
-                    offset = rank_offsets(shares)[rank]
-                    scale = loss_scale(me.share, cfg.world, cfg.global_batch)
-                    bstate = BalanceState()
-            t0 = time.time()
-            idx = step_indices(len(y), cfg.global_batch, step, cfg.seed)
-            # a rank with share 0 stays in the group: a 2-sample pass weighted by 0
-            mine = torch.as_tensor(idx[offset : offset + me.share] if me.share else idx[:2])
-            opt.zero_grad()
-            raw = loss_fn(module(x[mine]), y[mine])
-            loss = raw * scale
-            loss.backward()
-            t_fb = time.time()
-            step_shares = shares
-            if balance:
-                # every rank's compute time rides on the gradient all-reduce (slot = rank)
-                times = allreduce_mean_grads(params, cfg.world, extra=(rank, t_fb - t0))
-                new, bstate = rebalance(shares, times, bstate, cfg.global_batch)
-                if new is not None:
-                    shares = new
-                    me = RankConfig(me.device, shares[rank], me.threads, me.nice)
-                    offset = rank_offsets(shares)[rank]
-                    scale = loss_scale(me.share, cfg.world, cfg.global_batch)
-            else:
-                allreduce_mean_grads(params, cfg.world)
-            if cfg.max_grad_norm is not None:
-                # every rank holds the same averaged gradient, so every rank clips alike
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            t_ar = time.time()
-            opt.step()
+                plan_version, cur = _follow_live_plan(cfg, rank, work, plan_version, cur)
+            record = _step(cfg, rank, step, cur, model, (x, y))
             step += 1
-            _append(
-                metrics,
-                {
-                    "event": "step",
-                    "rank": rank,
-                    "device": me.device,
-                    "step": step,
-                    "t0": t0,
-                    "t_fb": t_fb,
-                    "t_ar": t_ar,
-                    "t": time.time(),
-                    "loss": float(raw.detach()) if step_shares[rank] else 0.0,
-                    "share": step_shares[rank],
-                    "threads": me.threads,
-                    "nice": me.nice,
-                    "plan_version": plan_version,
-                },
-            )
+            _append(metrics, record | {"plan_version": plan_version})
             if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.total_steps):
                 save_checkpoint(
                     work / "checkpoints",
@@ -449,7 +493,7 @@ def worker_main(config_path: str, rank: int) -> int:
             os.replace(tmp, work / "final.pt")
         dist.barrier()
     except Exception as err:
-        print(f"rank {rank} ({me.device}): group failed at step {step}: {err}", file=sys.stderr)
+        print(f"rank {rank} ({cur.me.device}): group failed at step {step}: {err}", file=sys.stderr)
         return 3
     finally:
         with contextlib.suppress(Exception):
