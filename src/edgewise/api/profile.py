@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from edgewise.interference.campaign import AppEvaluation, EvaluationSetup, Placement
     from edgewise.interference.campaign.evaluation import NoiseFloor
     from edgewise.interference.predictor import LatencyPrediction
+    from edgewise.interference.target import CommandTarget, ZooTarget
     from edgewise.kb import KnowledgeBase
 
 __all__ = [
@@ -186,6 +187,74 @@ def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
         raise SpecError(f"--{option} {value!r}: expected {expected}")
 
 
+def campaign_target(
+    kb: KnowledgeBase,
+    campaign: str,
+    *,
+    resume: bool,
+    app: str,
+    rate_rps: float = 20.0,
+    load: float | None = None,
+    batch_size: int = 1,
+    cpus: Sequence[int] | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> ZooTarget | CommandTarget:
+    """The target campaign ``campaign`` measures, checked against the stored campaign.
+
+    A resumed zoo campaign keeps the rate stored with it: a ``load`` is not timed again
+    (the host's speed moves, and a new rate would be a new workload). Starting a
+    campaign whose name is taken, without ``resume``, is refused here, before any
+    process starts.
+
+    Parameters
+    ----------
+    kb : KnowledgeBase
+        The open knowledge base.
+    campaign : str
+        The campaign's name.
+    resume : bool
+        Continue the stored campaign of that name.
+    app, rate_rps, load, batch_size, cpus, seed, device
+        As for :func:`profile` (``cpus``: where the target runs).
+
+    Returns
+    -------
+    ZooTarget or CommandTarget
+        Not started.
+
+    Raises
+    ------
+    EdgewiseError
+        The campaign exists and ``resume`` is false.
+    SpecError
+        The stored campaign profiles another workload than ``app`` names.
+    """
+    from edgewise.interference.campaign.store import campaign_exists_error, find_campaign
+    from edgewise.interference.target import make_target
+
+    stored = find_campaign(kb, campaign)
+    if stored is not None and not resume:
+        raise campaign_exists_error(campaign, stored.status)
+    if stored is not None and stored.kind == "zoo" and stored.rate_rps is not None:
+        rate_rps, load = stored.rate_rps, None
+    target = make_target(
+        app,
+        rate_rps=rate_rps,
+        batch_size=batch_size,
+        cpus=cpus,
+        seed=seed,
+        device=device,
+        load=load,
+    )
+    if stored is not None and stored.workload and target.name != stored.workload:
+        raise SpecError(
+            f"campaign {campaign!r} profiles {stored.workload}, not {target.name}: "
+            "resume it with the app it was started with, or give another --name"
+        )
+    return target
+
+
 def profile(
     *,
     app: str,
@@ -224,7 +293,11 @@ def profile(
         ``active``, ``lhs`` or ``sobol``; a stress-space YAML (default: built in); the
         seed of the design and the arrivals.
     name, resume, warm_start
-        Campaign name (default ``WORKLOAD-seedS``); continue it; pool other workloads' runs.
+        Campaign name (default: from the inputs alone, e.g. ``digits_cnn@20rps-seed0`` or
+        ``digits_cnn@load0.2-seed0``, see
+        :func:`~edgewise.interference.campaign.config.default_campaign_name`); continue
+        it (at the rate stored with it: a ``load`` is not timed again); pool other
+        workloads' runs.
     confine : str
         Stressors on any CPU (``none``), on the target's CPU (``taskset``, ``cgroup``),
         or ``split`` (the CPU stressor on the target's CPU, the others elsewhere).
@@ -238,29 +311,45 @@ def profile(
     """
     from edgewise.interference.calibration import load_calibration
     from edgewise.interference.campaign import CampaignConfig, CampaignRunner, placement_cpus
+    from edgewise.interference.campaign.config import default_campaign_name
     from edgewise.interference.stressors import require_stress_ng
-    from edgewise.interference.target import make_target
+    from edgewise.interference.target import check_app
 
     _check_choice("method", method, ("active", "lhs", "sobol"))
     _check_choice("confine", confine, ("none", "taskset", "cgroup", "split"))
     _check_choice("device", device, ("cpu", "cuda"))
+    check_app(app)
     space_map = _stress_space(space, device)
     require_stress_ng()
-    tcpus = target_cpus()
-    target = make_target(
+    db = _open_kb(kb)
+    campaign = name or default_campaign_name(
         app,
         rate_rps=rate_rps,
+        load=load,
+        batch_size=batch_size,
+        device=device,
+        confine=confine,
+        space={k: v for k, v in space_map.items() if k != "gpu"},
+        seed=seed,
+    )
+    tcpus = target_cpus()
+    target = campaign_target(
+        db,
+        campaign,
+        resume=resume,
+        app=app,
+        rate_rps=rate_rps,
+        load=load,
         batch_size=batch_size,
         cpus=tcpus,
         seed=seed,
         device=device,
-        load=load,
     )
     stress_cpus, cpu_stress_cpus = placement_cpus(
         CONFINE_PLACEMENT[confine], tcpus, sorted(os.sched_getaffinity(0))
     )
     cfg = CampaignConfig(
-        name=name or f"{target.name}-seed{seed}",
+        name=campaign,
         budget=budget,
         seconds=seconds,
         warmup_s=warmup_s,
@@ -274,7 +363,6 @@ def profile(
         confine="cgroup" if confine == "cgroup" else "taskset",
     )
     say = progress or _quiet
-    db = _open_kb(kb)
     model = CampaignRunner(
         db,
         target,

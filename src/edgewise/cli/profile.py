@@ -74,8 +74,14 @@ def profile(
     method: str = typer.Option("active", help="active | lhs | sobol"),
     space: Path | None = typer.Option(None, help="stress-space YAML (default: built-in)"),
     seed: int = typer.Option(0),
-    name: str | None = typer.Option(None, help="campaign name (default APP-seedS)"),
-    resume: bool = typer.Option(False, help="continue an interrupted campaign"),
+    name: str | None = typer.Option(
+        None,
+        help="campaign name (default: from APP and the options given, e.g. APP@20rps-seed0 "
+        "or APP@load0.2-seed0)",
+    ),
+    resume: bool = typer.Option(
+        False, help="continue an interrupted campaign (at the rate it was started with)"
+    ),
     warm_start: bool = typer.Option(
         False, help="pool the runs of other profiled workloads (transfer: fewer runs)"
     ),

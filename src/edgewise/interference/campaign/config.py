@@ -1,11 +1,14 @@
 """What defines a campaign: its configuration, default stress space and feature names.
 
 Pure data: :class:`CampaignConfig` is stored with the campaign (``to_json``) and checked
-on resume; :func:`resources_of` says which resource features a campaign's space yields.
+on resume; :func:`resources_of` says which resource features a campaign's space yields;
+:func:`default_campaign_name` names a campaign from the user's inputs alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -92,3 +95,71 @@ class CampaignConfig:
     def resources(self) -> tuple[str, ...]:
         """Resource features of this campaign's space (:func:`resources_of`)."""
         return resources_of(self.space)
+
+
+def _space_tag(space: Mapping[str, tuple[float, float]] | None) -> str:
+    """``''`` for the built-in space, else ``-space`` and 8 hex digits of its content."""
+    if space is None:
+        return ""
+    norm = {str(k): [float(v[0]), float(v[1])] for k, v in space.items()}
+    if norm == {k: list(v) for k, v in default_space().items()}:
+        return ""
+    digest = hashlib.sha256(json.dumps(norm, sort_keys=True).encode()).hexdigest()
+    return f"-space{digest[:8]}"
+
+
+def default_campaign_name(
+    app: str,
+    *,
+    rate_rps: float = 20.0,
+    load: float | None = None,
+    batch_size: int = 1,
+    device: str = "cpu",
+    confine: str = "none",
+    space: Mapping[str, tuple[float, float]] | None = None,
+    seed: int = 0,
+) -> str:
+    """The name of a campaign the user did not name, from the inputs they gave alone.
+
+    Nothing measured enters it (the rate a ``load`` resolves to is timed at start and
+    moves with the host's speed), so the same command names the same campaign and
+    ``--resume`` finds it. A zoo model at a rate keeps its workload's name
+    (``digits_cnn@20rps-seed0``, as campaigns were named before); at a load it reads
+    ``digits_cnn@load0.2-seed0``; a non-default confinement and a custom stress space
+    (by a hash of its bounds) are added before the seed.
+
+    Parameters
+    ----------
+    app : str
+        A zoo model, ``model@RATErps[xB][:cuda]`` or ``cmd:COMMAND``, as given.
+    rate_rps, load, batch_size, device
+        A zoo model's rate, or the fraction of its solo capacity; batch size; device.
+    confine : str
+        ``none``, ``taskset``, ``cgroup`` or ``split``.
+    space : mapping, optional
+        The stress space explored (``None`` or the built-in one adds nothing).
+    seed : int
+        The campaign's seed.
+
+    Returns
+    -------
+    str
+        The campaign name.
+    """
+    from edgewise.interference.target import parse_workload_name, workload_device, workload_name
+
+    parsed = parse_workload_name(app)
+    if app.startswith("cmd:"):
+        base = app
+    elif parsed is not None:
+        base = workload_name(*parsed, device=workload_device(app))
+    elif load is not None:
+        base = (
+            f"{app}@load{load:g}"
+            + (f"x{batch_size}" if batch_size > 1 else "")
+            + (":cuda" if device == "cuda" else "")
+        )
+    else:
+        base = workload_name(app, rate_rps, batch_size, device)
+    confined = "" if confine == "none" else f"-{confine}"
+    return f"{base}{confined}{_space_tag(space)}-seed{seed}"

@@ -6,6 +6,7 @@ finishes, so an interrupted campaign keeps every run made before the interruptio
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,48 @@ from edgewise.interference.campaign.fit import PoolSet
 from edgewise.interference.campaign.measure import Measured
 from edgewise.interference.campaign.records import RunRecord
 from edgewise.interference.footprint import ensure_workload
+
+
+@dataclass(frozen=True)
+class StoredCampaign:
+    """A campaign as the knowledge base holds it: its status and the workload it profiles."""
+
+    name: str
+    status: str
+    workload: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate_rps(self) -> float | None:
+        """The request rate a zoo target was served at (``None`` for a command)."""
+        rate = self.params.get("rate_rps")
+        return float(rate) if rate is not None else None
+
+
+def find_campaign(kb: Any, name: str) -> StoredCampaign | None:
+    """Campaign ``name`` with its target workload, or ``None`` if there is none."""
+    from edgewise.kb import models as m
+
+    with kb.snapshot() as s:
+        c = s.scalars(select(m.Campaign).where(m.Campaign.name == name)).first()
+        if c is None:
+            return None
+        w = s.get(m.Workload, c.target_workload_id)
+        return StoredCampaign(
+            name=str(c.name),
+            status=str(c.status),
+            workload=str(w.name) if w is not None else "",
+            kind=str(w.kind) if w is not None else "",
+            params=dict(w.params or {}) if w is not None else {},
+        )
+
+
+def campaign_exists_error(name: str, status: str) -> EdgewiseError:
+    """The one-line error for starting a campaign whose name is taken, without ``--resume``."""
+    return EdgewiseError(
+        f"campaign {name!r} already exists ({status}): pass --resume to continue it"
+    )
 
 
 def open_campaign(kb: Any, cfg: CampaignConfig, target: Any, resume: bool) -> int:
@@ -32,9 +75,7 @@ def open_campaign(kb: Any, cfg: CampaignConfig, target: Any, resume: bool) -> in
     with kb.transaction() as s:
         c = s.scalars(select(m.Campaign).where(m.Campaign.name == cfg.name)).first()
         if c is not None and not resume:
-            raise EdgewiseError(
-                f"campaign {cfg.name!r} already exists ({c.status}): pass --resume to continue it"
-            )
+            raise campaign_exists_error(cfg.name, str(c.status))
         if c is None:
             w = ensure_workload(s, target.name, target.kind, target.params)
             c = m.Campaign(
