@@ -4,16 +4,182 @@ Both pillars that run on Ray use this session: the serving runtime (which adds i
 ingress environment on top, see :class:`edgewise.serving.runtime.app.RaySession`) and
 the retrain device pool (:class:`edgewise.retrain.raypool.RayPool`). Effects only: the
 decision of what to start lies with the caller.
+
+Two rules hold for every Ray instance edgewise starts itself (``address=None``):
+
+* **Loopback only.** The instance's node IP is ``127.0.0.1``, which is what makes Ray
+  bind its GCS, raylet, object manager, workers, runtime-env and dashboard agents and
+  its metrics exports to loopback (Ray's servers listen on loopback exactly when the
+  node IP is ``127.0.0.1``, and on all interfaces otherwise). Joining a cluster
+  (``address=...``) leaves Ray's own choice, since other nodes must reach this one.
+* **A quiet screen.** Ray's and Serve's log lines and Python warnings go to
+  :func:`log_path`, not the terminal, unless :func:`route_logs` was asked for
+  ``verbose`` (the CLI's ``--verbose``).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from edgewise.errors import EnvironmentProblem
 
 NAMESPACE = "edgewise"
 """Ray namespace of every named actor edgewise creates (coordinators, device agents)."""
+
+LOOPBACK = "127.0.0.1"
+"""The node IP of every Ray instance edgewise starts itself."""
+
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch between a single-machine instance and a cluster node.
+
+Set to ``0``, Ray takes ``127.0.0.1`` as the node IP (as it does on macOS and Windows,
+where the switch defaults to off); Ray reads it when it is imported, so the processes a
+local instance starts inherit it and the driver's copy is set for the ``ray.init`` call.
+"""
+
+LOG_FILE = "edgewise.log"
+"""Name of the log file under ``$EDGEWISE_HOME/logs``."""
+
+# Loggers whose records go to the log file instead of the terminal: Ray's (Serve's own
+# logger does not propagate, so it is named too) and Python's warnings.
+_ROUTED_LOGGERS: tuple[str, ...] = ("ray", "ray.serve", "py.warnings")
+
+
+def log_path() -> Path:
+    """The log file of Ray's and Serve's lines and third-party warnings.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$EDGEWISE_HOME/logs/edgewise.log`` (the directory is created on first use).
+    """
+    from edgewise.paths import home
+
+    return home() / "logs" / LOG_FILE
+
+
+class _StateLogHandler(logging.FileHandler):
+    """Appends to :func:`log_path`, opened at the first record, never failing loudly.
+
+    The state directory is resolved when the first record arrives, so a command that
+    logs nothing creates nothing; a log file that cannot be written drops the records
+    instead of printing a logging traceback on the screen it should keep quiet.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(LOG_FILE, mode="a", encoding="utf-8", delay=True)
+        self.setFormatter(
+            logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+        )
+
+    def _open(self) -> Any:
+        path = log_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.baseFilename = str(path)
+        return super()._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except (EnvironmentProblem, OSError):
+            self.stream = None  # type: ignore[assignment]
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Drop a record that cannot be written (no traceback on the terminal)."""
+
+
+class _Routing:
+    """Which loggers we took over, and what they had before, to give them back."""
+
+    def __init__(self) -> None:
+        self.verbose = True  # until route_logs() is called, nothing is touched
+        self.handler: _StateLogHandler | None = None
+        self.saved: dict[str, tuple[list[logging.Handler], bool]] = {}
+
+
+_routing = _Routing()
+
+
+def route_logs(verbose: bool | None = None) -> None:
+    """Send Ray's and Serve's log lines and Python warnings to :func:`log_path`.
+
+    Parameters
+    ----------
+    verbose : bool or None
+        ``True`` gives the terminal back to them (Ray's own handlers, warnings printed);
+        ``False`` sends them to the log file; ``None`` re-applies the last choice, for a
+        caller that has just imported Ray or Serve (both install their own terminal
+        handlers when first imported).
+
+    Notes
+    -----
+    The CLI's root callback calls this once per invocation with ``--verbose``; the Ray
+    session calls it again (``None``) after importing Ray and after ``ray.init``.
+    """
+    if verbose is not None:
+        _routing.verbose = verbose
+    if _routing.verbose:
+        _release_loggers()
+        return
+    if _routing.handler is None:
+        _routing.handler = _StateLogHandler()
+    logging.captureWarnings(True)
+    for name in _ROUTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if name not in _routing.saved:
+            _routing.saved[name] = (list(logger.handlers), logger.propagate)
+        if logger.handlers != [_routing.handler]:
+            logger.handlers = [_routing.handler]
+        logger.propagate = False
+
+
+def _release_loggers() -> None:
+    """Give the routed loggers back their own handlers; warnings print again."""
+    logging.captureWarnings(False)
+    for name, (handlers, propagate) in _routing.saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers = handlers
+        logger.propagate = propagate
+    _routing.saved.clear()
+    if _routing.handler is not None:
+        _routing.handler.close()
+        _routing.handler = None
+
+
+@contextmanager
+def loopback_node() -> Iterator[None]:
+    """Make the Ray instance started inside the block take ``127.0.0.1`` as its node IP.
+
+    Ray decides between loopback and all interfaces from the node IP alone: its gRPC
+    servers (GCS, raylet, workers) listen on ``127.0.0.1`` when the node IP is
+    ``127.0.0.1``, and so do the runtime-env agent, the dashboard's and autoscaler's
+    metrics servers. ``ray.init(_node_ip_address="127.0.0.1")`` does not get there: Ray
+    resolves a loopback address given there to the host's routable IP unless
+    :data:`LOCAL_ONLY_ENV` is ``0``, which Ray reads at import. So the environment
+    variable is set for the processes the instance starts, and the driver's value read
+    at import (``ray._private.ray_constants.ENABLE_RAY_CLUSTER``) is set for the call
+    and restored after it, so that a later ``address=...`` join behaves as Ray's default.
+    """
+    import os
+
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(LOCAL_ONLY_ENV)
+    saved_const = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_const
+        if saved_env is None:
+            os.environ.pop(LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[LOCAL_ONLY_ENV] = saved_env
 
 
 class RaySession:
@@ -23,7 +189,8 @@ class RaySession:
     ----------
     address : str or None
         Cluster to join (``HOST:6379`` or ``auto``); ``None`` starts a fresh local
-        instance of our own, never one another process on this machine started.
+        instance of our own, bound to loopback, never one another process on this
+        machine started.
     num_cpus : int or None
         CPUs of a local instance (ignored when joining a cluster).
     init_kwargs : dict or None
@@ -59,6 +226,7 @@ class RaySession:
     def __enter__(self) -> RaySession:
         import ray
 
+        route_logs()  # Ray's import installed its own terminal handler
         if ray.is_initialized():
             return self
         kwargs: dict[str, Any] = {
@@ -77,7 +245,11 @@ class RaySession:
                 kwargs["num_cpus"] = self.num_cpus
             self._prepare_local_env()
         try:
-            ray.init(**kwargs)
+            if self.address:
+                ray.init(**kwargs)
+            else:
+                with loopback_node():
+                    ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as err:
             self._restore_env()
             where = self.address or "a local Ray instance"

@@ -90,6 +90,18 @@ class EdgewiseGroup(TyperGroup):
             ctx.exit(1)
 
 
+def _set_up_logging(verbose: bool) -> None:
+    """Keep the terminal to edgewise's own lines unless ``--verbose`` (for one invocation).
+
+    Ray's and Serve's log lines and Python warnings go to the log file that
+    :func:`edgewise.rayenv.log_path` names; the Ray adapter re-applies this after it
+    imports Ray, whose import installs its own terminal handler.
+    """
+    from edgewise.rayenv import route_logs
+
+    route_logs(verbose=verbose)
+
+
 def make_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
     """Build the Typer app with the given command modules registered."""
     app = typer.Typer(
@@ -105,10 +117,17 @@ def make_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
         debug: bool = typer.Option(
             False, "--debug", help="Show the full traceback of a failure instead of one line."
         ),
+        verbose: bool = typer.Option(
+            False,
+            "--verbose",
+            help="Show Ray's and Serve's log lines and third-party warnings on the terminal "
+            "instead of only in $EDGEWISE_HOME/logs/edgewise.log.",
+        ),
     ) -> None:
         """edgewise: profile interference, serve under an SLO at least cost, retrain at the edge."""
         global _debug_flag
         _debug_flag = debug
+        _set_up_logging(verbose)
 
     for name in modules:
         module = importlib.import_module(f"edgewise.cli.{name}")

@@ -19,6 +19,7 @@ from typing import Any
 from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
 from edgewise.procs import free_port
 from edgewise.rayenv import RaySession as _BaseRaySession
+from edgewise.rayenv import route_logs
 
 INGRESSES = ("proxy", "haproxy")
 """How HTTP reaches the replicas: Ray Serve's Python proxy or its HAProxy ingress."""
@@ -93,6 +94,7 @@ class ServingRuntime:
         from edgewise.serving.runtime.replica import ModelReplica
         from edgewise.workloads.zoo import MODEL_NAMES
 
+        route_logs()  # Serve's import installed its own terminal handler
         cfg = self.config
         if cfg.model not in MODEL_NAMES:
             raise UnknownNameError(
