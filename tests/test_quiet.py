@@ -52,6 +52,25 @@ def test_quiet_routes_ray_serve_and_warnings_to_the_file(
     assert "a third-party deprecation" in text
 
 
+def test_edgewise_own_warnings_stay_on_the_terminal(
+    home: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    shown: list[str] = []
+    saved = warnings.showwarning
+    warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))
+    try:
+        route_logs(verbose=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("edgewise: cgroups are not writable here", RuntimeWarning, stacklevel=1)
+            warnings.warn("some library changed its mind", FutureWarning, stacklevel=1)
+    finally:
+        route_logs(verbose=True)
+        warnings.showwarning = saved
+    assert shown == ["edgewise: cgroups are not writable here"]
+    assert "changed its mind" in (home / "logs" / "edgewise.log").read_text()
+
+
 def test_verbose_gives_the_terminal_back(home: Path) -> None:
     ray_logger = logging.getLogger("ray")
     before = (list(ray_logger.handlers), ray_logger.propagate, warnings.showwarning)

@@ -12,7 +12,7 @@ Two rules hold for every Ray instance edgewise starts itself (``address=None``):
   its metrics exports to loopback (Ray's servers listen on loopback exactly when the
   node IP is ``127.0.0.1``, and on all interfaces otherwise). Joining a cluster
   (``address=...``) leaves Ray's own choice, since other nodes must reach this one.
-* **A quiet screen.** Ray's and Serve's log lines and Python warnings go to
+* **A quiet screen.** Ray's and Serve's log lines and third-party Python warnings go to
   :func:`log_path`, not the terminal, unless :func:`route_logs` was asked for
   ``verbose`` (the CLI's ``--verbose``).
 """
@@ -20,10 +20,11 @@ Two rules hold for every Ray instance edgewise starts itself (``address=None``):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from edgewise.errors import EnvironmentProblem
 
@@ -99,13 +100,30 @@ class _Routing:
         self.verbose = True  # until route_logs() is called, nothing is touched
         self.handler: _StateLogHandler | None = None
         self.saved: dict[str, tuple[list[logging.Handler], bool]] = {}
+        self.showwarning: Callable[..., None] | None = None
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` while quiet: edgewise's own on screen, the rest to the log."""
+    if str(message).startswith("edgewise") and _routing.showwarning is not None:
+        _routing.showwarning(message, category, filename, lineno, file, line)
+        return
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    logging.getLogger("py.warnings").warning("%s", text.rstrip())
 
 
 _routing = _Routing()
 
 
 def route_logs(verbose: bool | None = None) -> None:
-    """Send Ray's and Serve's log lines and Python warnings to :func:`log_path`.
+    """Send Ray's and Serve's log lines and third-party warnings to :func:`log_path`.
 
     Parameters
     ----------
@@ -118,7 +136,9 @@ def route_logs(verbose: bool | None = None) -> None:
     Notes
     -----
     The CLI's root callback calls this once per invocation with ``--verbose``; the Ray
-    session calls it again (``None``) after importing Ray and after ``ray.init``.
+    session calls it again (``None``) after importing Ray, the serving runtime after
+    importing Serve. Warnings edgewise issues itself begin with ``edgewise`` and stay on
+    the terminal (the cgroup fallback, for one); all other warnings go to the file.
     """
     if verbose is not None:
         _routing.verbose = verbose
@@ -127,7 +147,9 @@ def route_logs(verbose: bool | None = None) -> None:
         return
     if _routing.handler is None:
         _routing.handler = _StateLogHandler()
-    logging.captureWarnings(True)
+    if warnings.showwarning is not _show_warning:
+        _routing.showwarning = warnings.showwarning
+        warnings.showwarning = _show_warning
     for name in _ROUTED_LOGGERS:
         logger = logging.getLogger(name)
         if name not in _routing.saved:
@@ -139,7 +161,9 @@ def route_logs(verbose: bool | None = None) -> None:
 
 def _release_loggers() -> None:
     """Give the routed loggers back their own handlers; warnings print again."""
-    logging.captureWarnings(False)
+    if _routing.showwarning is not None:
+        warnings.showwarning = _routing.showwarning
+        _routing.showwarning = None
     for name, (handlers, propagate) in _routing.saved.items():
         logger = logging.getLogger(name)
         logger.handlers = handlers

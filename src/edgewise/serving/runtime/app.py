@@ -54,9 +54,11 @@ class RuntimeConfig:
     # wheel): HAProxy on ``host:port`` forwards straight to each replica's own HTTP port,
     # skipping the Python proxy and its RPC hop. Measured here (bench serving-overhead,
     # docs/RESULTS.md): the HTTP round trip falls from ~5 to 2.6-3.4 ms, and saturated
-    # throughput over plain loops rises from 0.62-0.83 to 0.76-1.18. Ray then binds the
-    # replicas' ports (30000-31000) and HAProxy's stats and metrics ports on all
-    # interfaces, so it is opt-in.
+    # throughput over plain loops rises from 0.62-0.83 to 0.76-1.18. The replicas' own
+    # HTTP ports (30000-31000) bind to ``host`` like the proxy, but HAProxy's stats and
+    # Prometheus ports listen on all interfaces: Ray 2.60 writes ``bind *:PORT`` for both
+    # (ray/serve/_private/haproxy_templates.py, ``listen stats`` and ``frontend
+    # prometheus``) and offers no setting for the address, so it stays opt-in.
     ingress: str = "proxy"
 
     def __post_init__(self) -> None:
