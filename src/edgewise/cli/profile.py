@@ -160,9 +160,15 @@ def predict(
         + ", ".join(f"{k}={v:.2f}" for k, v in pred.vector.items())
     )
     for p in ("p50", "p95", "p99"):
-        typer.echo(
-            f"{p}: {getattr(pred, p):.2f} ms  [{pred.lower[p]:.2f}, {pred.upper[p]:.2f}] (90%)"
+        lo, hi = pred.lower.get(p), pred.upper.get(p)
+        interval = (
+            f"[{lo:.2f}, {hi:.2f}] ({100 * pred.level:g}%)"
+            if lo is not None and hi is not None
+            else f"[not enough clean runs: {pred.clean_runs}]"
         )
+        typer.echo(f"{p}: {getattr(pred, p):.2f} ms  {interval}")
+    if pred.interval_note:
+        typer.echo(f"({pred.interval_note})")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,10 +16,15 @@ import numpy as np
 from sqlalchemy import select
 
 from edgewise.config import RESOURCES
-from edgewise.errors import UnknownNameError
+from edgewise.errors import SpecError, UnknownNameError
 from edgewise.interference.stressors import validate_intensity
 
 SATURATING: frozenset[str] = frozenset({"cpu", "membw", "disk", "net", "mem"})
+
+
+class StressorSpecError(UnknownNameError, SpecError):
+    """A ``stress:...`` name that does not say a stress mix (both kinds of error: it is
+    an unknown workload name and a malformed specification, as callers caught either)."""
 
 
 def vector(resources: Mapping[str, Any]) -> dict[str, float]:
@@ -48,20 +53,38 @@ def combination_key(names: Sequence[str]) -> str:
 
 
 def parse_stressor(name: str) -> dict[str, float] | None:
-    """``stress:cpu=0.5,membw=0.2`` -> intensities; None if ``name`` is not a stressor."""
+    """``stress:cpu=0.5,membw=0.2`` -> intensities; None if ``name`` is not a stressor.
+
+    Raises
+    ------
+    StressorSpecError
+        A stressor naming no resource (``stress:``, ``stress:=0.5``), a resource with no
+        value or a value that is not a number (``stress:cpu=``, ``stress:cpu=x``), an
+        unknown resource or an intensity outside [0, 1]; the message names ``name``.
+    """
     if not name.startswith("stress:"):
         return None
     body = name[len("stress:") :]
+    expected = f"expected stress:RES=VALUE,... with RES one of {', '.join(RESOURCES)}"
     out: dict[str, float] = {}
-    for part in filter(None, body.split(",")):
-        key, sep, val = part.partition("=")
-        if not sep:
-            raise UnknownNameError(f"bad stressor name {name!r}: expected stress:RES=VALUE,...")
+    for part in filter(None, (p.strip() for p in body.split(","))):
+        key, sep, val = (t.strip() for t in part.partition("="))
+        if not sep or not key:
+            raise StressorSpecError(
+                f"bad stressor {name!r}: {part!r} names no resource; {expected}"
+            )
+        if not val:
+            raise StressorSpecError(f"bad stressor {name!r}: no value for {key}; {expected}")
         try:
-            out[key.strip()] = float(val)
+            out[key] = float(val)
         except ValueError:
-            raise UnknownNameError(f"bad stressor name {name!r}: {val!r} is not a number") from None
-    return validate_intensity(out)
+            raise StressorSpecError(f"bad stressor {name!r}: {val!r} is not a number") from None
+    if not out:
+        raise StressorSpecError(f"bad stressor {name!r}: it names no resource; {expected}")
+    try:
+        return validate_intensity(out)
+    except SpecError as err:
+        raise StressorSpecError(f"bad stressor {name!r}: {err}") from None
 
 
 def nearest(
