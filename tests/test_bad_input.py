@@ -118,3 +118,24 @@ def test_kb_export_to_an_unwritable_place_is_one_line(
     )
     assert res.exit_code == 2
     assert res.output.strip().startswith(f"edgewise: error: --out {blocker / 'x'}: cannot write")
+
+
+def test_a_wrong_option_value_or_command_is_one_line_exit_2() -> None:
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        ["retrain", "--devices", str(EXAMPLES / "devices-hetero.yaml"), "--drift", "spin"],
+        prog_name="edgewise",
+    )
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "edgewise: error: edgewise retrain: Invalid value for '--drift': Value error, "
+        "'spin' is not one of 'rotation', 'noise', 'new_classes'."
+    ]
+    res = runner.invoke(app, ["plann"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+    res = runner.invoke(app, ["forecast", "bikeshare", "--level", "150"])
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        "edgewise: error: --level: interval level must be an integer percent in (0, 100), got 150"
+    )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from edgewise.errors import TraceError
+from edgewise.errors import SpecError, TraceError
 
 if TYPE_CHECKING:
     from edgewise.forecast.base import ForecastResult
@@ -242,7 +242,10 @@ def forecast(
     from edgewise.forecast import make_forecaster
     from edgewise.forecast.base import check_levels
 
-    checked_levels = check_levels(list(levels) if levels else [90])
+    try:
+        checked_levels = check_levels(list(levels) if levels else [90])
+    except ValueError as err:
+        raise SpecError(f"--level: {err}") from None
     if holdout < 0:
         raise TraceError(f"--holdout must be 0 or more, got {holdout}")
     full = load_series(trace, time_col, value_col)

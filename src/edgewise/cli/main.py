@@ -56,6 +56,13 @@ _CONTROL_FLOW: tuple[type[BaseException], ...] = (
 _debug_flag = False  # set by the root callback from --debug, once per invocation
 
 
+# A wrong option, value or command: one line and exit code 2, like every other bad input.
+_USAGE_ERRORS: tuple[type[BaseException], ...] = (
+    click.exceptions.UsageError,
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"),
+)
+
+
 def _debug_requested() -> bool:
     return _debug_flag or os.environ.get("EDGEWISE_DEBUG", "") not in ("", "0")
 
@@ -76,6 +83,13 @@ class EdgewiseGroup(TyperGroup):
                 raise
             typer.echo(f"edgewise: error: {err}", err=True)
             ctx.exit(err.exit_code)
+        except _USAGE_ERRORS as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare group: its help
+                raise
+            where = err.ctx.command_path if getattr(err, "ctx", None) is not None else "edgewise"
+            message = " ".join(err.format_message().split())
+            typer.echo(f"edgewise: error: {where}: {message}", err=True)
+            ctx.exit(2)
         except _CONTROL_FLOW:
             raise
         except Exception as err:

@@ -12,6 +12,7 @@ Ray cluster's nodes that carry them (resource ``device-<name>`` or the device's
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,21 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from edgewise.planning.retrain import RetrainPlan
+
+
+class DriftKind(StrEnum):
+    """How the re-training data drifted from the base split."""
+
+    rotation = "rotation"
+    noise = "noise"
+    new_classes = "new_classes"
+
+
+class DriftMetric(StrEnum):
+    """What ``--when-drift`` tests: held-out accuracy, or the KS statistic of confidences."""
+
+    accuracy = "accuracy"
+    ks = "ks"
 
 
 class _ProgressView:
@@ -76,7 +92,7 @@ def retrain(
     devices: Path = typer.Option(..., "--devices", help="devices YAML"),
     model: str = typer.Option("digits_cnn", "--model"),
     data: str = typer.Option("digits", "--data"),
-    drift: str = typer.Option("rotation", "--drift", help="rotation, noise or new_classes"),
+    drift: DriftKind = typer.Option(DriftKind.rotation, "--drift", help="How the data drifted."),
     epochs: int = typer.Option(60, "--epochs", min=1),
     steps: int | None = typer.Option(None, "--steps", min=1, help="overrides --epochs"),
     global_batch: int = typer.Option(1024, "--global-batch", min=1),
@@ -92,7 +108,9 @@ def retrain(
     when_drift: bool = typer.Option(
         False, "--when-drift", help="update only if the deployed model has drifted"
     ),
-    drift_metric: str = typer.Option("accuracy", "--drift-metric", help="accuracy or ks"),
+    drift_metric: DriftMetric = typer.Option(
+        DriftMetric.accuracy, "--drift-metric", help="What --when-drift tests."
+    ),
     threshold: float | None = typer.Option(
         None, "--threshold", help="accuracy below / KS above it triggers (0.9 / 0.2)"
     ),
@@ -114,7 +132,7 @@ def retrain(
             devices=devices,
             model=model,
             data=data,
-            drift=drift,
+            drift=drift.value,
             epochs=epochs,
             steps=steps,
             global_batch=global_batch,
@@ -126,7 +144,7 @@ def retrain(
             reprofile=reprofile,
             load_aware=load_aware,
             when_drift=when_drift,
-            drift_metric=drift_metric,
+            drift_metric=drift_metric.value,
             threshold=threshold,
             address=address,
             progress=view,
