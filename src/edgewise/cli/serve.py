@@ -32,8 +32,9 @@ def serve(
     measure: bool = typer.Option(True, help="Measure a missing capacity profile now."),
     ingress: str = typer.Option(
         "proxy",
-        help="'proxy' (Ray Serve's HTTP proxy, loopback) or 'haproxy' (HAProxy straight to "
-        "the replicas: less latency and CPU; replica ports listen on all interfaces).",
+        help="'proxy' (Ray Serve's HTTP proxy, on --host) or 'haproxy' (HAProxy straight to "
+        "the replicas, whose ports follow --host: less latency and CPU, but Ray 2.60 binds "
+        "HAProxy's stats and metrics ports on all interfaces).",
     ),
 ) -> None:
     """Serve the service's model on Ray Serve behind HTTP, autoscaled to its SLO.
