@@ -43,8 +43,8 @@ class _Stored:
 def test_resume_uses_the_stored_rate_and_a_taken_name_is_refused_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgewise.api.profile import campaign_target
     from edgewise.interference import target as target_mod
+    from edgewise.interference.campaign.setup import campaign_target
     from edgewise.interference.campaign.store import open_campaign
     from edgewise.kb import KnowledgeBase
 

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from edgewise.interference.campaign import AppEvaluation, EvaluationSetup, Placement
     from edgewise.interference.campaign.evaluation import NoiseFloor
     from edgewise.interference.predictor import LatencyPrediction
-    from edgewise.interference.target import CommandTarget, ZooTarget
     from edgewise.kb import KnowledgeBase
 
 __all__ = [
@@ -187,74 +186,6 @@ def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
         raise SpecError(f"--{option} {value!r}: expected {expected}")
 
 
-def campaign_target(
-    kb: KnowledgeBase,
-    campaign: str,
-    *,
-    resume: bool,
-    app: str,
-    rate_rps: float = 20.0,
-    load: float | None = None,
-    batch_size: int = 1,
-    cpus: Sequence[int] | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-) -> ZooTarget | CommandTarget:
-    """The target campaign ``campaign`` measures, checked against the stored campaign.
-
-    A resumed zoo campaign keeps the rate stored with it: a ``load`` is not timed again
-    (the host's speed moves, and a new rate would be a new workload). Starting a
-    campaign whose name is taken, without ``resume``, is refused here, before any
-    process starts.
-
-    Parameters
-    ----------
-    kb : KnowledgeBase
-        The open knowledge base.
-    campaign : str
-        The campaign's name.
-    resume : bool
-        Continue the stored campaign of that name.
-    app, rate_rps, load, batch_size, cpus, seed, device
-        As for :func:`profile` (``cpus``: where the target runs).
-
-    Returns
-    -------
-    ZooTarget or CommandTarget
-        Not started.
-
-    Raises
-    ------
-    EdgewiseError
-        The campaign exists and ``resume`` is false.
-    SpecError
-        The stored campaign profiles another workload than ``app`` names.
-    """
-    from edgewise.interference.campaign.store import campaign_exists_error, find_campaign
-    from edgewise.interference.target import make_target
-
-    stored = find_campaign(kb, campaign)
-    if stored is not None and not resume:
-        raise campaign_exists_error(campaign, stored.status)
-    if stored is not None and stored.kind == "zoo" and stored.rate_rps is not None:
-        rate_rps, load = stored.rate_rps, None
-    target = make_target(
-        app,
-        rate_rps=rate_rps,
-        batch_size=batch_size,
-        cpus=cpus,
-        seed=seed,
-        device=device,
-        load=load,
-    )
-    if stored is not None and stored.workload and target.name != stored.workload:
-        raise SpecError(
-            f"campaign {campaign!r} profiles {stored.workload}, not {target.name}: "
-            "resume it with the app it was started with, or give another --name"
-        )
-    return target
-
-
 def profile(
     *,
     app: str,
@@ -293,10 +224,8 @@ def profile(
         ``active``, ``lhs`` or ``sobol``; a stress-space YAML (default: built in); the
         seed of the design and the arrivals.
     name, resume, warm_start
-        Campaign name (default: from the inputs alone, e.g. ``digits_cnn@20rps-seed0`` or
-        ``digits_cnn@load0.2-seed0``, see
-        :func:`~edgewise.interference.campaign.config.default_campaign_name`); continue
-        it (at the rate stored with it: a ``load`` is not timed again); pool other
+        Campaign name (default from the inputs alone, e.g. ``digits_cnn@load0.2-seed0``);
+        continue it (at its stored rate: a ``load`` is not timed again); pool other
         workloads' runs.
     confine : str
         Stressors on any CPU (``none``), on the target's CPU (``taskset``, ``cgroup``),
@@ -310,8 +239,8 @@ def profile(
         The stored model's chosen surrogates and their cross-validated errors.
     """
     from edgewise.interference.calibration import load_calibration
-    from edgewise.interference.campaign import CampaignConfig, CampaignRunner, placement_cpus
-    from edgewise.interference.campaign.config import default_campaign_name
+    from edgewise.interference.campaign import CampaignRunner
+    from edgewise.interference.campaign.setup import profile_campaign
     from edgewise.interference.stressors import require_stress_ng
     from edgewise.interference.target import check_app
 
@@ -322,45 +251,27 @@ def profile(
     space_map = _stress_space(space, device)
     require_stress_ng()
     db = _open_kb(kb)
-    campaign = name or default_campaign_name(
-        app,
-        rate_rps=rate_rps,
-        load=load,
-        batch_size=batch_size,
-        device=device,
-        confine=confine,
-        space={k: v for k, v in space_map.items() if k != "gpu"},
-        seed=seed,
-    )
-    tcpus = target_cpus()
-    target = campaign_target(
+    cfg, target = profile_campaign(
         db,
-        campaign,
+        name=name,
         resume=resume,
         app=app,
         rate_rps=rate_rps,
         load=load,
         batch_size=batch_size,
-        cpus=tcpus,
         seed=seed,
         device=device,
-    )
-    stress_cpus, cpu_stress_cpus = placement_cpus(
-        CONFINE_PLACEMENT[confine], tcpus, sorted(os.sched_getaffinity(0))
-    )
-    cfg = CampaignConfig(
-        name=campaign,
+        confine=confine,
+        placement=CONFINE_PLACEMENT[confine],
+        space=space_map,
+        target_cpus=target_cpus(),
+        allowed_cpus=sorted(os.sched_getaffinity(0)),
         budget=budget,
         seconds=seconds,
         warmup_s=warmup_s,
-        seed=seed,
-        method=method,  # type: ignore[arg-type]  # checked above
-        space=space_map,
+        method=method,
         solo_every=solo_every,
         warm_start=warm_start,
-        stress_cpus=stress_cpus,
-        cpu_stress_cpus=cpu_stress_cpus,
-        confine="cgroup" if confine == "cgroup" else "taskset",
     )
     say = progress or _quiet
     model = CampaignRunner(
