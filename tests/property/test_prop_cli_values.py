@@ -134,28 +134,13 @@ def test_profile_error_is_one_line(sandbox: Sandbox) -> None:
     sandbox.check_rejected(["profile", "no_such_app", "--budget", "1"], ("no_such_app",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edgewise.cli.serve / edgewise.api.replay: replay --slo-ms 0 is not validated; "
-    "it starts Ray (the sandbox's tripwire stops it)",
-)
 def test_replay_slo_zero(sandbox: Sandbox) -> None:
     sandbox.check_rejected(["replay", "--slo-ms", "0"], ("--slo-ms",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edgewise.cli.serve / edgewise.api.replay: replay --percentile 120 is not "
-    "validated; it starts Ray (the sandbox's tripwire stops it)",
-)
 def test_replay_percentile_120(sandbox: Sandbox) -> None:
     sandbox.check_rejected(["replay", "--percentile", "120"], ("--percentile",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edgewise.cli.serve / edgewise.api.replay: replay --model NAME is checked only "
-    "after Ray has started (and after a 'probing one NAME replica' line)",
-)
 def test_replay_unknown_model(sandbox: Sandbox) -> None:
     sandbox.check_rejected(["replay", "--model", "no_such_model"], ("no_such_model",))

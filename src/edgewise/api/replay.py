@@ -131,6 +131,23 @@ class ReplayOutcome:
         }
 
 
+def _check_inputs(
+    model: str, slo_ms: float, percentile: float, hours: float, speedup: float
+) -> None:
+    """Refuse wrong inputs before anything starts (Ray, a replica, a load generator)."""
+    from edgewise.workloads.zoo import check_model_name
+
+    check_model_name(model)
+    for option, value, ok in (
+        ("--slo-ms", slo_ms, slo_ms > 0),
+        ("--percentile", percentile, 0 < percentile < 100),
+        ("--hours", hours, hours > 0),
+        ("--speedup", speedup, speedup > 0),
+    ):
+        if not (ok and math.isfinite(value)):
+            raise SpecError(f"{option}: {value:g} is out of range")
+
+
 def _check_policies(policies: Sequence[str]) -> list[str]:
     from edgewise.serving.policies import POLICY_NAMES
 
@@ -339,6 +356,7 @@ def replay(
     from edgewise.workloads.traces import load_trace
 
     names = _check_policies(policies)
+    _check_inputs(model, slo_ms, percentile, hours, speedup)
     series = load_trace(trace, time_col, value_col)
     fl = pick_flavor(flavors, flavor)
     store = KnowledgeBase.open(kb)
