@@ -86,8 +86,9 @@ class EdgewiseGroup(TyperGroup):
         except _USAGE_ERRORS as err:
             if type(err).__name__ == "NoArgsIsHelpError":  # a bare group: its help
                 raise
-            where = err.ctx.command_path if getattr(err, "ctx", None) is not None else "edgewise"
-            message = " ".join(err.format_message().split())
+            usage: Any = err  # click's or Typer's vendored UsageError: same interface
+            where = usage.ctx.command_path if usage.ctx is not None else "edgewise"
+            message = " ".join(usage.format_message().split())
             typer.echo(f"edgewise: error: {where}: {message}", err=True)
             ctx.exit(2)
         except _CONTROL_FLOW:
