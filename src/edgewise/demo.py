@@ -91,7 +91,7 @@ def run_forecast(kb: Any, summary: DemoSummary) -> None:
     from edgewise.api.forecast import forecast
 
     fc = forecast(
-        trace="bikeshare", seasons=(24, 168), holdout=24, train=24 * 7 * 8, store=True, kb=kb
+        trace="bikeshare", seasons=(24, 168), holdout=24, train=24 * 7 * 8, store=True, kb=kb.url
     )
     ratio = fc.mae_ratio
     summary.add(
