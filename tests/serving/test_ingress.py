@@ -42,3 +42,19 @@ def test_proxy_session_turns_a_stray_haproxy_flag_off(monkeypatch: pytest.Monkey
     assert not haproxy_enabled()
     session._restore_env()
     assert haproxy_enabled()
+
+
+def test_loopback_node_sets_and_restores_rays_local_only_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ray._private import ray_constants, services
+
+    from edgewise.rayenv import LOCAL_ONLY_ENV, loopback_node
+
+    monkeypatch.delenv(LOCAL_ONLY_ENV, raising=False)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    with loopback_node():
+        assert os.environ[LOCAL_ONLY_ENV] == "0"  # inherited by the processes Ray starts
+        assert services.resolve_ip_for_localhost("127.0.0.1") == "127.0.0.1"
+    assert LOCAL_ONLY_ENV not in os.environ
+    assert before == ray_constants.ENABLE_RAY_CLUSTER
