@@ -26,9 +26,10 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import FrameType
 
 from edgewise.errors import EnvironmentProblem, SpecError
+from edgewise.lifecycle import Closing
 
 GPU_RESOURCES: tuple[str, ...] = ("gpu", "gpumem")
 
@@ -93,7 +94,7 @@ def duty_schedule(duty: float, period_s: float) -> tuple[float, float]:
     return duty * period_s, (1.0 - duty) * period_s
 
 
-class GpuStress:
+class GpuStress(Closing):
     """A duty-cycled matmul loop on one GPU in a child process (context manager).
 
     ``begin_window()`` / ``end_window()`` bracket the measurement; the achieved
@@ -124,16 +125,11 @@ class GpuStress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> GpuStress:
+    def _on_enter(self) -> None:
         self.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop the child and the sampler (what leaving ``with`` does); see :meth:`stop`."""
         self.stop()
 
     def start(self) -> None:

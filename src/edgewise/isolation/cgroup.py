@@ -23,7 +23,6 @@ import subprocess
 import threading
 import warnings
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, Literal
 
 from edgewise.isolation.backends import (
@@ -41,6 +40,7 @@ from edgewise.isolation.naming import (
     parse_group_name,
     pid_alive,
 )
+from edgewise.lifecycle import Closing
 from edgewise.telemetry.cgroupfs import CGroupPaths, format_cpu_list
 
 __all__ = [
@@ -182,7 +182,7 @@ def _cleanup_stale_once(b: Backend) -> None:
     cleanup_stale(b)
 
 
-class CGroup:
+class CGroup(Closing):
     """A control group with a CPU quota, a cpuset and a memory limit.
 
     Parameters
@@ -278,17 +278,8 @@ class CGroup:
         return f"CGroup({self.name!r}, cpus={self.cpus}, cpuset={self.cpuset!r}, memory_mb={self.memory_mb}, {where})"
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> CGroup:
+    def _on_enter(self) -> None:
         self.create()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def create(self) -> CGroup:
         """Create the group and apply the limits (done by ``with``)."""

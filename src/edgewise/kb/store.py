@@ -16,7 +16,6 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event, func, select
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edgewise.errors import EnvironmentProblem, UnknownNameError
 from edgewise.kb.models import MODELS, SchemaVersion
+from edgewise.lifecycle import Closing
 from edgewise.paths import home
 
 #: Version of the schema defined in :mod:`edgewise.kb.models` (one per Alembic revision
@@ -114,7 +114,7 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-class KnowledgeBase:
+class KnowledgeBase(Closing):
     """A connection to the edgewise knowledge base.
 
     Use :meth:`open` rather than the constructor. Sessions come from
@@ -271,17 +271,6 @@ class KnowledgeBase:
     def close(self) -> None:
         """Release every pooled connection."""
         self._engine.dispose()
-
-    def __enter__(self) -> KnowledgeBase:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"KnowledgeBase({self.safe_url!r})"

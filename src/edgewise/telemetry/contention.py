@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import psutil
 
+from edgewise.lifecycle import Closing
 from edgewise.telemetry.procfs import CpuTimes, parse_stat
 
 
@@ -59,7 +59,7 @@ def _cpu() -> CpuTimes:
     return parse_stat(Path("/proc/stat").read_text()).cpu
 
 
-class ContentionMeter:
+class ContentionMeter(Closing):
     """``with ContentionMeter() as m: ...`` then ``m.result`` (a :class:`Contention`)."""
 
     def __init__(self) -> None:
@@ -67,17 +67,12 @@ class ContentionMeter:
         self._hz = float(os.sysconf("SC_CLK_TCK"))
         self.result: Contention | None = None
 
-    def __enter__(self) -> ContentionMeter:
+    def _on_enter(self) -> None:
         self._start = _cpu()
         self._own_start = _own_cpu_s(self._root)
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """End the window and set :attr:`result` (what leaving ``with`` does)."""
         end = _cpu()
         own = max(0.0, _own_cpu_s(self._root) - self._own_start)
         total = max(1, end.total - self._start.total)
