@@ -467,10 +467,8 @@ def benchmark_forecast(
 
     Parameters
     ----------
-    trace : str or Path
-        ``'bikeshare'`` or a CSV path (plain or compressed).
-    time_col, value_col : str, optional
-        Columns of a CSV trace.
+    trace, time_col, value_col
+        The trace, as in :func:`forecast`.
     seasons : sequence of int, optional
         Season lengths in steps; default inferred from the trace's step.
     horizon : int

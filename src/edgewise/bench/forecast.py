@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from edgewise.api.forecast import benchmark_forecast
 
 __all__ = ["run"]
 
 Progress = Callable[[int, int], None]
+
+
+class MethodOptions(TypedDict, total=False):
+    """The keyword-only options :func:`run` hands to the api as they are."""
+
+    method: str
+    step: int | None
+    level: int
 
 
 def run(
@@ -28,37 +36,21 @@ def run(
     train: int = 1344,
     seed: int = 0,
     *,
-    method: str = "auto",
-    step: int | None = None,
-    level: int = 90,
     progress: Progress | None = None,
+    **options: Unpack[MethodOptions],
 ) -> dict[str, Any]:
-    """Rolling-origin evaluation of ``method`` against seasonal naive, MSTL, Prophet.
+    """Rolling-origin evaluation of a forecaster against seasonal naive, MSTL, Prophet.
 
     Parameters
     ----------
-    trace : str or Path
-        ``'bikeshare'`` or a CSV path (plain or compressed).
-    time_col, value_col : str, optional
-        Columns of a CSV trace.
-    seasons : sequence of int, optional
-        Season lengths in steps; default inferred from the trace's step.
-    horizon : int
-        Steps forecast from each origin.
-    origins : int
-        Number of forecast origins.
-    train : int
-        Points before each origin that each method is fit on.
-    seed : int
-        Seed of the forecaster (error compensation).
-    method : str
-        Forecaster name (:func:`edgewise.forecast.make_forecaster`).
-    step : int, optional
-        Distance between origins; default the shortest season.
-    level : int
-        Interval level whose coverage is reported (``coverage_<level>``).
+    trace, time_col, value_col, seasons, horizon, origins, train, seed
+        As in :func:`edgewise.api.forecast.benchmark_forecast`, in its order, so that
+        they may be given by position.
     progress : callable, optional
         ``progress(done, total)`` after each origin.
+    **options
+        ``method``, ``step``, ``level`` of
+        :func:`edgewise.api.forecast.benchmark_forecast` (its defaults where left out).
 
     Returns
     -------
@@ -74,8 +66,6 @@ def run(
         origins=origins,
         train=train,
         seed=seed,
-        method=method,
-        step=step,
-        level=level,
         progress=None if progress is None else (lambda _phase, done, total: progress(done, total)),
+        **options,
     ).as_dict()
