@@ -235,6 +235,26 @@ def _no_device(prep: _Prepared) -> InfeasibleError:
     return InfeasibleError(f"no device can take part in re-training ({detail or 'empty pool'})")
 
 
+def _usable_rows(prep: _Prepared, theta: np.ndarray) -> np.ndarray:
+    """Rows of the devices with a positive throughput; raises when there is none."""
+    usable = np.flatnonzero(theta > 0)
+    if usable.size == 0:
+        raise _no_device(prep)
+    return usable
+
+
+def _usable(
+    devices: Sequence[DeviceState],
+    profiles: Mapping[str, DeviceProfile],
+    c: RetrainConstraints,
+) -> tuple[_Prepared, np.ndarray, np.ndarray, np.ndarray]:
+    """The prepared pool, each device's fastest deadline-keeping intensity and throughput
+    there, and the rows of the devices that can take part (raises when none can)."""
+    prep = _prepare(devices, profiles, c)
+    kidx, theta = _best_intensity(prep)
+    return prep, kidx, theta, _usable_rows(prep, theta)
+
+
 def feasible_throughput(
     devices: Sequence[DeviceState],
     profiles: Mapping[str, DeviceProfile],
@@ -261,11 +281,7 @@ def plan_heuristic(
     integer water-filling shares (memory caps included). Vectorised numpy: O(N log N).
     """
     c = constraints
-    prep = _prepare(devices, profiles, c)
-    kidx, theta = _best_intensity(prep)
-    usable = np.flatnonzero(theta > 0)
-    if usable.size == 0:
-        raise _no_device(prep)
+    prep, kidx, theta, usable = _usable(devices, profiles, c)
     order = usable[np.argsort(-theta[usable], kind="stable")]
     th = theta[order]
     caps = prep.caps[order]
@@ -319,11 +335,7 @@ def plan_exact(
     cap binds, the MILP of :func:`plan_milp` decides the subset.
     """
     c = constraints
-    prep = _prepare(devices, profiles, c)
-    kidx, theta = _best_intensity(prep)
-    usable = np.flatnonzero(theta > 0)
-    if usable.size == 0:
-        raise _no_device(prep)
+    prep, kidx, theta, usable = _usable(devices, profiles, c)
     if np.any(prep.caps[usable] < c.global_batch):
         return plan_milp(devices, profiles, c, reduce=True)
     order = usable[np.argsort(-theta[usable], kind="stable")]
@@ -439,6 +451,11 @@ def plan_milp(
 # ---------------------------------------------------------------- baselines
 
 
+def _baseline_name(method: str, respect_deadlines: bool) -> str:
+    """A baseline's name: ``method``, with ``-feasible`` when it keeps the deadlines."""
+    return method + ("-feasible" if respect_deadlines else "")
+
+
 def _all_devices(
     method: str,
     devices: Sequence[DeviceState],
@@ -447,12 +464,11 @@ def _all_devices(
     respect_deadlines: bool,
     proportional: bool,
 ) -> RetrainPlan:
+    """Every usable device, its share equal or by throughput; ``method`` is the base name."""
     prep = _prepare(devices, profiles, c, respect_deadlines=respect_deadlines)
     # deadline-aware: each device's fastest allowed intensity; oblivious: full intensity
     kidx, theta = _best_intensity(prep) if respect_deadlines else _full_intensity(prep)
-    usable = np.flatnonzero(theta > 0)
-    if usable.size == 0:
-        raise _no_device(prep)
+    usable = _usable_rows(prep, theta)
     vec = np.zeros(len(prep.names), dtype=np.int64)
     if proportional:
         vec[usable] = min_max_shares(theta[usable], prep.caps[usable], c.global_batch)
@@ -463,7 +479,8 @@ def _all_devices(
         if np.any(base > prep.caps[usable]):
             raise InfeasibleError(f"an equal split of {c.global_batch} does not fit in memory")
         vec[usable] = base
-    return _finish(method, prep, vec, kidx, c, _why_in(prep, kidx, vec, devices))
+    name = _baseline_name(method, respect_deadlines)
+    return _finish(name, prep, vec, kidx, c, _why_in(prep, kidx, vec, devices))
 
 
 def plan_equal(
@@ -478,12 +495,7 @@ def plan_equal(
     (the best feasible equal split); without, its full intensity (most threads, nice 0).
     """
     return _all_devices(
-        "equal" + ("-feasible" if respect_deadlines else ""),
-        devices,
-        profiles,
-        constraints,
-        respect_deadlines,
-        proportional=False,
+        "equal", devices, profiles, constraints, respect_deadlines, proportional=False
     )
 
 
@@ -497,12 +509,7 @@ def plan_proportional(
     default priority) and blind to the apps next to it (interference-oblivious); with
     ``respect_deadlines``, at its fastest deadline-keeping intensity instead."""
     return _all_devices(
-        "proportional" + ("-feasible" if respect_deadlines else ""),
-        devices,
-        profiles,
-        constraints,
-        respect_deadlines,
-        proportional=True,
+        "proportional", devices, profiles, constraints, respect_deadlines, proportional=True
     )
 
 
@@ -522,7 +529,7 @@ def plan_fastest(
     j = int(ok[np.argmax(theta[ok])])
     vec = np.zeros(len(prep.names), dtype=np.int64)
     vec[j] = c.global_batch
-    name = "fastest" + ("-feasible" if respect_deadlines else "")
+    name = _baseline_name("fastest", respect_deadlines)
     return _finish(name, prep, vec, kidx, c, _why_in(prep, kidx, vec, devices))
 
 
