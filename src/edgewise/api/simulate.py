@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -42,6 +42,7 @@ __all__ = [
     "WARMUP_S",
     "PolicyRuns",
     "ServingSimulation",
+    "SimulationSettings",
     "Workload",
     "build_flavors",
     "load_workload",
@@ -361,6 +362,32 @@ class ServingSimulation:
         compare_ours(out, per_policy, hpa_runs)
         compare_oracle(out, per_policy, hpa_runs)
         return out
+
+
+class SimulationSettings(TypedDict, total=False):
+    """The settings of :func:`simulate_serving`, by name, for callers that pass them on.
+
+    Each key is the keyword of :func:`simulate_serving` (its docstring says what it
+    means); a key left out takes that function's default.
+    """
+
+    trace: str | Path
+    time_col: str | None
+    value_col: str | None
+    days: float
+    startup_s: int
+    slo_ms: float
+    policies: Sequence[str]
+    seed: int
+    peak_rps: float
+    model: str
+    baseline_flavor: str
+    percentile: float
+    series: bool
+    single_setting: bool
+    max_replicas: int
+    oracle_sweep: bool
+    kb: str | None
 
 
 def simulate_serving(

@@ -8,41 +8,31 @@ the trace is scaled and what is compared); this module is the benchmark's entry 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Unpack
 
 import typer
 
-from edgewise.api.simulate import simulate_serving
+from edgewise.api.simulate import SimulationSettings, simulate_serving
 from edgewise.serving.policies import POLICY_NAMES
 
 __all__ = ["register_bench", "run", "serving_command"]
 
 
 def run(
-    trace: str | Path = "bikeshare",
-    time_col: str | None = None,
-    value_col: str | None = None,
-    days: float = 14.0,
-    startup_s: int = 60,
-    slo_ms: float = 100.0,
-    policies: Sequence[str] = POLICY_NAMES,
-    seed: int = 0,
-    peak_rps: float = 200.0,
-    model: str = "mobilenet_v2",
-    baseline_flavor: str = "medium",
-    percentile: float = 99.0,
-    series: bool = False,
-    single_setting: bool = False,
+    *,
     progress: Callable[[str, float], None] | None = None,
-    max_replicas: int = 1000,
-    oracle_sweep: bool = False,
+    **settings: Unpack[SimulationSettings],
 ) -> dict[str, Any]:
-    """Simulate ``policies`` over the last ``days`` of ``trace``; the benchmark's JSON.
+    """Simulate the policies over the last days of a trace; the benchmark's JSON.
 
-    Parameters are those of :func:`edgewise.api.simulate.simulate_serving`, except
-    ``progress(setting, fraction_done)``.
+    Parameters
+    ----------
+    progress : callable, optional
+        ``progress(setting, fraction_done)`` during each run.
+    **settings
+        Those of :func:`edgewise.api.simulate.simulate_serving` (its defaults where left
+        out).
 
     Returns
     -------
@@ -50,22 +40,7 @@ def run(
         :meth:`edgewise.api.simulate.ServingSimulation.as_dict`.
     """
     return simulate_serving(
-        trace=trace,
-        time_col=time_col,
-        value_col=value_col,
-        days=days,
-        startup_s=startup_s,
-        slo_ms=slo_ms,
-        policies=policies,
-        seed=seed,
-        peak_rps=peak_rps,
-        model=model,
-        baseline_flavor=baseline_flavor,
-        percentile=percentile,
-        series=series,
-        single_setting=single_setting,
-        max_replicas=max_replicas,
-        oracle_sweep=oracle_sweep,
+        **settings,
         progress=None
         if progress is None
         else (lambda label, done, total: progress(label, done / total)),

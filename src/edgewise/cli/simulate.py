@@ -54,14 +54,14 @@ def serving_command(
             time_col=time_col,
             value_col=value_col,
             days=days,
-            startup_s=startup_s,
-            slo_ms=slo_ms,
             policies=[policy],
-            seed=seed,
+            slo_ms=slo_ms,
             peak_rps=peak_rps,
+            startup_s=startup_s,
+            seed=seed,
+            max_replicas=max_replicas,
             series=plot is not None,
             single_setting=True,
-            max_replicas=max_replicas,
             progress=lambda _label, done, total: bar.update(task, completed=done / total),
         )
     runs = sim.policy(policy)
