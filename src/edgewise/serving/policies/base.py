@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -305,3 +306,46 @@ def single_flavor_decision(
     counts = {f.name: 0 for f in ctx.flavors}
     counts[flavor.name] = max(0, int(replicas))
     return ScalingDecision(replicas=counts, cpus_per_replica=nominal_cpus(ctx), reason=reason)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The one deployment a single-flavor baseline scales, as a tick finds it.
+
+    Attributes
+    ----------
+    flavor : FlavorOption
+        Its flavor.
+    current : int
+        Replicas asked for (starting ones included).
+    ready : int
+        Replicas that serve.
+    """
+
+    flavor: FlavorOption
+    current: int
+    ready: int
+
+
+class SingleFlavorPolicy(ABC):
+    """What the reactive baselines (HPA, KPA, Ray Serve) share: one deployment scaled.
+
+    :meth:`decide` finds the deployment (the ``flavor`` field, or the first offered),
+    asks :meth:`recommend` for its replica count, clamps that count to
+    ``[min_replicas, max_replicas]`` and keeps every other flavor at zero.
+    """
+
+    flavor: str | None
+    min_replicas: int
+
+    @abstractmethod
+    def recommend(self, ctx: ScalingContext, dep: Deployment) -> tuple[int, str, PolicyState]:
+        """Replicas wanted (before clamping), the reason, and the state to keep."""
+
+    def decide(self, ctx: ScalingContext) -> tuple[ScalingDecision, PolicyState]:
+        """This tick's decision and the state the next tick is handed."""
+        option = primary_flavor(ctx, self.flavor)
+        dep = Deployment(option, ctx.replicas.get(option.name, 0), ctx.ready(option.name))
+        wanted, reason, state = self.recommend(ctx, dep)
+        replicas = clamp_replicas(wanted, self.min_replicas, option.max_replicas)
+        return single_flavor_decision(ctx, option, replicas, reason), state

@@ -14,18 +14,17 @@ import math
 from dataclasses import dataclass
 
 from edgewise.serving.policies.base import (
+    Deployment,
     PolicyState,
     ScalingContext,
-    ScalingDecision,
+    SingleFlavorPolicy,
     clamp_replicas,
     mean_last,
-    primary_flavor,
-    single_flavor_decision,
 )
 
 
 @dataclass(frozen=True)
-class HPAPolicy:
+class HPAPolicy(SingleFlavorPolicy):
     """Kubernetes HPA on CPU utilisation.
 
     Parameters
@@ -59,11 +58,10 @@ class HPAPolicy:
         if not 0 < self.target_utilisation <= 1:
             raise ValueError(f"target_utilisation must be in (0, 1], got {self.target_utilisation}")
 
-    def decide(self, ctx: ScalingContext) -> tuple[ScalingDecision, PolicyState]:
-        flavor = primary_flavor(ctx, self.flavor)
-        hi = flavor.max_replicas
-        current = ctx.replicas.get(flavor.name, 0)
-        ready = ctx.ready(flavor.name)
+    def recommend(self, ctx: ScalingContext, dep: Deployment) -> tuple[int, str, PolicyState]:
+        """The HPA's count: the ratio rule, then stabilisation and the scale-up limit."""
+        hi = dep.flavor.max_replicas
+        current, ready = dep.current, dep.ready
         util = mean_last(ctx.metrics.cpu_utilisation, self.metric_window_s)
         if ready == 0:
             # No pod reports metrics: Kubernetes keeps the count (the minimum applies).
@@ -102,7 +100,6 @@ class HPAPolicy:
         elif raw > current:
             limit = max(current + 4, 2 * current)
             desired = min(raw, limit)
-        desired = clamp_replicas(desired, self.min_replicas, hi)
         reason = f"hpa util={util:.3f} target={self.target_utilisation:.2f} raw={raw}"
         state: PolicyState = {"recommendations": [[t, n] for t, n in window]}
-        return single_flavor_decision(ctx, flavor, desired, reason), state
+        return desired, reason, state

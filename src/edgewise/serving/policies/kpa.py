@@ -15,18 +15,16 @@ import math
 from dataclasses import dataclass
 
 from edgewise.serving.policies.base import (
+    Deployment,
     PolicyState,
     ScalingContext,
-    ScalingDecision,
-    clamp_replicas,
+    SingleFlavorPolicy,
     mean_last,
-    primary_flavor,
-    single_flavor_decision,
 )
 
 
 @dataclass(frozen=True)
-class KPAPolicy:
+class KPAPolicy(SingleFlavorPolicy):
     """Knative KPA.
 
     Parameters
@@ -63,12 +61,10 @@ class KPAPolicy:
         if self.target_concurrency <= 0:
             raise ValueError(f"target_concurrency must be positive, got {self.target_concurrency}")
 
-    def decide(self, ctx: ScalingContext) -> tuple[ScalingDecision, PolicyState]:
-        flavor = primary_flavor(ctx, self.flavor)
-        hi = flavor.max_replicas
+    def recommend(self, ctx: ScalingContext, dep: Deployment) -> tuple[int, str, PolicyState]:
+        """The KPA's count: stable or panic window, rate limits, scale to zero."""
         st = ctx.policy_state
-        current = ctx.replicas.get(flavor.name, 0)
-        ready = ctx.ready(flavor.name)
+        current, ready = dep.current, dep.ready
         conc = ctx.metrics.ongoing_requests
         stable = mean_last(conc, self.stable_window_s)
         panic = mean_last(conc, self.panic_window_s)
@@ -116,7 +112,6 @@ class KPAPolicy:
             desired = 1
         if desired == 0 and panic > 0:
             desired = 1  # requests wait at the activator: cold start
-        desired = clamp_replicas(desired, self.min_replicas, hi)
         reason = (
             f"kpa {mode} stable={stable:.2f} panic={panic:.2f} target={self.target_concurrency:g}"
         )
@@ -126,4 +121,4 @@ class KPAPolicy:
             "panic_peak": panic_peak,
             "idle_since": idle_since,
         }
-        return single_flavor_decision(ctx, flavor, desired, reason), state
+        return desired, reason, state

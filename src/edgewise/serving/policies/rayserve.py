@@ -16,20 +16,18 @@ import math
 from dataclasses import dataclass
 
 from edgewise.serving.policies.base import (
+    Deployment,
     PolicyState,
     ScalingContext,
-    ScalingDecision,
-    clamp_replicas,
+    SingleFlavorPolicy,
     mean_last,
-    primary_flavor,
-    single_flavor_decision,
 )
 
 _EPS_S = 1e-6
 
 
 @dataclass(frozen=True)
-class RayServePolicy:
+class RayServePolicy(SingleFlavorPolicy):
     """Ray Serve default request-based autoscaling.
 
     Parameters
@@ -57,11 +55,10 @@ class RayServePolicy:
         if self.target_ongoing_requests <= 0:
             raise ValueError("target_ongoing_requests must be positive")
 
-    def decide(self, ctx: ScalingContext) -> tuple[ScalingDecision, PolicyState]:
-        flavor = primary_flavor(ctx, self.flavor)
-        hi = flavor.max_replicas
-        target_now = ctx.replicas.get(flavor.name, 0)  # Ray's target_num_replicas
-        running = ctx.ready(flavor.name)  # Ray's current_num_replicas
+    def recommend(self, ctx: ScalingContext, dep: Deployment) -> tuple[int, str, PolicyState]:
+        """Ray's count: the ongoing-requests ratio, applied after its delay."""
+        target_now = dep.current  # Ray's target_num_replicas
+        running = dep.ready  # Ray's current_num_replicas
         total = mean_last(ctx.metrics.ongoing_requests, self.look_back_s)
         counter = int(ctx.policy_state.get("decision_counter", 0))
         stamp = ctx.policy_state.get("decision_timestamp")
@@ -96,6 +93,5 @@ class RayServePolicy:
             else:
                 counter, stamp = 0, None
             reason = f"rayserve ongoing={total:.2f} desired={desired}"
-        decided = clamp_replicas(decided, self.min_replicas, hi)
         state: PolicyState = {"decision_counter": counter, "decision_timestamp": stamp}
-        return single_flavor_decision(ctx, flavor, decided, reason), state
+        return decided, reason, state
