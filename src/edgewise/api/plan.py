@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -181,16 +181,20 @@ def _forecast_rate(
     return forecast_rate(history, lengths, h, rps_per_unit=per_unit, seed=seed)
 
 
+class RateForecast(TypedDict):
+    """The keywords of :func:`_forecast_rate`, passed on by name."""
+
+    time_col: str | None
+    value_col: str | None
+    seasons: Sequence[int] | None
+    horizon: int | None
+    train: int | None
+    peak_rps: float | None
+    seed: int
+
+
 def _planned_rate(
-    rate_rps: float | None,
-    trace: str | None,
-    time_col: str | None,
-    value_col: str | None,
-    seasons: Sequence[int] | None,
-    horizon: int | None,
-    train: int | None,
-    peak_rps: float | None,
-    seed: int,
+    rate_rps: float | None, trace: str | None, **forecast: Unpack[RateForecast]
 ) -> tuple[float, ForecastRate | None]:
     """The rate to plan for: the given one, or the forecast's (exactly one of them)."""
     if (rate_rps is None) == (trace is None):
@@ -198,16 +202,7 @@ def _planned_rate(
     if rate_rps is not None:
         return rate_rps, None
     assert trace is not None
-    predicted = _forecast_rate(
-        trace,
-        time_col=time_col,
-        value_col=value_col,
-        seasons=seasons,
-        horizon=horizon,
-        train=train,
-        peak_rps=peak_rps,
-        seed=seed,
-    )
+    predicted = _forecast_rate(trace, **forecast)
     return predicted.rate_rps, predicted
 
 
@@ -219,7 +214,7 @@ def _read_profiles(
     with kb.snapshot() as s:
         for v in svc.variants:
             for f in catalog.flavors:
-                prof = read_profile(s, v.model, f.name, f.cpus, v.batch_size)
+                prof = read_profile(s, v.model, f.name, f.cpus, batch_size=v.batch_size)
                 if prof is not None:
                     found[(v.model, f.name)] = prof
     return found
@@ -366,7 +361,15 @@ def plan(
     catalog = _load_flavors(flavors)
     slo, pct = svc.slo.latency_ms, svc.slo.percentile
     rate, predicted = _planned_rate(
-        rate_rps, forecast, time_col, value_col, seasons, horizon, train, peak_rps, seed
+        rate_rps,
+        forecast,
+        time_col=time_col,
+        value_col=value_col,
+        seasons=seasons,
+        horizon=horizon,
+        train=train,
+        peak_rps=peak_rps,
+        seed=seed,
     )
     store = KnowledgeBase.open(kb)
     profiles = _profiles_measuring_missing(

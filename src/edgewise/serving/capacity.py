@@ -25,6 +25,7 @@ measured under the arrival pattern it will face (open-loop, idle gaps included; 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -288,14 +289,20 @@ def percentiles_at_arrivals(
     )
 
 
+class ArrivalRuns(TypedDict, total=False):
+    """How :func:`percentiles_at_arrivals` simulates its runs (its keywords and defaults)."""
+
+    seed: int
+    repeats: int
+    burn_in: float
+    block: int
+
+
 def latency_at_arrivals(
     service_ms: ArrayLike,
     arrivals_s: ArrayLike,
     percentile: float,
-    seed: int = 0,
-    repeats: int = 200,
-    burn_in: float = BURN_IN,
-    block: int = 1,
+    **runs: Unpack[ArrivalRuns],
 ) -> float:
     """Predicted latency percentile (ms) of a load test with these exact arrival times.
 
@@ -303,10 +310,7 @@ def latency_at_arrivals(
     :func:`percentiles_at_arrivals`. Arrival-sampling noise thus cancels out of a
     model-versus-measurement comparison; only the service-time model is tested.
     """
-    values = percentiles_at_arrivals(
-        service_ms, arrivals_s, percentile, seed, repeats, burn_in, block
-    )
-    return float(np.mean(values))
+    return float(np.mean(percentiles_at_arrivals(service_ms, arrivals_s, percentile, **runs)))
 
 
 def percentile_ci(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from edgewise.errors import EdgewiseError
 from edgewise.serving.profiles.records import FlavorProfile, StoredProfile
@@ -86,16 +86,22 @@ def find_profile(
     return rows[0] if rows else None
 
 
+class ProfileWhere(TypedDict, total=False):
+    """The optional keys of :func:`find_profile` (batch size, host), by name."""
+
+    batch_size: int
+    host: str | None
+
+
 def read_profile(
     session: Session,
     model: str,
     flavor: str,
     cpus: float,
-    batch_size: int = 1,
-    host: str | None = None,
+    **where: Unpack[ProfileWhere],
 ) -> StoredProfile | None:
     """:func:`find_profile` as a typed record (``None`` when there is none)."""
-    row = find_profile(session, model, flavor, cpus, batch_size, host)
+    row = find_profile(session, model, flavor, cpus, **where)
     return StoredProfile.from_row(row) if row is not None else None
 
 
