@@ -60,18 +60,22 @@ def _cell(value: Any, kind: str, *, full: bool = False) -> str:
     return text
 
 
+#: The ``--db`` option of every command that opens the knowledge base.
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="SQLAlchemy URL of the knowledge base (default: $EDGEWISE_DB_URL, "
+        "else sqlite:///$EDGEWISE_HOME/kb.sqlite).",
+        show_default=False,
+    ),
+]
+
+
 @kb_app.callback()
 def _kb(
     ctx: typer.Context,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="SQLAlchemy URL of the knowledge base (default: $EDGEWISE_DB_URL, "
-            "else sqlite:///$EDGEWISE_HOME/kb.sqlite).",
-            show_default=False,
-        ),
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Inspect and export the knowledge base."""
     ctx.ensure_object(dict)["kb_url"] = db

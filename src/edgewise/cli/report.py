@@ -10,20 +10,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgewise.cli.kb import DbOption
+
 
 def report(
     out: Annotated[Path, typer.Option("--out", help="Directory to write index.html into.")] = Path(
         "report"
     ),
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db",
-            help="SQLAlchemy URL of the knowledge base (default: $EDGEWISE_DB_URL, "
-            "else sqlite:///$EDGEWISE_HOME/kb.sqlite).",
-            show_default=False,
-        ),
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Write OUT/index.html: a self-contained HTML report of every pillar in the KB."""
     from edgewise.kb import KnowledgeBase
