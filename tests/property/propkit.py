@@ -50,10 +50,6 @@ CASES = settings(
 )
 """Hypothesis settings of every property here: 500 cases, no per-case deadline."""
 
-PROFILE_PROGRESS = re.compile(r"^profiling .*\s\d+/\d+ \d+:\d\d:\d\d ")
-"""The progress line ``edgewise profile`` prints before its use case validates anything
-(a known one-line violation, kept visible by an xfail in test_prop_cli_values.py)."""
-
 
 class ProcessStarted(Exception):
     """Raised by the sandbox's tripwire when a command tries to start a process."""

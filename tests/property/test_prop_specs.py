@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given
-from propkit import CASES, GOOD_FLAVORS, GOOD_SERVICE, PROFILE_PROGRESS, Sandbox
+from propkit import CASES, GOOD_FLAVORS, GOOD_SERVICE, Sandbox
 from specgen import DEVICES, FLAVORS, SERVICE, SPACE, BadFile, SpecKind, bad_spec
 
 from edgewise.config import load_devices, load_flavors, load_service, load_stress_space
@@ -57,8 +57,7 @@ def check_spec_case(sandbox: Sandbox, command: str, case: BadFile) -> None:
     f = sandbox.write("BAD-spec.yaml", case.content)
     with pytest.raises(SpecError):  # never run a command on a file the loader accepts
         loader(f)
-    tolerate = PROFILE_PROGRESS if command.startswith("profile") else None
-    sandbox.check_rejected(args(f), (str(f), *case.names), tolerate=tolerate)
+    sandbox.check_rejected(args(f), (str(f), *case.names))
 
 
 def _property(command: str) -> Callable[[Sandbox], None]:

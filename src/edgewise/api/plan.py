@@ -332,14 +332,10 @@ def plan(
     peak_rps : float, optional
         Scale the trace so its past peak is this many requests/s (default: values are
         requests per step).
-    exact : bool
-        The integer program (``True``) or the Barista heuristic.
-    measure : bool
-        Measure missing capacity profiles instead of raising :class:`MissingProfileError`.
-    samples : int
-        Service-time samples per flavor when measuring.
-    seed : int
-        Seed of the capacity simulation and the forecaster.
+    exact, measure, samples, seed
+        The integer program (``True``) or the Barista heuristic; measure missing capacity
+        profiles (``samples`` service times each) instead of raising
+        :class:`MissingProfileError`; seed of the capacity simulation and forecaster.
     kb : str, optional
         Knowledge-base URL (default: the file under the state directory).
     progress : callable, optional

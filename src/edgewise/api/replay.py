@@ -324,10 +324,8 @@ def replay(
         the last ``hours`` of the trace).
     hours, speedup : float
         Trace hours replayed, and trace seconds per wall second.
-    policies, model
-        Policy names, replayed in order, and the zoo model served.
-    slo_ms, percentile : float
-        The SLO.
+    policies, model, slo_ms, percentile
+        Policy names (replayed in order), the zoo model served, and the SLO.
     flavors, flavor
         Flavors YAML and flavor name (:func:`edgewise.api.serve.pick_flavor`).
     peak_rps, peak_fraction : float

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 __all__ = ["predict", "profile", "register", "stress"]
 
@@ -96,15 +103,24 @@ def profile(
     """Profile APP under a designed set of stress mixes and store its interference model."""
     from edgewise.api import profile as use
 
-    with Progress(
+    bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[point]}"),
         console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task(f"profiling {app_name}", total=budget, point="starting target")
+    )
+    tasks: list[TaskID] = []
+
+    def report(point: str, done: int, total: int) -> None:
+        # the bar appears with the first step, so a wrong input stays one line
+        if not tasks:
+            bar.start()
+            tasks.append(bar.add_task(f"profiling {app_name}", total=budget, point=point))
+        bar.update(tasks[0], completed=done, point=point)
+
+    try:
         res = use.profile(
             app=app_name,
             budget=budget,
@@ -122,8 +138,10 @@ def profile(
             confine=confine,
             solo_every=solo_every,
             device=device,
-            progress=lambda point, done, total: bar.update(task, completed=done, point=point),
+            progress=report,
         )
+    finally:
+        bar.stop()
     if res.pooled_from:
         typer.echo(f"warm-started from: {', '.join(res.pooled_from)}")
     typer.echo(

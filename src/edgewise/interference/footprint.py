@@ -75,6 +75,8 @@ def parse_stressor(name: str) -> dict[str, float] | None:
             )
         if not val:
             raise StressorSpecError(f"bad stressor {name!r}: no value for {key}; {expected}")
+        if key in out:
+            raise StressorSpecError(f"bad stressor {name!r}: {key} is given twice")
         try:
             out[key] = float(val)
         except ValueError:
