@@ -249,4 +249,9 @@ def print_summary(summary: DemoSummary) -> None:
         table.add_row(*row)
     Console().print(table)
     spent = ", ".join(f"{k} {v:.0f} s" for k, v in summary.timings.items())
+    from edgewise.rayenv import log_path
+
     Console().print(f"time: {spent}; `edgewise report` renders it all from the knowledge base.")
+    Console().print(
+        f"Ray's and Serve's own lines: {log_path()} (`edgewise --verbose demo` shows them)"
+    )
