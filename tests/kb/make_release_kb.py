@@ -33,6 +33,21 @@ PROBES: tuple[dict[str, float], ...] = (
     {"cpu": 0.9, "membw": 0.7},
 )
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+#: Service times of the stored capacity profile (the planner derives capacity from them).
+SERVICE_SAMPLES_MS: list[float] = [
+    round(float(v), 3) for v in np.random.default_rng(7).lognormal(np.log(30.0), 0.15, 300)
+]
+#: The host the capacity profile was measured on; the CLI runs below pretend to be it.
+RELEASE_HOST = "release-host"
+#: ``edgewise`` command lines whose JSON answers the migrated file must reproduce.
+SERVICE_YAML = (
+    "name: vision\nvariants:\n  - {model: mobilenet_v2, accuracy: 0.72}\n"
+    "slo: {latency_ms: 200, percentile: 99}\n"
+)
+FLAVORS_YAML = (
+    "flavors:\n  - {name: small, cpus: 0.5, memory_mb: 1024, price_per_hour: 0.025, "
+    "max_replicas: 8}\n"
+)
 
 
 def _runs(seed: int, solo_ms: float) -> list[dict[str, Any]]:
@@ -134,7 +149,13 @@ def _others(kb: Any) -> dict[str, Any]:
                 batch_size=1,
                 host="release-host",
                 cpus=0.5,
-                service_ms={"p50": 30.0, "p95": 36.0, "p99": 41.0, "mean": 31.0},
+                service_ms={
+                    "p50": 30.0,
+                    "p95": 36.0,
+                    "p99": 41.0,
+                    "mean": 31.0,
+                    "samples": SERVICE_SAMPLES_MS,
+                },
                 slo_ms=200.0,
                 percentile=99.0,
                 capacity_rps=21.5,
@@ -149,6 +170,49 @@ def _others(kb: Any) -> dict[str, Any]:
     }
     save_profiles(kb, "pool-0123456789ab", profiles, metrics={"n": 2})
     return {"knob_cpu_0.6": cal.knob("cpu", 0.6), "pool": "pool-0123456789ab"}
+
+
+def cli_answers(db: Path, workdir: Path) -> dict[str, Any]:
+    """``predict`` and ``plan`` as the CLI answers them (JSON) on the knowledge base ``db``.
+
+    Runs in-process with the host name of the stored capacity profile. Used by the
+    generator (against the release) and by the migration test (against this tree).
+    """
+    import os
+    import socket
+    from unittest import mock
+
+    from typer.testing import CliRunner
+
+    from edgewise.cli.main import make_app
+
+    service, flavors = workdir / "service.yaml", workdir / "flavors.yaml"
+    service.write_text(SERVICE_YAML)
+    flavors.write_text(FLAVORS_YAML)
+    commands = {
+        "predict": ["predict", "mobilenet_v2@20rps", "--with", "stress:cpu=0.5", "--json"],
+        "plan": [
+            "plan",
+            "--service",
+            str(service),
+            "--flavors",
+            str(flavors),
+            "--rate",
+            "60",
+            "--json",
+        ],
+    }
+    env = {"EDGEWISE_DB_URL": f"sqlite:///{db}", "EDGEWISE_HOME": str(workdir)}
+    out: dict[str, Any] = {}
+    with (
+        mock.patch.object(socket, "gethostname", lambda: RELEASE_HOST),
+        mock.patch.dict(os.environ, env),
+    ):
+        for name, args in commands.items():
+            res = CliRunner().invoke(make_app(), args)
+            assert res.exit_code == 0, f"{name}: {res.output}"
+            out[name] = json.loads(res.output[res.output.index("{") :])
+    return out
 
 
 def main(path: str) -> None:
@@ -169,6 +233,13 @@ def main(path: str) -> None:
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.execute("VACUUM")
     conn.close()
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # the CLI writes (a plan row): use a copy
+        copy = Path(tmp) / "kb.sqlite"
+        shutil.copy(target, copy)
+        expected["cli"] = cli_answers(copy, Path(tmp))
     print(json.dumps(expected, indent=2, sort_keys=True))
 
 

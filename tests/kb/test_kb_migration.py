@@ -171,3 +171,27 @@ def test_a_hostile_or_unconvertible_pickle_is_kept_not_run(old_file: Path) -> No
         with kb.snapshot() as s:
             row = s.scalars(select(m.FittedModel).where(m.FittedModel.kind == "host_caps")).one()
             assert row.meta["format"] == "edgewise.legacy-pickle"
+
+
+def test_predict_and_plan_answer_as_the_release_did(old_file: Path, tmp_path: Path) -> None:
+    """The migrated file serves ``predict`` and ``plan`` with the 0.1 release's answers.
+
+    The release's answers were recorded by ``make_release_kb.py`` running the release's
+    own CLI on the file it had just written; here the current CLI runs the same lines.
+    """
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from make_release_kb import cli_answers
+    finally:
+        sys.path.pop(0)
+    got = cli_answers(old_file, tmp_path)
+    for command, expected in EXPECTED["cli"].items():
+        answer = got[command]
+        for key, value in expected.items():  # newer releases may add keys, never change one
+            assert (
+                answer[key] == pytest.approx(value)
+                if isinstance(value, float)
+                else (answer[key] == value)
+            ), f"{command}: {key}"
