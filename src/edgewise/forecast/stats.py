@@ -54,6 +54,16 @@ def _trend_model(trend: str) -> Any:
     raise ValueError(f"trend must be 'naive', 'ses' or 'ets', got {trend!r}")
 
 
+def _predict_quietly(
+    model: Any, h: int, levels: tuple[int, ...]
+) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """A fitted statsforecast model's forecast with intervals, its warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.predict(h=h, level=list(levels) or None)
+    return _unpack(out, levels)
+
+
 def _unpack(
     out: dict[str, np.ndarray], levels: tuple[int, ...]
 ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
@@ -122,10 +132,7 @@ class MSTL(BaseForecaster):
     def _predict(
         self, h: int, levels: tuple[int, ...]
     ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = self.model_.predict(h=h, level=list(levels) or None)
-        return _unpack(out, levels)
+        return _predict_quietly(self.model_, h, levels)
 
 
 class AutoETS(BaseForecaster):
@@ -173,7 +180,4 @@ class AutoETS(BaseForecaster):
     def _predict(
         self, h: int, levels: tuple[int, ...]
     ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = self.model_.predict(h=h, level=list(levels) or None)
-        return _unpack(out, levels)
+        return _predict_quietly(self.model_, h, levels)

@@ -313,30 +313,6 @@ def judge_host(
 MeasureAt = Callable[[Mapping[str, float], int, float], Measured]
 
 
-def measure_holdout(
-    measure: MeasureAt,
-    points: Sequence[Mapping[str, float]],
-    *,
-    seed: int,
-    warmup_s: float,
-    repeats_per_point: int,
-    solo_every: int,
-    say: Callable[[str, int, int], None],
-) -> list[HeldOutPoint]:
-    """The held-out points of :func:`measure_holdout_and_solos` (without the solo
-    baselines)."""
-    held, _ = measure_holdout_and_solos(
-        measure,
-        points,
-        seed=seed,
-        warmup_s=warmup_s,
-        repeats_per_point=repeats_per_point,
-        solo_every=solo_every,
-        say=say,
-    )
-    return held
-
-
 def measure_holdout_and_solos(
     measure: MeasureAt,
     points: Sequence[Mapping[str, float]],
