@@ -16,62 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+# the same fake deployment and flavor as the controller's own tests
+from test_controller import FLAVOR, FakeRuntime
+
 from edgewise.clock import VirtualClock
 from edgewise.kb import KnowledgeBase
 from edgewise.kb import models as m
 from edgewise.serving.controller import LiveController
 from edgewise.serving.live import StateWriter
-from edgewise.serving.policies import FlavorOption, make_policy
-
-FLAVOR = FlavorOption(
-    name="medium",
-    cpus=1.0,
-    capacity_rps=10.0,
-    price_per_hour=3.6,
-    max_replicas=20,
-    max_cpus=2.0,
-    service_ms_mean=50.0,
-)
-
-
-class FakeRuntime:
-    """A deployment that completes a constant rate on a virtual clock."""
-
-    def __init__(self, clock: VirtualClock, rate_rps: float) -> None:
-        self.clock = clock
-        self.rate = rate_rps
-        self.target = 0
-        self.cpus = 1.0
-        self.completed = 0.0
-        self._last = clock.now()
-
-    def snapshot(self, window_s: float = 10.0) -> dict[str, Any]:
-        now = self.clock.now()
-        self.completed += self.rate * (now - self._last)
-        self._last = now
-        reps = {f"r{i}": {"pid": i} for i in range(self.target)}
-        return {
-            "time": now,
-            "completed": self.completed,
-            "rejected": 0,
-            "ongoing": 1,
-            "queued_total": 1.0,
-            "cpu_s": {k: 1.0 * now for k in reps},
-            "replicas": reps,
-            "recent": [(now - 0.5, 20.0)],
-        }
-
-    def running_replicas(self) -> int:
-        return self.target
-
-    def scale_to(self, replicas: int) -> None:
-        self.target = replicas
-
-    def set_cpus(self, cpus: float) -> None:
-        self.cpus = cpus
-
-    def set_info(self, **info: Any) -> None:
-        pass
+from edgewise.serving.policies import make_policy
 
 
 class FlakyKB:
