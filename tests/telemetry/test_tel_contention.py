@@ -25,3 +25,18 @@ def test_meter_counts_our_own_work_as_ours() -> None:
     assert got is not None
     assert got.seconds > 0.3
     assert 0.0 <= got.foreign_frac <= 1.0 and 0.0 <= got.steal_frac <= 1.0
+
+
+def test_a_child_that_exits_inside_the_window_still_counts_as_ours() -> None:
+    import subprocess
+    import sys
+
+    import psutil
+
+    from edgewise.telemetry.contention import _own_cpu_s
+
+    me = psutil.Process()
+    before = _own_cpu_s(me)
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\n"
+    subprocess.run([sys.executable, "-c", burn], check=True)  # started, burned, reaped
+    assert _own_cpu_s(me) - before >= 0.4

@@ -4,8 +4,10 @@ A live measurement on a shared host is only comparable with another when the hos
 it the CPUs it expected. :class:`ContentionMeter` reads ``/proc/stat`` and this process
 tree's CPU time at the start and end of a window and reports the share of the host's
 CPU time that went to *other* processes (busy time not spent by us) and to hypervisor
-steal. Processes of ours that exit inside the window take their CPU time with them, so
-the foreign share is an upper bound; the thresholds that use it allow for that.
+steal. A process of ours that exits inside the window hands its CPU time to the parent
+that reaps it (its ``children_*`` times), so the sum stays continuous; a process reaped
+by a process outside our tree (none in practice) would make the foreign share an upper
+bound.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def _own_cpu_s(root: psutil.Process) -> float:
             t = proc.cpu_times()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        total += t.user + t.system
+        # a reaped child's time moves into its parent's children_* counters: counting
+        # both keeps the sum continuous when a replica or worker exits in the window
+        total += t.user + t.system + t.children_user + t.children_system
     return total
 
 
