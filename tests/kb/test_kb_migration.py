@@ -191,3 +191,20 @@ def test_predict_and_plan_answer_as_the_release_did(old_file: Path, tmp_path: Pa
         answer = got[line]
         for key, value in expected.items():  # newer releases may add keys, never change one
             assert answer[key] == value, f"{line}: {key}"
+
+
+def test_opening_a_current_file_takes_no_write_lock(tmp_path: Path) -> None:
+    """Another process mid-write does not make a plain open wait (or fail)."""
+    import time
+
+    db = tmp_path / "kb.sqlite"
+    KnowledgeBase.open(f"sqlite:///{db}").close()  # created at the head
+    writer = sqlite3.connect(db, isolation_level=None, timeout=0.1)
+    writer.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        t0 = time.monotonic()
+        KnowledgeBase.open(f"sqlite:///{db}").close()
+        assert time.monotonic() - t0 < 5.0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -18,6 +18,7 @@ The revisions live in ``edgewise/kb/migrations/versions``; no ``alembic.ini`` is
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 
@@ -49,8 +50,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
-    """The newest revision of the packaged migrations."""
+    """The newest revision of the packaged migrations (read once per process)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships its revisions
         raise RuntimeError(f"no Alembic revisions under {_MIGRATIONS}")
@@ -142,6 +144,12 @@ def ensure_schema(engine: Engine, safe_url: str, schema_version: int) -> str:
         or a SQLite file cannot be backed up before its upgrade.
     """
     head = head_revision()
+    # a database already at the head needs nothing written: check without the write
+    # lock, so opening never waits on (or blocks) another process's transaction
+    with engine.connect() as connection:
+        if current_revision(connection) == head:
+            _check_schema_version(connection, safe_url, schema_version)
+            return head
     locked = engine.execution_options(edgewise_sqlite_begin="IMMEDIATE")
     with locked.connect() as connection, connection.begin():
         _lock(connection)
@@ -165,13 +173,17 @@ def ensure_schema(engine: Engine, safe_url: str, schema_version: int) -> str:
         if revision != head:
             _upgrade(connection, engine, revision, safe_url)
             revision = head
-        newest = _newest_schema_version(connection)
-        if newest > schema_version:
-            raise EnvironmentProblem(
-                f"knowledge base {safe_url} has schema version {newest}, "
-                f"this edgewise uses {schema_version}; use another database URL"
-            )
+        _check_schema_version(connection, safe_url, schema_version)
     return revision
+
+
+def _check_schema_version(connection: Connection, safe_url: str, schema_version: int) -> None:
+    newest = _newest_schema_version(connection)
+    if newest > schema_version:
+        raise EnvironmentProblem(
+            f"knowledge base {safe_url} has schema version {newest}, "
+            f"this edgewise uses {schema_version}; use another database URL"
+        )
 
 
 __all__ = [
