@@ -51,18 +51,27 @@ def child_preexec(extra: Callable[[], None] | None = None) -> Callable[[], None]
     return _pre
 
 
-def kill_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str], sig: int) -> None:
+def kill_group(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str],
+    sig: int = signal.SIGKILL,
+    *,
+    reap_s: float = 0.0,
+) -> None:
     """Send ``sig`` to ``proc``'s process group (started with ``start_new_session``).
 
-    Falls back to the process alone when the group is gone or not its own.
+    The group is signalled even when its leader has exited: what it forked may live on.
+    Falls back to the process alone when the group is gone or not its own; with
+    ``reap_s > 0`` waits that long for the leader to exit.
     """
-    if proc.poll() is not None:
-        return
     try:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+    if reap_s > 0:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=reap_s)
 
 
 def stop_group(

@@ -128,14 +128,6 @@ def latency_summary(latencies_ms: Sequence[float] | np.ndarray) -> dict[str, flo
     return summarise_latencies(latencies_ms).as_dict()
 
 
-def percentile(values: Sequence[float] | np.ndarray, q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values``; NaN for an empty sample."""
-    a = np.asarray(values, dtype=float).ravel()
-    if a.size == 0:
-        return float("nan")
-    return float(np.quantile(a, q / 100.0))
-
-
 def conformal_quantile(scores: np.ndarray, prob: float) -> float:
     """Finite-sample-corrected empirical quantile of ``scores`` at ``prob``.
 

@@ -35,9 +35,9 @@ from edgewise.planning.retrain import (
     RetrainConstraints,
     RetrainPlan,
 )
-from edgewise.procs import free_port
+from edgewise.procs import free_port, kill_group
 from edgewise.retrain.checkpoint import latest_checkpoint, list_checkpoints
-from edgewise.retrain.devices import kill_group
+from edgewise.retrain.devices import REAP_S
 from edgewise.retrain.loadaware import (
     BackgroundObservation,
     LoadContext,
@@ -77,7 +77,7 @@ class Launcher(Protocol):
 def stop_rank(proc: RankProcess, sig: int = signal.SIGKILL) -> None:
     """Signal a rank's process group and reap it, locally or through its launcher."""
     if isinstance(proc, subprocess.Popen):
-        kill_group(proc, sig)
+        kill_group(proc, sig, reap_s=REAP_S)
     else:
         proc.kill_group(sig)  # type: ignore[attr-defined]
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 
 from edgewise.config import DeviceSpec
 from edgewise.isolation import CGroup, spawn_in_cgroup
+from edgewise.procs import kill_group
 
 JOIN_ENV = "EDGEWISE_JOIN_DIR"
 """Environment variable naming the join directory of a late-joining child."""
@@ -98,12 +98,8 @@ def join_device_group(timeout_s: float = 30.0) -> bool:
     return False
 
 
-def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    """Send ``sig`` to the process group of ``proc`` (its own session) and reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
+#: How long a killed process group's leader is waited for.
+REAP_S = 5.0
 
 
 class EmulatedPool:
@@ -281,7 +277,7 @@ class EmulatedPool:
     def kill_device(self, name: str) -> None:
         """Emulate a device failure: its background app goes too."""
         if name in self._bg:
-            kill_group(self._bg.pop(name))
+            kill_group(self._bg.pop(name), reap_s=REAP_S)
 
     def pids(self) -> list[int]:
         """PIDs of every child this pool started that is still running."""
@@ -295,7 +291,7 @@ class EmulatedPool:
             self._joiner = None
         for proc in [*self._children, *self._bg.values()]:
             if proc.poll() is None:
-                kill_group(proc)
+                kill_group(proc, reap_s=REAP_S)
         self._bg.clear()
         self._children.clear()
         self._stack.close()

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from edgewise.config import DeviceSpec
-from edgewise.procs import free_port
-from edgewise.retrain.devices import EmulatedPool, kill_group
+from edgewise.procs import free_port, kill_group
+from edgewise.retrain.devices import REAP_S, EmulatedPool
 
 RESOURCE_PREFIX = "device-"
 """A node carries device ``X`` when it has one unit of the custom resource ``device-X``."""
@@ -175,7 +175,7 @@ class DeviceAgent:
         with self._lock:
             proc = self._procs.get(pid)
         if proc is not None and proc.poll() is None:
-            kill_group(proc, sig)
+            kill_group(proc, sig, reap_s=REAP_S)
 
     def output(self, pid: int, limit: int = 1 << 16) -> bytes:
         """The last ``limit`` bytes a worker wrote to a captured stream."""
