@@ -52,10 +52,13 @@ def predicted_slowdown(
     """
     if not neighbours:
         return Slowdown(app, (), 1.0, "alone")
-    from edgewise.api.profile import predict
+    from edgewise.interference.predictor import Predictor
+    from edgewise.kb import KnowledgeBase
 
-    alone = predict(app=app, kb=kb).latency
-    beside = predict(app=app, neighbours=list(neighbours), kb=kb).latency
+    # one predictor for both questions: the app's models are read from the KB once
+    pred = Predictor(kb if isinstance(kb, KnowledgeBase) else KnowledgeBase.open(kb))
+    alone = pred.predict(app, [])
+    beside = pred.predict(app, list(neighbours))
     return Slowdown(app, tuple(neighbours), max(1.0, beside.p50 / alone.p50), beside.source)
 
 

@@ -287,7 +287,7 @@ def _store_forecast(fc: TraceForecast, kb: str | None) -> TraceForecast:
         values["actual"] = fc.actual.to_numpy(dtype=float).tolist()
     with KnowledgeBase.open(kb) as store, store.transaction() as session:
         row = m.Forecast(
-            series=Path(fc.trace).name if fc.trace != "bikeshare" else "bikeshare",
+            series=Path(fc.trace).name,
             method=fc.result.method,
             origin=str(fc.future[0]),
             horizon=fc.horizon,

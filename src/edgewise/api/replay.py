@@ -167,8 +167,6 @@ class _ReplaySetup:
     model: str
     flavor: FlavorSpec
     cap: FlavorCapacity
-    option: FlavorOption
-    """What the policies plan with: the capacity alone, or next to the neighbours."""
     max_replicas: int
     slo_ms: float
     percentile: float
@@ -180,6 +178,11 @@ class _ReplaySetup:
     simulate: bool
     colocation: ColocatedCapacity | None = None
     slowdown: Slowdown | None = None
+
+    @property
+    def option(self) -> FlavorOption:
+        """What the policies plan with: the capacity alone, or next to the neighbours."""
+        return self.colocation.colocated if self.colocation is not None else self.cap.option
 
     def outcome(self, runs: tuple[PolicyReplay, ...]) -> ReplayOutcome:
         """The replay's result: this setup and the runs."""
@@ -373,7 +376,6 @@ def replay(
             model=model,
             flavor=fl,
             cap=cap,
-            option=option,
             max_replicas=n_max,
             slo_ms=slo_ms,
             percentile=percentile,
