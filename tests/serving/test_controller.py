@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -10,6 +11,7 @@ from edgewise.kb import KnowledgeBase
 from edgewise.kb import models as m
 from edgewise.serving.controller import LiveController, observe_second
 from edgewise.serving.policies import FlavorOption, make_policy
+from edgewise.serving.policies.base import PolicyState, ScalingContext, ScalingDecision
 
 
 class FakeRuntime:
@@ -142,3 +144,37 @@ def test_restarted_controller_resumes_from_stored_state(tmp_path) -> None:
     second.start(initial_replicas=1)  # ignored: the stored level wins
     assert rt.target == level
     assert second._state == saved_policy_state
+
+
+class JitteryClock(VirtualClock):
+    """A virtual clock whose sleeps wake a few milliseconds early or late, like a real one."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        super().__init__(start)
+        self._calls = 0
+
+    def sleep(self, seconds: float) -> None:
+        self._calls += 1
+        jitter = -0.004 if self._calls % 2 else 0.004
+        super().sleep(max(0.0, seconds + jitter))
+
+
+@dataclass
+class EveryTick:
+    """A policy deciding once a second; it holds the level and counts its decisions."""
+
+    period_s: float = 1.0
+    name: str = "every-tick"
+
+    def decide(self, ctx: ScalingContext) -> tuple[ScalingDecision, PolicyState]:
+        return ScalingDecision({"medium": 1}, {"medium": 1.0}, "hold"), {}
+
+
+def test_a_one_second_policy_decides_every_tick_on_a_jittery_clock() -> None:
+    clock = JitteryClock(0.0)
+    rt = FakeRuntime(clock, rate_rps=5.0)
+    ctl = LiveController(rt, EveryTick(), FLAVOR, slo_ms=200, history=[5.0], clock=clock)
+    ctl.start(initial_replicas=1)
+    res = ctl.run(60.0)
+    # a tick waking a few ms early must not slip a whole period
+    assert res.decisions >= 59

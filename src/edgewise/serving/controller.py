@@ -51,6 +51,7 @@ RESUME_WITHIN_S = 600.0
 
 #: Rate-history bins kept in the stored state (six weeks of hourly bins).
 _HISTORY_KEPT = 24 * 7 * 6
+_TICK_S = 1.0  # the loop observes once a second
 
 log = logging.getLogger(__name__)
 
@@ -408,10 +409,11 @@ class LiveController:
             while self.clock.now() < end and not (stop is not None and stop.is_set()):
                 self.observe()
                 now = self.clock.now()
-                if now - self._last_decide >= self.policy.period_s:
+                # half a tick of slack: a tick landing a few ms early must not skip a period
+                if now - self._last_decide >= self.policy.period_s - 0.5 * _TICK_S:
                     self._last_decide = now
                     self.decide()
-                next_tick += 1.0
+                next_tick += _TICK_S
                 self.clock.sleep(max(0.0, next_tick - self.clock.now()))
         finally:
             stats = self.writer.close() if self.writer is not None else None
