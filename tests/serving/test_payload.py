@@ -121,3 +121,81 @@ def test_npy_with_a_damaged_header_is_a_400_not_a_crash() -> None:
     with pytest.raises(BadRequest) as err:
         decode(body, "application/x-npy", GRAY)
     assert err.value.status == 400
+
+
+def _card_transform(image: Image.Image) -> np.ndarray:
+    """A card-like transform: 8x8 grey, normalised with mean 0.1 and std 0.3."""
+    grey = image.convert("L").resize((8, 8), Image.Resampling.BILINEAR)
+    return ((np.asarray(grey, np.float32) / 255.0 - 0.1) / 0.3)[None]
+
+
+CARD_IMG = InputSpec("image", (1, 8, 8), dtype="float32", image_fn=_card_transform)
+TENSOR = InputSpec("tensor", (4,), dtype="float32")
+INT_TENSOR = InputSpec("tensor", (2, 2), dtype="int64")
+
+
+def test_png_goes_through_the_cards_own_preprocessing() -> None:
+    body = _png(20, 10)
+    with Image.open(io.BytesIO(body)) as img:
+        expected = _card_transform(img)
+    out = decode(body, "image/png", CARD_IMG)
+    assert out.shape == (1, 1, 8, 8) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[0], expected)
+
+
+def test_uint8_pixels_go_through_the_cards_preprocessing_like_a_png() -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, size=(8, 8), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buf, "PNG")
+    from_png = decode(buf.getvalue(), "image/png", CARD_IMG)
+    from_npy = decode(_npy(np.stack([pixels[None], pixels[None]])), None, CARD_IMG)
+    assert from_npy.shape == (2, 1, 8, 8)
+    np.testing.assert_allclose(from_npy[1:], from_png, atol=1e-6)
+
+
+def test_card_transform_with_the_wrong_shape_is_a_server_error_not_a_crash() -> None:
+    spec = InputSpec("image", (1, 4, 4), image_fn=_card_transform)
+    with pytest.raises(BadRequest) as err:
+        decode(_png(), "image/png", spec)
+    assert err.value.status == 500 and "(1, 4, 4)" in err.value.message
+
+
+def test_tensor_models_take_npy_and_json_of_the_cards_shape_and_dtype() -> None:
+    x = np.arange(4, dtype=np.float64)
+    out = decode(_npy(x), None, TENSOR)
+    assert out.shape == (1, 4) and out.dtype == np.float32
+    js = decode(json.dumps({"inputs": [[1, 2, 3, 4], [0.5, 0, 0, 1]]}).encode(), None, TENSOR)
+    assert js.shape == (2, 4) and js.dtype == np.float32 and js[1, 0] == 0.5
+    ints = decode(json.dumps({"inputs": [[1, 2], [3, 4]]}).encode(), None, INT_TENSOR)
+    assert ints.dtype == np.int64 and ints.tolist() == [[[1, 2], [3, 4]]]
+
+
+@pytest.mark.parametrize(
+    ("body", "spec", "status", "fragment"),
+    [
+        (_npy(np.zeros(5, np.float32)), TENSOR, 422, "does not match the model input (4,)"),
+        (_npy(np.zeros((2, 2), np.float32)), INT_TENSOR, 422, "does not match the model's int64"),
+        (_npy(np.array([1.0, np.inf, 0, 0])), TENSOR, 422, "NaN or infinity"),
+        (b'{"inputs": [1, 2, 3]}', TENSOR, 422, "does not match the model input (4,)"),
+        (b'{"inputs": [[1, 2], [3]]}', TENSOR, 422, "rectangular"),
+        (b'{"inputs": ["a", "b", "c", "d"]}', TENSOR, 422, "numbers"),
+        (b'{"x": [1, 2, 3, 4]}', TENSOR, 422, '"inputs"'),
+        (b'{"inputs": [[0.5, 1], [2, 3]]}', INT_TENSOR, 422, "float64 does not match"),
+        (b"\x89PNG\r\n\x1a\n", TENSOR, 400, ".npy or JSON"),
+        (b"\x89PNG\r\n\x1a\ntruncated", CARD_IMG, 400, "could not be decoded"),
+    ],
+)
+def test_requests_that_do_not_match_the_card_are_4xx_with_a_reason(
+    body: bytes, spec: InputSpec, status: int, fragment: str
+) -> None:
+    with pytest.raises(BadRequest) as err:
+        decode(body, None, spec)
+    assert err.value.status == status
+    assert fragment in err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_text_uses_the_models_tokenizer_when_it_has_one() -> None:
+    spec = InputSpec("text", (6,), vocab_size=100, tokenize=lambda t: [len(w) for w in t.split()])
+    out = decode(b'{"text": "a bb ccc"}', "application/json", spec)
+    assert out.tolist() == [[1, 2, 3, 0, 0, 0]]

@@ -6,24 +6,30 @@ previous batch ran goes next, ``max_wait_s`` adds an optional wait for more).
 At low load a request runs alone and waits for nothing; under load the batch grows and
 per-sample cost falls, which is where a served replica wins back what the HTTP path
 costs.
+
+The model function returns a tuple of per-sample sequences (say classes and scores);
+each caller gets the same tuple cut to its own samples.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-InferFn = Callable[[np.ndarray], tuple[list[int], list[float]]]
+Outputs = tuple[Sequence[Any], ...]
+"""Per-sample results of one forward pass: each sequence has one entry per sample."""
+InferFn = Callable[[np.ndarray], Outputs]
 
 
 @dataclass
 class _Item:
     batch: np.ndarray
-    future: asyncio.Future[tuple[list[int], list[float]]]
+    future: asyncio.Future[Outputs]
 
 
 class MicroBatcher:
@@ -41,13 +47,14 @@ class MicroBatcher:
         self.batches_run = 0
         self.samples_run = 0
 
-    async def submit(self, batch: np.ndarray) -> tuple[list[int], list[float]]:
+    async def submit(self, batch: np.ndarray) -> Outputs:
+        """Run ``batch`` (N samples) with whatever else queued; its N results back."""
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run())
-        fut: asyncio.Future[tuple[list[int], list[float]]] = loop.create_future()
+        fut: asyncio.Future[Outputs] = loop.create_future()
         await self._queue.put(_Item(batch, fut))
         return await fut
 
@@ -80,7 +87,7 @@ class MicroBatcher:
     async def _run_items(self, loop: asyncio.AbstractEventLoop, items: list[_Item]) -> None:
         merged = items[0].batch if len(items) == 1 else np.concatenate([i.batch for i in items])
         try:
-            classes, scores = await loop.run_in_executor(self._executor, self._infer, merged)
+            outputs = await loop.run_in_executor(self._executor, self._infer, merged)
         except Exception as err:
             for it in items:
                 if not it.future.done():
@@ -92,5 +99,5 @@ class MicroBatcher:
         for it in items:
             n = it.batch.shape[0]
             if not it.future.done():
-                it.future.set_result((classes[start : start + n], scores[start : start + n]))
+                it.future.set_result(tuple(out[start : start + n] for out in outputs))
             start += n
