@@ -1,12 +1,11 @@
 """Workload traces: load, check, resample, scale and expand to per-request arrivals.
 
-:func:`load_trace` reads the vendored hourly bike-share trace by the name ``bikeshare``
-or any user CSV (plain or gzip), picks a time column and a value column, and checks the
+:func:`load_trace` reads a vendored trace by its name (``bikeshare``, ``electricity``,
+``pedestrians``, ``wikipedia``: :data:`TRACE_NAMES`) or any user CSV (plain or gzip), picks a time column and a value column, and checks the
 file strictly: every fault (unparsable time, non-numeric or negative value, duplicate or
 out-of-order timestamp, a gap in the time index, too few rows, a missing column) is one
 :class:`~edgewise.errors.TraceError` line naming the file, its line and data row.
-User traces with gaps are rejected; the vendored ``bikeshare`` trace (which has none
-today) would have its gaps filled by linear interpolation, the number of filled rows
+User traces with gaps are rejected; a vendored trace (none has gaps today) would have its gaps filled by linear interpolation, the number of filled rows
 kept in ``series.attrs['filled_rows']``.
 
 Reading the file is the only effect; the other helpers are pure functions of a series.
@@ -38,8 +37,16 @@ __all__ = [
     "trace_arrivals",
 ]
 
-TRACE_NAMES: dict[str, str] = {"bikeshare": "bikeshare_hourly.csv.gz"}
-"""Named traces shipped in ``edgewise/data`` (name -> file)."""
+TRACE_NAMES: dict[str, str] = {
+    "bikeshare": "bikeshare_hourly.csv.gz",
+    "electricity": "electricity_hourly.csv.gz",
+    "pedestrians": "pedestrians_hourly.csv.gz",
+    "wikipedia": "wikipedia_daily.csv.gz",
+}
+"""Named traces shipped in ``edgewise/data`` (name -> file); sources and licences in
+``edgewise/data/ATTRIBUTION.md``: ``bikeshare`` (hourly rides), ``electricity`` (hourly
+PJM East load, 16 weeks), ``pedestrians`` (hourly Melbourne station counts, 16 weeks),
+``wikipedia`` (daily page views of one article, 448 days)."""
 
 _SNIFF_ROWS = 20
 
@@ -227,8 +234,8 @@ def load_trace(
     Parameters
     ----------
     source : str or Path
-        ``'bikeshare'`` (the vendored hourly Capital Bikeshare counts, 2010-09-20 to
-        2019-09-01, 78,421 hours) or the path of a CSV file, plain or compressed
+        A name of :data:`TRACE_NAMES` (``'bikeshare'``: the vendored hourly Capital
+        Bikeshare counts, 2010-09-20 to 2019-09-01, 78,421 hours) or the path of a CSV file, plain or compressed
         (``.gz``, ``.bz2``, ``.zip``, ``.xz``: inferred from the suffix).
     time_col : str, optional
         Column holding the timestamps; default: the first column, not all plain numbers,
