@@ -362,6 +362,35 @@ class Checkpoint(Base):
     job: Mapped[TrainingJob] = relationship(back_populates="checkpoints")
 
 
+# ------------------------------------------------------------- model registry
+
+
+class RegisteredModel(Base):
+    """A version of a user's model in the registry (:mod:`edgewise.registry`).
+
+    ``path`` is the stored artifact, relative to the state directory, named by its
+    content's ``sha256``; ``card`` is the model card as data. Lineage: ``parent`` is the
+    ``NAME:vN`` it was re-trained from, ``data_fingerprint`` the data it was trained on,
+    ``accuracy_before``/``accuracy_after`` the held-out accuracy of the parent and of
+    this version.
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    name: Mapped[str] = mapped_column(String, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    format: Mapped[str] = mapped_column(String, nullable=False)
+    sha256: Mapped[str] = mapped_column(String, nullable=False, index=True)
+    path: Mapped[str] = mapped_column(String, nullable=False)
+    card: Mapped[JSONDict] = mapped_column(JSON, default=_json_dict, nullable=False)
+    parent: Mapped[str | None] = mapped_column(String, nullable=True)
+    data_fingerprint: Mapped[str | None] = mapped_column(String, nullable=True)
+    accuracy_before: Mapped[float | None] = mapped_column(Float, nullable=True)
+    accuracy_after: Mapped[float | None] = mapped_column(Float, nullable=True)
+    meta: Mapped[JSONDict] = mapped_column(JSON, default=_json_dict, nullable=False)
+
+
 # The user-facing tables in a stable order (parents before children); the schema
 # bookkeeping table is left out.
 MODELS: tuple[type[Base], ...] = (
@@ -391,6 +420,7 @@ __all__ = [
     "Forecast",
     "Plan",
     "PolicyState",
+    "RegisteredModel",
     "Run",
     "Sample",
     "ScalingEvent",
