@@ -1,47 +1,58 @@
-"""Retrain use cases: update a deployed model on a device pool, and benchmark the planner.
+"""Retrain use case: update a model on a device pool under its apps' deadlines.
 
-:func:`retrain` optionally checks the deployed model for drift (and stops when it is
-fine), starts the device pool (emulated on this host, or the Ray cluster's nodes that
-carry the devices), takes the device profiles from the knowledge base when cached and
-not stale (else measures them), plans, trains elastically with the load-aware monitor,
-and records the job, its checkpoints and its metrics in the knowledge base.
-
-:func:`benchmark_retrain` runs our plan against the equal and the
-interference-oblivious proportional split on one emulated pool (and, with
-``kill_at_step``, once more with a device killed), and reports speed, deadline misses,
-accuracy and recovery (the runs: :mod:`edgewise.retrain.comparison`), with the profile
-pillar's prediction of the apps' latency beside the measured one.
+:func:`retrain` takes a zoo model on a built-in data set (trained first on the base
+split, re-trained on the drifted one), or the user's own model (a registry entry or a
+trainable path) on the user's own data (an image folder or an ``.npz``, split into a
+training and a held-out part). It optionally checks for drift (and stops when the model
+is fine), starts the device pool (emulated on this host, or the Ray cluster's nodes
+that carry the devices), takes the device profiles from the knowledge base when cached
+and not stale (else measures them), plans, trains elastically with the load-aware
+monitor, records the job, its checkpoints and its metrics in the knowledge base, and
+registers a registered model's result as its next version with its lineage.
 
 Faults are injected by wrapping the pool in
 :class:`edgewise.retrain.faults.KillDeviceAtStep`; the controller receives the failure
-as data. The heavy engines (torch, Ray) are imported inside the calls.
+as data. The heavy engines (torch, Ray) are imported inside the calls. The benchmark
+of the planner lives in :mod:`edgewise.api.retrain_bench` (re-exported here).
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgewise.errors import EdgewiseError, SpecError
-from edgewise.retrain.comparison import RetrainBenchmark, compare_plans, training_stressor
+from edgewise.api.retrain_bench import RetrainBenchmark, benchmark_retrain, predict_background
+from edgewise.errors import SpecError
 from edgewise.retrain.jobs import (
     DEFAULT_BATCH,
     DEFAULT_EPOCHS,
     BackgroundSummary,
     background_summaries,
     base_weights,
+    builtin_steps,
     check_pool,
+    clear_checkpoints,
     device_states,
     drift_accuracy,
+    drift_decision,
+    initial_weights,
     make_constraints,
+    pool_profiles,
     steps_for,
+    train_recorded,
+)
+from edgewise.retrain.ownmodel import (
+    OwnModel,
+    held_out_accuracy,
+    prepare_own,
+    register_retrained,
+    write_job_inputs,
 )
 
 if TYPE_CHECKING:
-    from edgewise.config import DevicePool, DeviceSpec
+    from edgewise.config import DevicePool
     from edgewise.kb import KnowledgeBase
     from edgewise.planning.retrain import DeviceProfile, RetrainConstraints, RetrainPlan
     from edgewise.retrain.controller import Launcher, RunResult
@@ -65,6 +76,7 @@ PlanHook = Callable[["RetrainPlan", str, str], None]
 
 PHASE_BASE = "training the deployed model on the base split"
 PHASE_TRAIN = "re-training"
+PHASE_OWN = "reading the model and the data"
 
 
 @dataclass(frozen=True)
@@ -86,10 +98,17 @@ class RetrainedModel:
     """Where the device profiles came from: ``cache`` or ``measured``."""
     reprofile_next: bool
     weights: Path
+    data_fingerprint: str | None = None
+    """The user's data (``sha256:...``); ``None`` on a built-in data set."""
+    trained: Path | None = None
+    """The re-trained model in its trainable form (the user's own model)."""
+    parent: str | None = None
+    registered: str | None = None
+    """The new version ``NAME:vN`` when the model came from the registry."""
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``edgewise retrain --json`` form."""
-        return {
+        """The ``edgewise retrain --json`` form (the lineage keys on the user's own model)."""
+        out = {
             "job_id": self.job_id,
             "plan": self.plan.to_dict(),
             "steps": self.steps,
@@ -104,6 +123,14 @@ class RetrainedModel:
             "reprofile_next": self.reprofile_next,
             "weights": str(self.weights),
         }
+        if self.data_fingerprint is not None:
+            out |= {
+                "data_fingerprint": self.data_fingerprint,
+                "trained": str(self.trained),
+                "parent": self.parent,
+                "registered": self.registered,
+            }
+        return out
 
 
 @dataclass(frozen=True)
@@ -135,6 +162,12 @@ class _Setup:
     work: Path
     n_steps: int
     base: Path
+    task: tuple[str, str, str, int]
+    """What the ranks train: ``(model, data, drift, seed)`` (names, or the job's files)."""
+    names: tuple[str, str]
+    """The model and the data as the user named them (records, the profiles' key)."""
+    evaluate: Callable[[Path | None], float]
+    """Held-out accuracy of the start weights (``None``) or of a weights file."""
     accuracy_before: float = 0.0
     profile_batch: int = field(init=False)
 
@@ -166,16 +199,26 @@ def retrain(
     progress: Progress | None = None,
     on_plan: PlanHook | None = None,
 ) -> RetrainResult:
-    """Re-train the deployed model on a device pool under its apps' deadlines.
+    """Re-train a model on a device pool under its apps' deadlines.
+
+    The model is a zoo name (trained first on the built-in data set's base split, the
+    deployed model of the demos), a registry entry ``NAME[:VERSION]`` or a trainable
+    path (a Hugging Face directory, or safetensors with an architecture). The data is a
+    built-in data set (``digits``, ``lfw``, drifted by ``drift``) or the user's own: an
+    image folder (one sub-folder per class) or an ``.npz`` with ``x`` and ``y``, split
+    with ``seed`` into a training and a held-out part. Accuracy on the held-out part
+    before and after is part of every result; a registered model's result is registered
+    as ``NAME:v(n+1)`` with its parent, the data's fingerprint and both accuracies.
 
     Parameters
     ----------
     devices : str or Path
         Devices YAML.
     model, data, drift, seed
-        Zoo model, data set, drift kind (rotation, noise or new_classes), seed.
+        Model reference, data set or path, drift kind of a built-in data set (rotation,
+        noise or new_classes), seed.
     epochs, steps, global_batch
-        Passes over the drifted training split (``steps`` overrides them) and the batch.
+        Passes over the training split (``steps`` overrides them) and the batch.
     kill_at_step, kill_device
         Kill that device (rank and app) at that step, the recovery demo; both or neither.
     resume : bool
@@ -186,7 +229,7 @@ def retrain(
         Ignore cached profiles; re-plan when background load changes.
     when_drift, drift_metric, threshold
         Update only if the deployed model has drifted (``accuracy`` below or ``ks``
-        above ``threshold``; defaults 0.9 / 0.2).
+        above ``threshold``; defaults 0.9 / 0.2; the user's own data: accuracy only).
     address : str or None
         Ray cluster address: the devices are the nodes that carry them.
     kb : str or None
@@ -201,38 +244,36 @@ def retrain(
     Raises
     ------
     SpecError
-        Bad options or pool, or an interrupt (checkpoints are kept: rerun with resume).
+        Bad options, pool or data (one line naming the file), a model form that cannot
+        be trained, or an interrupt (checkpoints are kept: rerun with resume).
     TrainingFailed
         Training could not finish.
     """
-    from edgewise.config import load_devices
+    from edgewise.config import MODEL_NAMES, load_devices
     from edgewise.kb import KnowledgeBase
-    from edgewise.paths import home
+    from edgewise.workloads.datasets import DATASETS
 
     _check_options(kill_at_step, kill_device, drift_metric)
     say = progress or (lambda _phase, _done, _total: None)
     spec = load_devices(devices)
-    c = make_constraints(model, global_batch)
-    check_pool(spec, {}, c, str(devices))
-    say(PHASE_BASE, 0, 0)
-    base = base_weights(model, data, drift, seed)
-    decision = None
-    if when_drift:
-        decision = _drift_check(model, base, data, drift, seed, drift_metric, threshold)
-        if not decision.update:
-            return RetrainResult(drift=decision)
-    work = Path(workdir) if workdir else home() / "retrain" / f"{model}-{data}-{Path(devices).stem}"
-    _clear_checkpoints(work / "job" / "checkpoints", resume)
-    setup = _Setup(spec, str(devices), c, work, _n_steps(data, drift, seed, epochs, steps, c), base)
-    setup.accuracy_before = drift_accuracy(model, data, drift, seed, base)
-    knowledge = KnowledgeBase.open(kb)
+    opts = _JobOptions(devices, drift, epochs, steps, global_batch, seed, workdir, resume)
+    own: OwnModel | None = None
+    if model in MODEL_NAMES and data in DATASETS:
+        setup, decision = _builtin_setup(
+            spec, opts, model, data, say, (when_drift, drift_metric, threshold)
+        )
+        knowledge = KnowledgeBase.open(kb)
+    else:
+        knowledge = KnowledgeBase.open(kb)
+        say(PHASE_OWN, 0, 0)
+        own = prepare_own(knowledge, model, data, drift=drift, seed=seed)
+        decision = _own_drift_check(own, when_drift, drift_metric, threshold)
+        setup = _own_setup(spec, opts, own) if decision is None or decision.update else None
+    if setup is None:
+        return RetrainResult(drift=decision)
     job = _run_job(
         setup,
         knowledge,
-        model=model,
-        data=data,
-        drift=drift,
-        seed=seed,
         kill=(kill_at_step, kill_device),
         resume=resume,
         reprofile=reprofile,
@@ -241,7 +282,120 @@ def retrain(
         say=say,
         on_plan=on_plan,
     )
+    if own is not None:
+        accuracy = (job.accuracy_before, job.accuracy_after)
+        trained, ref = register_retrained(
+            knowledge, own, job.weights, accuracy, setup.work / "result"
+        )
+        job = replace(
+            job,
+            data_fingerprint=own.data.fingerprint,
+            trained=trained,
+            parent=own.parent,
+            registered=ref,
+        )
     return RetrainResult(drift=decision, job=job)
+
+
+@dataclass(frozen=True)
+class _JobOptions:
+    """The options every job path reads the same way."""
+
+    devices: str | Path
+    drift: str
+    epochs: int
+    steps: int | None
+    global_batch: int
+    seed: int
+    workdir: str | Path | None
+    resume: bool
+
+    def work(self, stem: str) -> Path:
+        """The job directory: ``workdir``, or one per model, data and pool under home."""
+        from edgewise.paths import home
+
+        if self.workdir:
+            return Path(self.workdir)
+        return home() / "retrain" / f"{stem}-{Path(self.devices).stem}"
+
+
+def _builtin_setup(
+    spec: DevicePool,
+    opts: _JobOptions,
+    model: str,
+    data: str,
+    say: Progress,
+    check: tuple[bool, str, float | None],
+) -> tuple[_Setup | None, DriftDecision | None]:
+    """A zoo model trained on a built-in set's base split, re-trained on its drifted split.
+
+    ``check`` is ``(when_drift, metric, threshold)``; ``None`` for the setup when the
+    drift check finds the deployed model fine.
+    """
+    drift, seed = opts.drift, opts.seed
+    when_drift, drift_metric, threshold = check
+    c = make_constraints(model, opts.global_batch)
+    check_pool(spec, {}, c, str(opts.devices))
+    say(PHASE_BASE, 0, 0)
+    base = base_weights(model, data, drift, seed)
+    decision = None
+    if when_drift:
+        decision = drift_decision(model, base, (data, drift, seed), drift_metric, threshold)
+        if not decision.update:
+            return None, decision
+    work = opts.work(f"{model}-{data}")
+    clear_checkpoints(work / "job" / "checkpoints", opts.resume)
+    n_steps = opts.steps or builtin_steps(data, drift, seed, opts.epochs, c.global_batch)
+    setup = _Setup(
+        spec,
+        str(opts.devices),
+        c,
+        work,
+        n_steps,
+        base,
+        task=(model, data, drift, seed),
+        names=(model, data),
+        evaluate=lambda w: drift_accuracy(model, data, drift, seed, w or base),
+    )
+    setup.accuracy_before = setup.evaluate(None)
+    return setup, decision
+
+
+def _own_setup(spec: DevicePool, opts: _JobOptions, own: OwnModel) -> _Setup:
+    """The user's model and data: the ranks' inputs written into the job directory."""
+    c = make_constraints(own.ref, opts.global_batch, memory=own.memory_mb)
+    check_pool(spec, {}, c, str(opts.devices))
+    work = opts.work(own.stem)
+    clear_checkpoints(work / "job" / "checkpoints", opts.resume)
+    tensors, init = write_job_inputs(work / "job" / "inputs", own.data, own.module.state_dict())
+    model_dir = own.save(work / "job" / "inputs" / "model")
+    n = opts.steps or steps_for(opts.epochs, len(own.data.y_train), c.global_batch)
+    setup = _Setup(
+        spec,
+        str(opts.devices),
+        c,
+        work,
+        n,
+        init,
+        task=(str(model_dir), str(tensors), "none", opts.seed),
+        names=(own.ref, own.data.fingerprint),
+        evaluate=lambda w: held_out_accuracy(own.module, w, own.data),
+    )
+    setup.accuracy_before = setup.evaluate(None)
+    return setup
+
+
+def _own_drift_check(
+    own: OwnModel, when_drift: bool, metric: str, threshold: float | None
+) -> DriftDecision | None:
+    """On the user's data the drift check is the held-out accuracy against the threshold."""
+    from edgewise.retrain import drift as drift_mod
+
+    if not when_drift:
+        return None
+    if metric != "accuracy":
+        raise SpecError(f"--drift-metric {metric}: on your own data, use accuracy")
+    return drift_mod.decide("accuracy", held_out_accuracy(own.module, None, own.data), threshold)
 
 
 def _check_options(kill_at_step: int | None, kill_device: str | None, drift_metric: str) -> None:
@@ -252,48 +406,10 @@ def _check_options(kill_at_step: int | None, kill_device: str | None, drift_metr
         raise SpecError(f"--drift-metric {drift_metric}: choose accuracy or ks")
 
 
-def _drift_check(
-    model: str,
-    base: Path,
-    data: str,
-    drift: str,
-    seed: int,
-    metric: str,
-    threshold: float | None,
-) -> DriftDecision:
-    """Measure the deployed model's drift and decide whether to update it."""
-    from edgewise.retrain import drift as drift_mod
-
-    stat = drift_mod.measure(model, base, data, drift, seed, metric)  # type: ignore[arg-type]
-    return drift_mod.decide(metric, stat, threshold)  # type: ignore[arg-type]
-
-
-def _clear_checkpoints(ck_dir: Path, resume: bool) -> None:
-    """A fresh job starts without the last job's checkpoints."""
-    if not resume and ck_dir.exists():
-        for p in ck_dir.iterdir():
-            p.unlink()
-
-
-def _n_steps(
-    data: str, drift: str, seed: int, epochs: int, steps: int | None, c: RetrainConstraints
-) -> int:
-    """``steps``, or the steps of ``epochs`` passes over the drifted training split."""
-    if steps:
-        return steps
-    from edgewise.retrain.trainer import load_task
-
-    return steps_for(epochs, len(load_task(data, drift, seed).drift_train[1]), c.global_batch)
-
-
 def _run_job(
     setup: _Setup,
     kb: KnowledgeBase,
     *,
-    model: str,
-    data: str,
-    drift: str,
-    seed: int,
     kill: tuple[int | None, str | None],
     resume: bool,
     reprofile: bool,
@@ -312,7 +428,8 @@ def _run_job(
     from edgewise.retrain.raypool import RayPool
 
     spec, c = setup.spec, setup.constraints
-    key = records.pool_key(spec.devices, model, data, setup.profile_batch)
+    model, data, drift, seed = setup.task
+    key = records.pool_key(spec.devices, *setup.names, setup.profile_batch)
     states = device_states(spec)
     pool_cm: EmulatedPool | RayPool = (
         RayPool(spec.devices, setup.work / "pool", seed=seed, address=address)
@@ -320,14 +437,21 @@ def _run_job(
         else EmulatedPool(spec.devices, setup.work / "pool", seed=seed)
     )
     with pool_cm as pool:
-        profiles, source = _pool_profiles(
-            pool, setup, kb, key, model, data, drift, seed, reprofile, say
+        profiles, source = pool_profiles(
+            pool,
+            spec.devices,
+            kb,
+            key,
+            setup.task,
+            setup.profile_batch,
+            reprofile,
+            lambda msg: say(msg, 0, 0),
         )
         check_pool(spec, profiles, c, setup.source)
         plan = plan_exact(states, profiles, c)
         if on_plan is not None:
             on_plan(plan, source, key)
-        init = _initial_weights(setup.base, setup.work, address)
+        init = initial_weights(setup.base, setup.work, address)
         job = JobSpec(
             model,
             data,
@@ -345,10 +469,10 @@ def _run_job(
         job_id = records.start_job(
             kb,
             f"retrain-{Path(setup.source).stem}",
-            model,
+            setup.names[0],
             {
                 "devices": setup.source,
-                "data": data,
+                "data": setup.names[1] if drift == "none" else data,
                 "drift": drift,
                 "seed": seed,
                 "steps": setup.n_steps,
@@ -359,91 +483,20 @@ def _run_job(
             },
         )
         monitor = BackgroundMonitor.for_pool(pool) if load_aware else None
-        res = _train_recorded(launcher, states, profiles, c, job, kb, job_id, resume, monitor, say)
-        bg = background_summaries(spec.devices, pool.bg_log, res.t_first_step, res.t_end)
-    return _finish(
-        setup, kb, key, job_id, model, data, drift, seed, profiles, source, plan, res, bg
-    )
-
-
-def _pool_profiles(
-    pool: Any,
-    setup: _Setup,
-    kb: KnowledgeBase,
-    key: str,
-    model: str,
-    data: str,
-    drift: str,
-    seed: int,
-    reprofile: bool,
-    say: Progress,
-) -> tuple[dict[str, DeviceProfile], str]:
-    """The devices' profiles from the knowledge base, or measured (and stored) now."""
-    from edgewise.retrain import records
-    from edgewise.retrain.profiler import profile_pool
-
-    cached = None if reprofile else records.load_profiles(kb, key)
-    say("starting devices" + ("" if cached else " and profiling"), 0, 0)
-    pool.wait_background_ready()
-    if cached is not None:
-        return cached, "cache"
-    profiles = profile_pool(
-        pool, setup.spec.devices, model, data, drift, seed, batch=setup.profile_batch
-    )
-    records.save_profiles(kb, key, profiles)
-    return profiles, "measured"
-
-
-def _initial_weights(base: Path, work: Path, address: str | None) -> Path:
-    """The weights the ranks start from: on a cluster, a copy in the shared job directory."""
-    if not address:
-        return base
-    # workers on other hosts see the job directory, not this host's cache
-    init = work / "job" / "base-weights.pt"
-    init.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(base, init)
-    return init
-
-
-def _train_recorded(
-    launcher: Launcher,
-    states: Any,
-    profiles: dict[str, DeviceProfile],
-    c: RetrainConstraints,
-    job: Any,
-    kb: KnowledgeBase,
-    job_id: int,
-    resume: bool,
-    monitor: Any,
-    say: Progress,
-) -> RunResult:
-    """Train elastically; an interrupt or a failure is recorded as the job's status."""
-    from edgewise.planning.retrain import plan_exact
-    from edgewise.retrain import records
-    from edgewise.retrain.controller import TrainingFailed, run_training
-
-    say(PHASE_TRAIN, 0, job.total_steps)
-    try:
-        return run_training(
+        res = train_recorded(
             launcher,
             states,
             profiles,
             c,
             job,
-            plan_exact,
-            resume=resume,
-            on_step=lambda s, total: say(PHASE_TRAIN, s, total),
-            on_checkpoint=lambda s, p: records.record_checkpoint(kb, job_id, s, p),
-            monitor=monitor,
+            kb,
+            job_id,
+            resume,
+            monitor,
+            lambda s, total: say(PHASE_TRAIN, s, total),
         )
-    except KeyboardInterrupt:
-        records.finish_job(kb, job_id, "interrupted", {})
-        raise SpecError(
-            f"interrupted; checkpoints kept in {job.workdir / 'checkpoints'}: rerun with --resume"
-        ) from None
-    except TrainingFailed:
-        records.finish_job(kb, job_id, "failed", {})
-        raise
+        bg = background_summaries(spec.devices, pool.bg_log, res.t_first_step, res.t_end)
+    return _finish(setup, kb, key, job_id, profiles, source, plan, res, bg)
 
 
 def _finish(
@@ -451,10 +504,6 @@ def _finish(
     kb: KnowledgeBase,
     key: str,
     job_id: int,
-    model: str,
-    data: str,
-    drift: str,
-    seed: int,
     profiles: dict[str, DeviceProfile],
     source: str,
     plan: RetrainPlan,
@@ -464,7 +513,7 @@ def _finish(
     """Score the new weights, mark drifted profiles stale, record the job's metrics."""
     from edgewise.retrain import records
 
-    after = drift_accuracy(model, data, drift, seed, res.final_weights)
+    after = setup.evaluate(res.final_weights)
     ratio, drifted = records.measured_drift(res.steps, res.plans[0])
     if drifted:
         records.save_profiles(kb, key, profiles, stale=True, metrics={"ratio": ratio})
@@ -481,7 +530,7 @@ def _finish(
     records.finish_job(kb, job_id, "done", metrics)
     return RetrainedModel(
         job_id=job_id,
-        model=model,
+        model=setup.names[0],
         plan=plan,
         steps=res.final_step,
         train_time_s=res.train_time_s,
@@ -495,98 +544,3 @@ def _finish(
         reprofile_next=drifted,
         weights=res.final_weights,
     )
-
-
-def benchmark_retrain(
-    *,
-    devices: str | Path,
-    seed: int = 0,
-    model: str = "digits_cnn",
-    data: str = "digits",
-    drift: str = "rotation",
-    epochs: int = DEFAULT_EPOCHS,
-    steps: int | None = None,
-    global_batch: int = DEFAULT_BATCH,
-    kill_at_step: int | None = None,
-    kill_device: str | None = None,
-    workdir: str | Path | None = None,
-    timeline_path: str | Path | None = None,
-    kb: str | None = None,
-    progress: Progress | None = None,
-) -> RetrainBenchmark:
-    """Our retrain plan against the equal and proportional splits on an emulated pool.
-
-    Parameters
-    ----------
-    devices : str or Path
-        Devices YAML.
-    seed, model, data, drift
-        As for :func:`retrain`.
-    epochs, steps, global_batch
-        The job (``steps`` overrides ``epochs``: steps = ceil(epochs * |drift train| /
-        batch)).
-    kill_at_step, kill_device
-        One more run of our plan with that device (``auto``: the plan's last) killed at
-        that step; its per-device timeline goes to ``timeline_path`` (default
-        ``$EDGEWISE_HOME/results/retrain-timeline-failure.png``).
-    workdir : str or Path or None
-        Where the runs' files go (default: a fresh temporary directory).
-    kb : str or None
-        Knowledge base URL (``None``: the default one); every run is recorded there as
-        a ``TrainingJob`` with its checkpoints.
-    progress : callable or None
-        ``progress(phase, 0, 0)`` at each phase.
-
-    Returns
-    -------
-    RetrainBenchmark
-        Our plan re-balances shares online; the baselines keep their static shares.
-    """
-    from edgewise.config import load_devices
-    from edgewise.kb import KnowledgeBase
-
-    say = progress or (lambda _phase, _done, _total: None)
-    knowledge = KnowledgeBase.open(kb)
-    return compare_plans(
-        load_devices(devices),
-        str(devices),
-        model=model,
-        data=data,
-        drift=drift,
-        seed=seed,
-        epochs=epochs,
-        steps=steps,
-        global_batch=global_batch,
-        kill_at_step=kill_at_step,
-        kill_device=kill_device,
-        workdir=Path(workdir) if workdir else None,
-        kb=knowledge,
-        timeline_path=timeline_path,
-        predict=lambda spec: predict_background(knowledge, spec.devices),
-        say=lambda msg: say(msg, 0, 0),
-    )
-
-
-def predict_background(kb: Any, devices: Sequence[DeviceSpec]) -> dict[str, dict[str, Any]] | None:
-    """Predicted background p99 per device and intensity from the profile pillar.
-
-    ``None`` when the KB holds no interference model for an app (then the plan uses
-    the direct measurement alone).
-    """
-    from edgewise.interference.predictor import Predictor
-    from edgewise.retrain.profiler import candidate_intensities
-
-    try:
-        pred = Predictor(kb)
-        out: dict[str, dict[str, Any]] = {}
-        for d in devices:
-            if d.background is None:
-                continue
-            app = f"{d.background.model}@{d.background.rate_rps:g}rps"
-            out[d.name] = {}
-            for threads, nice in candidate_intensities(d.cpus):
-                lp = pred.predict(app, [training_stressor(threads, nice, d.cpus)])
-                out[d.name][f"t{threads}n{nice}"] = {"p99": lp.p99, "source": lp.source}
-        return out
-    except (EdgewiseError, ImportError, KeyError, ValueError):
-        return None

@@ -1,4 +1,9 @@
-"""``edgewise retrain``: update a deployed model on an emulated device pool under deadlines.
+"""``edgewise retrain``: update a model on an emulated device pool under deadlines.
+
+The model is a zoo name on a built-in data set, or the user's own (a registry entry or
+a trainable path) on the user's own data (an image folder or an ``.npz``); then the
+held-out accuracy before and after is printed, and a registry model's result is
+registered as ``NAME:v(n+1)``.
 
 Parses the options, calls :func:`edgewise.api.retrain.retrain` (drift check, pool,
 profiles, plan, elastic training with the load-aware monitor, knowledge-base records)
@@ -21,6 +26,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from edgewise.api.retrain import RetrainedModel
     from edgewise.planning.retrain import RetrainPlan
 
 
@@ -90,8 +96,18 @@ class _ProgressView:
 
 def retrain(
     devices: Path = typer.Option(..., "--devices", help="devices YAML"),
-    model: str = typer.Option("digits_cnn", "--model"),
-    data: str = typer.Option("digits", "--data"),
+    model: str = typer.Option(
+        "digits_cnn",
+        "--model",
+        help="zoo model, registry NAME[:VERSION], or a trainable path (Hugging Face "
+        "directory, or safetensors with an architecture)",
+    ),
+    data: str = typer.Option(
+        "digits",
+        "--data",
+        help="built-in data set (digits, lfw), an image folder (one sub-folder per class) "
+        "or an .npz with x and y",
+    ),
     drift: DriftKind = typer.Option(DriftKind.rotation, "--drift", help="How the data drifted."),
     epochs: int = typer.Option(60, "--epochs", min=1),
     steps: int | None = typer.Option(None, "--steps", min=1, help="overrides --epochs"),
@@ -121,7 +137,10 @@ def retrain(
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Plan devices, intensities and batch shares under deadlines, then train elastically."""
+    """Plan devices, intensities and batch shares under deadlines, then train elastically.
+
+    A registry model's result is registered as its next version (the new ref is printed).
+    """
     from rich.console import Console
 
     from edgewise.api.retrain import retrain as retrain_model
@@ -161,11 +180,22 @@ def retrain(
     elif as_json:
         typer.echo(json.dumps(job.as_dict(), indent=2, default=str))
     else:
-        typer.echo(
-            f"re-trained {job.model} in {job.train_time_s:.1f} s on "
-            f"{', '.join(job.plan.devices)}: drifted-split accuracy "
+        typer.echo(_summary(job))
+
+
+def _summary(job: RetrainedModel) -> str:
+    """One line: what was re-trained, where, the accuracy before and after, and the result."""
+    where = f"re-trained {job.model} in {job.train_time_s:.1f} s on {', '.join(job.plan.devices)}"
+    if job.data_fingerprint is None:
+        return (
+            f"{where}: drifted-split accuracy "
             f"{job.accuracy_before:.3f} -> {job.accuracy_after:.3f}; weights {job.weights}"
         )
+    result = f"registered {job.registered}" if job.registered else f"saved {job.trained}"
+    return (
+        f"{where}: held-out accuracy {job.accuracy_before:.3f} -> "
+        f"{job.accuracy_after:.3f}; {result}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -42,19 +42,33 @@ def device_states(pool: DevicePool) -> list[DeviceState]:
     ]
 
 
-def model_memory_mb(model: str) -> tuple[float, float]:
-    """Training memory of ``model``: fixed (weights, grads, momentum, runtime) and per sample."""
-    from edgewise.workloads.zoo import build_model
-
-    zoo = build_model(model)
-    fixed = zoo.param_count * 4 * 3 / 2**20 + 150.0  # + interpreter and torch runtime
-    per_sample = 4 * math.prod(zoo.input_shape) * 40 / 2**20  # activations, generously
+def memory_mb(param_count: int, sample_shape: Sequence[int]) -> tuple[float, float]:
+    """Training memory of a model: fixed (weights, grads, momentum, runtime) and per sample."""
+    fixed = param_count * 4 * 3 / 2**20 + 150.0  # + interpreter and torch runtime
+    per_sample = 4 * math.prod(sample_shape) * 40 / 2**20  # activations, generously
     return fixed, per_sample
 
 
-def make_constraints(model: str, global_batch: int = DEFAULT_BATCH) -> RetrainConstraints:
-    """The planner's constraints for training ``model`` with ``global_batch`` samples a step."""
-    fixed, per_sample = model_memory_mb(model)
+def model_memory_mb(model: str) -> tuple[float, float]:
+    """Training memory of zoo model ``model`` (:func:`memory_mb`)."""
+    from edgewise.workloads.zoo import build_model
+
+    zoo = build_model(model)
+    return memory_mb(zoo.param_count, zoo.input_shape)
+
+
+def make_constraints(
+    model: str,
+    global_batch: int = DEFAULT_BATCH,
+    *,
+    memory: tuple[float, float] | None = None,
+) -> RetrainConstraints:
+    """The planner's constraints for training ``model`` with ``global_batch`` samples a step.
+
+    ``memory`` (fixed MB, MB per sample) is the model's own (:func:`memory_mb`) when it
+    is not a zoo model.
+    """
+    fixed, per_sample = memory if memory is not None else model_memory_mb(model)
     return RetrainConstraints(
         global_batch=global_batch,
         deadline_margin=0.1,
@@ -190,3 +204,130 @@ def background_summaries(
             misses=int(s["misses"]),
         )
     return out
+
+
+# ---------------------------------------------------------------- running a job
+
+
+def pool_profiles(
+    pool: Any,
+    devices: Sequence[DeviceSpec],
+    kb: Any,
+    key: str,
+    task: tuple[str, str, str, int],
+    batch: int,
+    reprofile: bool,
+    say: Callable[[str], None],
+) -> tuple[dict[str, DeviceProfile], str]:
+    """The devices' profiles from the knowledge base, or measured (and stored) now.
+
+    ``task`` is what the ranks train: ``(model, data, drift, seed)``. Returns the
+    profiles and where they came from (``cache`` or ``measured``).
+    """
+    from edgewise.retrain import records
+    from edgewise.retrain.profiler import profile_pool
+
+    cached = None if reprofile else records.load_profiles(kb, key)
+    say("starting devices" + ("" if cached else " and profiling"))
+    pool.wait_background_ready()
+    if cached is not None:
+        return cached, "cache"
+    model, data, drift, seed = task
+    profiles = profile_pool(pool, devices, model, data, drift, seed, batch=batch)
+    records.save_profiles(kb, key, profiles)
+    return profiles, "measured"
+
+
+def initial_weights(base: Path, work: Path, address: str | None) -> Path:
+    """The weights the ranks start from: on a cluster, a copy in the shared job directory."""
+    import shutil
+
+    if not address:
+        return base
+    # workers on other hosts see the job directory, not this host's cache
+    init = work / "job" / "base-weights.pt"
+    init.parent.mkdir(parents=True, exist_ok=True)
+    if init.resolve() != base.resolve():
+        shutil.copyfile(base, init)
+    return init
+
+
+def train_recorded(
+    launcher: Any,
+    states: Any,
+    profiles: dict[str, DeviceProfile],
+    c: RetrainConstraints,
+    job: Any,
+    kb: Any,
+    job_id: int,
+    resume: bool,
+    monitor: Any,
+    on_step: Callable[[int, int], None],
+) -> Any:
+    """Train elastically (a ``RunResult``); an interrupt or a failure is the job's status.
+
+    Raises
+    ------
+    SpecError
+        On an interrupt: the checkpoints are kept, rerun with resume.
+    TrainingFailed
+        Training could not finish.
+    """
+    from edgewise.planning.retrain import plan_exact
+    from edgewise.retrain import records
+    from edgewise.retrain.controller import TrainingFailed, run_training
+
+    on_step(0, job.total_steps)
+    try:
+        return run_training(
+            launcher,
+            states,
+            profiles,
+            c,
+            job,
+            plan_exact,
+            resume=resume,
+            on_step=on_step,
+            on_checkpoint=lambda s, p: records.record_checkpoint(kb, job_id, s, p),
+            monitor=monitor,
+        )
+    except KeyboardInterrupt:
+        records.finish_job(kb, job_id, "interrupted", {})
+        raise SpecError(
+            f"interrupted; checkpoints kept in {job.workdir / 'checkpoints'}: rerun with --resume"
+        ) from None
+    except TrainingFailed:
+        records.finish_job(kb, job_id, "failed", {})
+        raise
+
+
+def clear_checkpoints(ck_dir: Path, resume: bool) -> None:
+    """A fresh job starts without the last job's checkpoints."""
+    if not resume and ck_dir.exists():
+        for p in ck_dir.iterdir():
+            p.unlink()
+
+
+def builtin_steps(data: str, drift: str, seed: int, epochs: int, global_batch: int) -> int:
+    """The steps of ``epochs`` passes over a built-in data set's drifted training split."""
+    from edgewise.retrain.trainer import load_task
+
+    return steps_for(epochs, len(load_task(data, drift, seed).drift_train[1]), global_batch)
+
+
+def drift_decision(
+    model: str,
+    base: Path,
+    task: tuple[str, str, int],
+    metric: str,
+    threshold: float | None,
+) -> Any:
+    """Measure the deployed model's drift on ``task`` = ``(data, drift, seed)``; decide.
+
+    Returns the :class:`edgewise.retrain.drift.DriftDecision`.
+    """
+    from edgewise.retrain import drift as drift_mod
+
+    data, drift, seed = task
+    stat = drift_mod.measure(model, base, data, drift, seed, metric)  # type: ignore[arg-type]
+    return drift_mod.decide(metric, stat, threshold)  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ from torch import nn
 from edgewise.planning.retrain import min_max_shares
 from edgewise.procs import die_with_parent, free_port
 from edgewise.retrain.checkpoint import load_checkpoint, save_checkpoint
+from edgewise.workloads.zoo import logits_of
 
 
 def loss_scale(share: int, world: int, global_batch: int) -> float:
@@ -199,15 +200,25 @@ def load_task(data: str, drift: str, seed: int) -> Any:
     return make_drift_splits(dataset=data, drift=drift, seed=seed)
 
 
-def train_split(data: str, drift: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The drifted training split and the class count, cached under ``$EDGEWISE_HOME``.
+def is_tensor_file(data: str) -> bool:
+    """Whether ``data`` names a job's tensor file (the user's data) rather than a data set."""
+    return data.endswith(".pt") and Path(data).is_file()
 
-    Building the splits (upscaling and rotating every image) took about 7 s on a busy
-    2-core host: a rank that restarts after a failure loads the cached tensors in
-    milliseconds instead, which is most of ``recovery_s``.
+
+def train_split(data: str, drift: str, seed: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The training split and the class count: the job's tensor file, or a data set's.
+
+    A job on the user's own data hands its ranks a tensor file in the job directory
+    (``x``, ``y``, ``num_classes``; read with ``weights_only``). A built-in data set's
+    drifted split is cached under ``$EDGEWISE_HOME``: building it (upscaling and rotating
+    every image) took about 7 s on a busy 2-core host, and a rank that restarts after a
+    failure loads the cached tensors in milliseconds instead, most of ``recovery_s``.
     """
     from edgewise.paths import home
 
+    if is_tensor_file(data):
+        got = torch.load(data, map_location="cpu", weights_only=True)
+        return got["x"], got["y"], int(got["num_classes"])
     path = home() / "retrain-cache" / f"train-{data}-{drift}-{seed}.pt"
     with contextlib.suppress(Exception):
         got = torch.load(path, map_location="cpu")
@@ -223,18 +234,27 @@ def train_split(data: str, drift: str, seed: int) -> tuple[torch.Tensor, torch.T
 
 
 def build_module(model: str, seed: int, num_classes: int) -> nn.Module:
-    """A trainable zoo module (train mode)."""
-    from edgewise.workloads.zoo import build_model
+    """A trainable module in train mode: a zoo model, or the user's trainable form.
 
-    module = build_model(model, seed=seed, num_classes=num_classes).module
+    A name outside the zoo is a trainable reference (a Hugging Face directory, or
+    safetensors with an architecture) loaded with its own weights and head.
+    """
+    from edgewise.config import MODEL_NAMES
+
+    if model in MODEL_NAMES:
+        from edgewise.workloads.zoo import build_model
+
+        module = build_model(model, seed=seed, num_classes=num_classes).module
+    else:
+        from edgewise.registry import trainable_module
+
+        module = trainable_module(model)[0]
     module.train()
     return module
 
 
 def accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
     """Top-1 accuracy of ``module`` on ``(x, y)``."""
-    from edgewise.workloads.zoo import logits_of
-
     was = module.training
     module.eval()
     correct = 0
@@ -414,7 +434,7 @@ def _step(
     # a rank with share 0 stays in the group: a 2-sample pass weighted by 0
     mine = torch.as_tensor(idx[cur.offset : cur.offset + me.share] if me.share else idx[:2])
     opt.zero_grad()
-    raw = nn.functional.cross_entropy(module(x[mine]), y[mine])
+    raw = nn.functional.cross_entropy(logits_of(module(x[mine])), y[mine])
     (raw * cur.scale).backward()
     t_fb = time.time()
     if cfg.extra.get("rebalance", False):
