@@ -1,7 +1,8 @@
 """``ServingRuntime``: the adapter between edgewise decisions and Ray Serve.
 
 Effects only: start Ray (local by default, ``address`` for a cluster), start Serve's
-HTTP proxy on loopback, deploy the model, and apply decisions (replica count, CPUs per
+HTTP proxy on loopback, deploy the model (a zoo name, a registry entry ``NAME[:vN]`` or a
+model file), and apply decisions (replica count, CPUs per
 replica) through the coordinator actor. Horizontal changes go through Ray Serve's custom
 autoscaling policy hook, so survivors keep their processes; vertical changes are applied
 by each replica to its own cgroup in place.
@@ -10,6 +11,7 @@ by each replica to its own cgroup in place.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +29,11 @@ INGRESSES = ("proxy", "haproxy")
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """What to serve and how."""
+    """What to serve and how.
+
+    ``model`` is a model reference: a zoo name, ``NAME[:vN]`` from the registry in the
+    knowledge base at ``kb`` (``None``: the default one) or a path to a model file.
+    """
 
     model: str
     app: str = "edgewise"
@@ -60,6 +66,7 @@ class RuntimeConfig:
     # (ray/serve/_private/haproxy_templates.py, ``listen stats`` and ``frontend
     # prometheus``) and offers no setting for the address, so it stays opt-in.
     ingress: str = "proxy"
+    kb: str | None = None
 
     def __post_init__(self) -> None:
         if self.ingress not in INGRESSES:
@@ -69,7 +76,7 @@ class RuntimeConfig:
 
 
 class ServingRuntime:
-    """Start, scale and stop a live Ray Serve deployment of one zoo model."""
+    """Start, scale and stop a live Ray Serve deployment of one model."""
 
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
@@ -94,14 +101,10 @@ class ServingRuntime:
         from edgewise.serving.runtime.autoscale import follow_target
         from edgewise.serving.runtime.coordinator import NAMESPACE, Coordinator, coordinator_name
         from edgewise.serving.runtime.replica import ModelReplica
-        from edgewise.workloads.zoo import MODEL_NAMES
 
         route_logs()  # Serve's import installed its own terminal handler
         cfg = self.config
-        if cfg.model not in MODEL_NAMES:
-            raise UnknownNameError(
-                f"unknown model {cfg.model!r}; known models: {', '.join(MODEL_NAMES)}",
-            )
+        check_reference(cfg.model, cfg.kb)
         if not ray.is_initialized():
             self._session = RaySession(
                 cfg.address, cfg.num_cpus, cfg.ray_init_kwargs, ingress=cfg.ingress
@@ -125,7 +128,7 @@ class ServingRuntime:
         serve.start(http_options={"host": cfg.host, "port": cfg.port}, logging_config=quiet)
         deployment = serve.deployment(
             ModelReplica,
-            name=f"{cfg.app}-{cfg.model}",
+            name=deployment_name(cfg.app, cfg.model),
             ray_actor_options={"num_cpus": cfg.cpus_per_replica},
             max_ongoing_requests=cfg.max_ongoing_requests,
             max_queued_requests=cfg.max_queued_requests,
@@ -150,6 +153,7 @@ class ServingRuntime:
                 cfg.cpus_per_replica,
                 cfg.use_cgroup,
                 cfg.max_batch,
+                cfg.kb,
             ),
             name=cfg.app,
             route_prefix=cfg.route_prefix,
@@ -230,6 +234,38 @@ class ServingRuntime:
             from edgewise.isolation import cleanup_stale
 
             cleanup_stale()
+
+
+def check_reference(model: str, kb: str | None = None) -> None:
+    """Fail before anything starts when ``model`` cannot be served (one line, exit 2).
+
+    A zoo name is known without loading anything; any other reference is loaded once
+    here, so a missing version, a corrupt file or a card the model does not match is
+    reported by the caller instead of by a replica that never becomes healthy.
+
+    Raises
+    ------
+    EdgewiseError
+        :class:`UnknownNameError` or the registry's error for the reference.
+    """
+    from edgewise.serving.runtime.replica import load_reference
+    from edgewise.workloads.zoo import MODEL_NAMES
+
+    if model in MODEL_NAMES:
+        return
+    if not model.strip():
+        raise UnknownNameError(f"empty model reference; known models: {', '.join(MODEL_NAMES)}")
+    load_reference(model, kb)
+
+
+def deployment_name(app: str, model: str) -> str:
+    """The Serve deployment's name for ``model`` in ``app`` (``app-model`` for zoo names).
+
+    Paths and ``NAME:vN`` references keep their last component, with characters outside
+    letters, digits, ``_`` and ``-`` replaced by ``_``.
+    """
+    tail = model.rstrip("/").rsplit("/", 1)[-1] or model
+    return f"{app}-{re.sub(r'[^A-Za-z0-9_-]', '_', tail)}"
 
 
 SERVE_FAST_PATH_ENV = {

@@ -1,6 +1,11 @@
-"""The model replica: a Ray Serve deployment serving one zoo model over HTTP.
+"""The model replica: a Ray Serve deployment serving one model reference over HTTP.
 
-Routes: ``POST /predict`` (PNG/JPEG, ``.npy`` tensor or JSON text), ``GET /healthz``,
+The reference is a zoo name, a registry entry ``NAME[:vN]`` or a model file; the replica
+loads it with :func:`edgewise.registry.load_model`, preprocesses requests with the model's
+card and answers what the model predicts (:mod:`edgewise.serving.runtime.predictor`),
+naming the model and version that answered.
+
+Routes: ``POST /predict`` (PNG/JPEG, ``.npy`` tensor or JSON), ``GET /healthz``,
 ``GET /metrics`` (Prometheus text, aggregated by the coordinator). Each replica puts its
 own process in a cgroup with the flavor's CPU quota and polls the coordinator for the
 CPUs it should have, applying a change in place (quota and torch threads) within a
@@ -22,29 +27,40 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from edgewise.errors import EdgewiseError
 from edgewise.isolation.cgroup import threads_for
-from edgewise.serving.payload import BadRequest, InputSpec, decode
-from edgewise.serving.runtime.batching import MicroBatcher
+from edgewise.serving.payload import BadRequest, decode
+from edgewise.serving.runtime.batching import MicroBatcher, Outputs
+from edgewise.serving.runtime.predictor import DEFAULT_TOP_K, Predictor
 
 POLL_INTERVAL_S = 0.2
 
 
 class ModelReplica:
-    """Serve one zoo model; used as ``serve.deployment(ModelReplica)``."""
+    """Serve one model reference; used as ``serve.deployment(ModelReplica)``.
+
+    ``kb`` is the knowledge base URL that ``NAME[:vN]`` references are looked up in
+    (``None``: the default one).
+    """
 
     def __init__(
-        self, model: str, app: str, cpus: float, use_cgroup: bool = True, max_batch: int = 8
+        self,
+        model: str,
+        app: str,
+        cpus: float,
+        use_cgroup: bool = True,
+        max_batch: int = 8,
+        kb: str | None = None,
+        top_k: int = DEFAULT_TOP_K,
     ) -> None:
         import ray
         import torch
 
         from edgewise.serving.runtime.coordinator import NAMESPACE, coordinator_name
-        from edgewise.workloads.zoo import build_model
 
-        self._model_name = model
         self._app = app
-        self._zoo = build_model(model)
-        self._spec = InputSpec(kind=self._zoo.kind, shape=tuple(self._zoo.input_shape))
+        self._predictor = Predictor(load_reference(model, kb), top_k=top_k)
+        self._spec = self._predictor.spec
         self._torch = torch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
         self._cpus = float(cpus)
@@ -61,10 +77,7 @@ class ModelReplica:
             )
         )
         # Warm the model so the first real request is not a cold one.
-        warm = np.zeros(
-            (1, *self._spec.shape), dtype=np.float32 if self._spec.kind == "image" else np.int64
-        )
-        self._pool.submit(self._infer, warm).result()
+        self._pool.submit(self._infer, self._predictor.warm_batch()).result()
         # Join the flavor's cgroup once warm: start-up (imports, model build) is not
         # what the flavor's quota is meant to throttle.
         self._cgroup: Any = _enter_own_cgroup(app, cpus) if use_cgroup else None
@@ -77,7 +90,13 @@ class ModelReplica:
         path = request.url.path.rstrip("/") or "/"
         if path.endswith("/healthz"):
             return JSONResponse(
-                {"status": "ok", "model": self._model_name, "replica": self._id, "cpus": self._cpus}
+                {
+                    "status": "ok",
+                    "model": self._predictor.name,
+                    "version": self._predictor.version,
+                    "replica": self._id,
+                    "cpus": self._cpus,
+                }
             )
         if path.endswith("/metrics"):
             body = await self._coordinator.render.remote()
@@ -95,25 +114,22 @@ class ModelReplica:
             except BadRequest as err:
                 self._rejected += 1
                 return JSONResponse({"error": err.message}, status_code=err.status)
-            classes, scores = await self._batcher.submit(batch)
+            try:
+                outputs = await self._batcher.submit(batch)
+            except EdgewiseError as err:  # the model refused the input (its card's check)
+                self._rejected += 1
+                return JSONResponse({"error": str(err)}, status_code=422)
         finally:
             self._ongoing -= 1
         self._pending.append((time.perf_counter() - start) * 1000.0)
-        return Response(
-            json.dumps({"model": self._model_name, "class": classes, "score": scores}),
-            media_type="application/json",
-        )
+        return Response(json.dumps(self._predictor.answer(outputs)), media_type="application/json")
 
-    def _infer(self, batch: np.ndarray) -> tuple[list[int], list[float]]:
-        torch = self._torch
+    def _infer(self, batch: np.ndarray) -> Outputs:
         start = time.perf_counter()
-        with torch.inference_mode():
-            out = self._zoo.module(torch.from_numpy(batch))
-            logits = out.logits if hasattr(out, "logits") else out
-            probs = torch.softmax(logits.float(), dim=-1)
-            score, cls = probs.max(dim=-1)
+        with self._torch.inference_mode():
+            outputs = self._predictor.infer(batch)
         self._infer_ms.append((time.perf_counter() - start) * 1000.0)
-        return [int(c) for c in cls], [round(float(s), 5) for s in score]
+        return outputs
 
     # --- background: metrics push and vertical scaling ------------------------------
     def _ensure_background(self) -> None:
@@ -147,6 +163,24 @@ class ModelReplica:
     async def check_health(self) -> None:
         """Ray Serve's periodic health check; also keeps the background loop alive."""
         self._ensure_background()
+
+
+def load_reference(model: str, kb: str | None = None) -> Any:
+    """Load a model reference, looking registry entries up in the knowledge base ``kb``.
+
+    Raises
+    ------
+    EdgewiseError
+        If the reference names no zoo model, registry entry or readable model file.
+    """
+    from edgewise.registry import load_model
+
+    if kb is None:
+        return load_model(model)
+    from edgewise.kb import KnowledgeBase
+
+    with KnowledgeBase.open(kb) as store:
+        return load_model(model, store)
 
 
 def _enter_own_cgroup(app: str, cpus: float) -> Any:
