@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -296,9 +297,11 @@ def _onnx_session(path: Path) -> Any:
         )
     except Exception as err:
         line = _first_line(err)
-        if "implementation" in line or "No Op registered" in line or "not registered" in line:
-            raise ModelFileError(f"{path}: onnxruntime (CPU) cannot run it: {line}") from None
-        raise ModelFileError(f"{path}: not a readable ONNX model ({line})") from None
+        # "[ONNXRuntimeError] : 1 : FAIL : Load model from <path> failed:<reason>"
+        reason = line.split(" failed:", 1)[-1].removeprefix("Fatal error:").strip()
+        if re.search(r"registered|implementation for|not implemented", reason, re.IGNORECASE):
+            raise ModelFileError(f"{path}: onnxruntime (CPU) cannot run it: {reason}") from None
+        raise ModelFileError(f"{path}: not a readable ONNX model ({reason})") from None
 
 
 def _onnx_runner(session: Any) -> Runner:
