@@ -146,7 +146,12 @@ def test_tiny_campaign_is_stored_and_resumable(tmp_path: Path) -> None:
         assert s.query(m.Campaign).one().status == "done"
         assert all(r.latency["n"] > 0 and "cpu" in r.achieved for r in runs)
     pred = Predictor(kb).predict(target.name, ["stress:cpu=0.5"])
-    assert pred.lower["p50"] <= pred.p50 <= pred.upper["p50"] and pred.p50 > 0
+    lo, hi = pred.lower["p50"], pred.upper["p50"]
+    if lo is None or hi is None:  # four runs on a busy host may not support an interval
+        assert pred.interval_note is not None and "not enough clean runs" in pred.interval_note
+    else:
+        assert lo <= pred.p50 <= hi
+    assert pred.p50 > 0
     assert model.workload == target.name
 
 
