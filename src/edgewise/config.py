@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -64,6 +65,42 @@ def known_model(name: str) -> str:
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
     return name
+
+
+def known_neighbour(name: str) -> str:
+    """Return a neighbour spec stripped if it can name a co-located workload.
+
+    A neighbour is ``host`` (the host's observed utilisation), a stress mix
+    ``stress:RES=V,...`` (its resources are checked where it is parsed), a zoo model or a
+    workload ``MODEL@RATErps``.
+
+    Parameters
+    ----------
+    name : str
+        The spec as written (``--with`` or a service spec's ``neighbours:``).
+
+    Returns
+    -------
+    str
+        ``name`` without surrounding blanks.
+
+    Raises
+    ------
+    ValueError
+        One line: the spec is empty, or names a model the zoo does not have.
+    """
+    spec = name.strip()
+    if not spec:
+        raise ValueError("an empty neighbour; give host, stress:RES=V,..., MODEL or MODEL@RATErps")
+    if spec == "host" or spec.startswith("stress:"):
+        return spec
+    model = spec.split("@", 1)[0]
+    if model not in MODEL_NAMES:
+        raise ValueError(
+            f"neighbour {spec!r}: unknown model {model!r}; known models: "
+            f"{', '.join(MODEL_NAMES)} (or host, stress:RES=V,...)"
+        )
+    return spec
 
 
 class _Spec(BaseModel):
@@ -146,6 +183,9 @@ class ServiceSpec(_Spec):
     slo: SLO
     min_accuracy: Fraction = 0.0
     startup_s: NonNegative = 60.0
+    neighbours: list[Annotated[str, AfterValidator(known_neighbour)]] = Field(default_factory=list)
+    """Workloads beside every replica (see :func:`known_neighbour`): capacity is derated
+    by the slowdown the knowledge base's interference model predicts next to them."""
 
     @model_validator(mode="before")
     @classmethod

@@ -3,19 +3,23 @@
 :func:`capacity` profiles a zoo model in each flavor of a catalog (a real cgroup with the
 flavor's CPU quota, :func:`edgewise.serving.profiles.profile_flavor`), derives each
 flavor's capacity under the SLO, optionally checks it with an open-loop load test, and
-stores every profile in the knowledge base. :func:`measure_profiles` is the measuring
-step alone, shared with :func:`edgewise.api.plan.plan` (which measures missing profiles).
+stores every profile in the knowledge base. Next to declared neighbours (``--with``) each
+flavor's capacity is also derated by the slowdown the knowledge base's interference model
+predicts (:func:`edgewise.api.colocation.neighbour_slowdown`; the stored profile stays the
+solo measurement). :func:`measure_profiles` is the measuring step alone, shared with
+:func:`edgewise.api.plan.plan` (which measures missing profiles).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgewise.api.colocation import Slowdown, derated_capacity_rps, neighbour_slowdown
 from edgewise.config import FlavorSpec, load_flavors
 from edgewise.errors import SpecError
 from edgewise.serving.profiles import DRIFT_TOLERANCE, FlavorProfile, profile_flavor, save_profile
@@ -62,6 +66,16 @@ class CapacityReport:
     slo_ms: float
     percentile: float
     profiles: tuple[SavedProfile, ...]
+    slowdown: Slowdown | None = None
+    """The predicted slowdown next to the declared neighbours (``None``: none declared)."""
+    colocated_rps: tuple[float, ...] = ()
+    """Each profile's capacity derated by :attr:`slowdown` (empty without neighbours)."""
+
+    def capacity_rps(self, index: int) -> float:
+        """The capacity the ``index``-th flavor is planned with: derated next to neighbours."""
+        if self.colocated_rps:
+            return self.colocated_rps[index]
+        return self.profiles[index].profile.capacity_rps
 
     @property
     def isolated(self) -> bool:
@@ -71,23 +85,40 @@ class CapacityReport:
     def no_flavor_meets(self) -> str | None:
         """Why no flavor can meet the SLO (a one-line message), or ``None`` if one can."""
         profiles = [s.profile for s in self.profiles]
-        if not profiles or any(p.capacity_rps > 0 for p in profiles):
+        if not profiles or any(self.capacity_rps(i) > 0 for i in range(len(profiles))):
             return None
         pct = self.percentile
+        factor = 1.0 if self.slowdown is None else self.slowdown.factor
         best = min(profiles, key=lambda p: float(np.percentile(p.service_ms, pct)))
-        lone = float(np.percentile(best.service_ms, pct))
+        lone = factor * float(np.percentile(best.service_ms, pct))
+        beside = " next to its neighbours" if factor > 1.0 else ""
         return (
             f"SLO p{pct:g} <= {self.slo_ms:g} ms cannot be met by {self.model} in any flavor: "
-            f"a lone request takes {lone:.1f} ms at p{pct:g} even in {best.flavor}"
+            f"a lone request takes {lone:.1f} ms at p{pct:g}{beside} even in {best.flavor}"
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able form (what ``edgewise capacity --json`` prints)."""
+        """JSON-able form (what ``edgewise capacity --json`` prints).
+
+        Next to neighbours it adds ``neighbours``, ``slowdown``, ``slowdown_source`` and
+        each flavor's ``capacity_colocated_rps``.
+        """
+        flavors = [s.as_dict() for s in self.profiles]
+        if self.slowdown is None:
+            return {
+                "model": self.model,
+                "slo_ms": self.slo_ms,
+                "percentile": self.percentile,
+                "flavors": flavors,
+            }
+        for row, rps in zip(flavors, self.colocated_rps, strict=True):
+            row["capacity_colocated_rps"] = rps
         return {
             "model": self.model,
             "slo_ms": self.slo_ms,
             "percentile": self.percentile,
-            "flavors": [s.as_dict() for s in self.profiles],
+            **self.slowdown.as_dict(),
+            "flavors": flavors,
         }
 
 
@@ -166,6 +197,7 @@ def capacity(
     drift_tolerance: float = DRIFT_TOLERANCE,
     service_load: float = 0.5,
     only_flavors: Sequence[str] | None = None,
+    neighbours: Sequence[str] = (),
     seed: int = 0,
     kb: str | None = None,
     progress: Progress | None = None,
@@ -195,6 +227,11 @@ def capacity(
         sampled; 0 samples back-to-back bursts.
     only_flavors : sequence of str, optional
         Measure only these flavors of the catalog.
+    neighbours : sequence of str
+        Workloads beside every replica (``host``, ``stress:RES=V,...``, ``MODEL``,
+        ``MODEL@RATErps``): each capacity is also derated by the predicted slowdown next
+        to them (solo, with a note, where the knowledge base has no interference model
+        for ``model`` or never profiled a neighbour). Checked before measuring.
     seed : int
         Seed of weights, simulation and arrivals.
     kb : str, optional
@@ -208,15 +245,18 @@ def capacity(
         Every flavor's stored profile; :meth:`CapacityReport.no_flavor_meets` says when
         the SLO is out of reach everywhere (the profiles are stored all the same).
     """
+    from edgewise.api.colocation import check_neighbours
     from edgewise.kb import KnowledgeBase
     from edgewise.workloads.zoo import check_model_name
 
     check_model_name(model)
+    near = check_neighbours(neighbours)
     chosen = _chosen_flavors(flavors, only_flavors)
+    store = KnowledgeBase.open(kb)
     saved = measure_profiles(
         model,
         chosen,
-        kb=KnowledgeBase.open(kb),
+        kb=store,
         progress=progress,
         slo_ms=slo_ms,
         percentile=percentile,
@@ -232,4 +272,25 @@ def capacity(
         service_load=service_load or None,
         seed=seed,
     )
-    return CapacityReport(model, slo_ms, percentile, tuple(saved))
+    report = CapacityReport(model, slo_ms, percentile, tuple(saved))
+    return _beside(report, near, store, seed) if near else report
+
+
+def _beside(
+    report: CapacityReport, neighbours: Sequence[str], kb: KnowledgeBase, seed: int
+) -> CapacityReport:
+    """``report`` with each capacity derated by the slowdown predicted next to neighbours."""
+    slowdown = neighbour_slowdown(app=report.model, neighbours=neighbours, kb=kb)
+    derated = tuple(
+        s.profile.capacity_rps
+        if slowdown.factor <= 1.0
+        else derated_capacity_rps(
+            s.profile.service_ms,
+            slowdown.factor,
+            slo_ms=report.slo_ms,
+            percentile=report.percentile,
+            seed=seed,
+        )
+        for s in report.profiles
+    )
+    return replace(report, slowdown=slowdown, colocated_rps=derated)

@@ -5,8 +5,13 @@ knowledge base (measuring the missing ones when asked, :func:`.capacity.measure_
 recomputes each capacity under the service's SLO, and solves the Barista problem with the
 exact planner or the heuristic (:mod:`edgewise.planning.serving`, pure). With a trace
 instead of a rate, it first forecasts the trace and plans for the peak of the upper
-bound (:func:`edgewise.planning.serving.forecast_rate`). The decision and its inputs are
-stored as a :class:`edgewise.kb.models.Plan` row.
+bound (:func:`edgewise.planning.serving.forecast_rate`). Next to declared neighbours
+(``neighbours=`` or the service spec's ``neighbours:``) every variant's capacity is derated
+by the slowdown the knowledge base's interference model predicts for it
+(:func:`edgewise.api.colocation.neighbour_slowdown`), so the replicas are sized on the
+derated capacity. A flavor too small for the SLO is left out of the plan with a note
+while another fits. The decision and its inputs are stored as a
+:class:`edgewise.kb.models.Plan` row.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 import numpy as np
 
 from edgewise.api.capacity import Progress, measure_profiles
+from edgewise.api.colocation import Slowdown, derated_capacity_rps, neighbour_slowdown, observed
 from edgewise.config import FlavorCatalog, FlavorSpec, ModelVariant, ServiceSpec
 from edgewise.config import load_flavors as _load_flavors
 from edgewise.config import load_service as _load_service
@@ -33,6 +39,7 @@ from edgewise.planning.serving import (
     ServingPlan,
     forecast_rate,
     replica_options,
+    unfit_options,
 )
 from edgewise.serving.profiles import MissingProfileError, StoredProfile, read_profile
 
@@ -85,6 +92,12 @@ class ServicePlan:
         The forecast the rate came from (``None`` for a given rate).
     trace : str, optional
         The forecast trace as given.
+    neighbours : tuple of str
+        The declared neighbours (``host`` as observed); empty when planned alone.
+    slowdowns : tuple of Slowdown
+        Each variant's predicted slowdown next to them, and where it came from.
+    notes : tuple of str
+        Options left out of the plan (a flavor too small for the SLO), one line each.
     """
 
     id: int
@@ -97,6 +110,9 @@ class ServicePlan:
     min_accuracy: float
     forecast: ForecastRate | None = None
     trace: str | None = None
+    neighbours: tuple[str, ...] = ()
+    slowdowns: tuple[Slowdown, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def rate_rps(self) -> float:
@@ -126,6 +142,14 @@ class ServicePlan:
         forecast = self.forecast_dict()
         if forecast is not None:
             out["forecast"] = forecast
+        if self.neighbours:
+            out["neighbours"] = list(self.neighbours)
+            out["slowdowns"] = [
+                {"model": d.app, "slowdown": d.factor, "slowdown_source": d.origin()}
+                for d in self.slowdowns
+            ]
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
     def inputs_dict(self) -> dict[str, Any]:
@@ -146,7 +170,7 @@ class ServicePlan:
                 }
                 for o in self.options
             ],
-        }
+        } | ({"neighbours": list(self.neighbours)} if self.neighbours else {})
 
 
 def _forecast_rate(
@@ -236,11 +260,17 @@ def _missing_message(
     )
 
 
+def _lone_ms(profile: StoredProfile, pct: float, slowdown: float) -> float:
+    """One request's latency percentile in a profile, slowed by ``slowdown``."""
+    return slowdown * float(np.percentile(profile.samples_ms, pct))
+
+
 def _check_some_flavor_meets(
     svc: ServiceSpec,
     catalog: FlavorCatalog,
     profiles: Mapping[Key, StoredProfile],
     capacity: Mapping[Key, float],
+    factors: Mapping[str, float],
 ) -> None:
     """An :class:`InfeasibleError` when no accurate enough variant meets the SLO anywhere."""
     slo, pct = svc.slo.latency_ms, svc.slo.percentile
@@ -248,12 +278,62 @@ def _check_some_flavor_meets(
     keys = [(v.model, f.name) for v in accurate for f in catalog.flavors]
     if not keys or any(capacity[k] > 0 for k in keys):
         return
-    best = min(keys, key=lambda k: float(np.percentile(profiles[k].samples_ms, pct)))
-    lone = float(np.percentile(profiles[best].samples_ms, pct))
+    best = min(keys, key=lambda k: _lone_ms(profiles[k], pct, factors[k[0]]))
+    lone = _lone_ms(profiles[best], pct, factors[best[0]])
+    beside = " next to its neighbours" if factors[best[0]] > 1.0 else ""
     raise InfeasibleError(
         f"SLO p{pct:g} <= {slo:g} ms of {svc.name} cannot be met by any flavor: a lone "
-        f"request takes {lone:.1f} ms at p{pct:g} even as {best[0]} in {best[1]}"
+        f"request takes {lone:.1f} ms at p{pct:g}{beside} even as {best[0]} in {best[1]}"
     )
+
+
+def _left_out_notes(
+    svc: ServiceSpec,
+    options: Sequence[ReplicaOption],
+    profiles: Mapping[Key, StoredProfile],
+    factors: Mapping[str, float],
+) -> tuple[str, ...]:
+    """One line per accurate enough option left out because its flavor is too small."""
+    pct = svc.slo.percentile
+    notes = []
+    for o in unfit_options(options, svc.min_accuracy):
+        lone = _lone_ms(profiles[o.key], pct, factors[o.model])
+        beside = " next to the neighbours" if factors[o.model] > 1.0 else ""
+        notes.append(
+            f"flavor {o.flavor} left out for {o.model}: SLO p{pct:g} <= "
+            f"{svc.slo.latency_ms:g} ms is below what one request takes there{beside} "
+            f"(p{pct:g} {lone:.1f} ms)"
+        )
+    return tuple(notes)
+
+
+def _capacities(
+    store: KnowledgeBase,
+    svc: ServiceSpec,
+    profiles: Mapping[Key, StoredProfile],
+    neighbours: Sequence[str],
+    seed: int,
+) -> tuple[dict[Key, float], tuple[Slowdown, ...]]:
+    """Each profile's capacity under the SLO, derated next to ``neighbours`` per variant."""
+    slo, pct = svc.slo.latency_ms, svc.slo.percentile
+    slowdowns = (
+        tuple(
+            neighbour_slowdown(app=m, neighbours=neighbours, kb=store)
+            for m in dict.fromkeys(v.model for v in svc.variants)
+        )
+        if neighbours
+        else ()
+    )
+    factor = {d.app: d.factor for d in slowdowns}
+    capacity = {
+        k: (
+            derated_capacity_rps(p.samples_ms, factor[k[0]], slo_ms=slo, percentile=pct, seed=seed)
+            if factor.get(k[0], 1.0) > 1.0
+            else p.capacity_at(slo, pct, seed)
+        )
+        for k, p in profiles.items()
+    }
+    return capacity, slowdowns
 
 
 def _profiles_measuring_missing(
@@ -292,6 +372,25 @@ def _profiles_measuring_missing(
     return _read_profiles(kb, svc, catalog)
 
 
+def _options_beside(
+    store: KnowledgeBase,
+    svc: ServiceSpec,
+    catalog: FlavorCatalog,
+    profiles: Mapping[Key, StoredProfile],
+    neighbours: Sequence[str],
+    seed: int,
+) -> tuple[list[ReplicaOption], tuple[Slowdown, ...], tuple[str, ...]]:
+    """The replica options next to ``neighbours``, their slowdowns and what was left out.
+
+    An :class:`InfeasibleError` when no accurate enough option meets the SLO there.
+    """
+    capacity, slowdowns = _capacities(store, svc, profiles, neighbours, seed)
+    factors = {v.model: 1.0 for v in svc.variants} | {d.app: d.factor for d in slowdowns}
+    _check_some_flavor_meets(svc, catalog, profiles, capacity, factors)
+    options = replica_options(svc, catalog, capacity)
+    return options, slowdowns, _left_out_notes(svc, options, profiles, factors)
+
+
 def plan(
     *,
     service: str | Path,
@@ -308,6 +407,7 @@ def plan(
     measure: bool = False,
     samples: int = 200,
     seed: int = 0,
+    neighbours: Sequence[str] | None = None,
     kb: str | None = None,
     progress: Progress | None = None,
 ) -> ServicePlan:
@@ -319,23 +419,24 @@ def plan(
         Service YAML (variants, accuracy floor, SLO) and flavors YAML files.
     rate_rps : float, optional
         Request rate to serve. Give exactly one of ``rate_rps`` and ``forecast``.
-    forecast : str, optional
-        Forecast this trace (``'bikeshare'`` or a CSV) and plan for the peak of the upper
-        90% bound over ``horizon``.
-    time_col, value_col : str, optional
-        Columns of a CSV trace.
-    seasons : sequence of int, optional
-        Season lengths in steps (default: inferred from the trace's step).
-    horizon, train : int, optional
-        Steps to cover (default: one shortest season); fit on the last ``train`` steps
-        (default: eight longest seasons).
+    forecast, time_col, value_col : str, optional
+        Forecast this trace (``'bikeshare'`` or a CSV with these columns) and plan for
+        the peak of the upper 90% bound over ``horizon``.
+    seasons, horizon, train
+        Season lengths in steps (default: inferred from the trace's step); steps to
+        cover (default: one shortest season); fit on the last ``train`` steps (default:
+        eight longest seasons).
     peak_rps : float, optional
-        Scale the trace so its past peak is this many requests/s (default: values are
-        requests per step).
+        Scale the trace so its past peak is this many requests/s (default: requests/step).
     exact, measure, samples, seed
-        The integer program (``True``) or the Barista heuristic; measure missing capacity
-        profiles (``samples`` service times each) instead of raising
-        :class:`MissingProfileError`; seed of the capacity simulation and forecaster.
+        The integer program or the Barista heuristic; measure missing profiles
+        (``samples`` service times each) instead of raising :class:`MissingProfileError`;
+        seed of the capacity simulation and forecaster.
+    neighbours : sequence of str, optional
+        Workloads beside every replica (``host``, ``stress:RES=V,...``, ``MODEL``,
+        ``MODEL@RATErps``; default: the service spec's ``neighbours:``): each variant's
+        capacity is derated by its predicted slowdown next to them (solo, with a note,
+        where the knowledge base has no interference model for it).
     kb : str, optional
         Knowledge-base URL (default: the file under the state directory).
     progress : callable, optional
@@ -344,18 +445,14 @@ def plan(
     Returns
     -------
     ServicePlan
-        The decision, stored in the knowledge base.
-
-    Notes
-    -----
-    The solver runs with file descriptor 1 sent to /dev/null (HiGHS may print debug
-    lines there, which would corrupt a caller's data on stdout).
+        The decision, stored in the knowledge base. The solver runs with file
+        descriptor 1 sent to /dev/null (:func:`native_stdout_silenced`).
     """
     from edgewise.kb import KnowledgeBase
 
     svc = _load_service(service)
     catalog = _load_flavors(flavors)
-    slo, pct = svc.slo.latency_ms, svc.slo.percentile
+    near = observed(svc.neighbours if neighbours is None else neighbours)
     rate, predicted = _planned_rate(
         rate_rps,
         forecast,
@@ -371,9 +468,7 @@ def plan(
     profiles = _profiles_measuring_missing(
         store, svc, catalog, flavors, measure=measure, samples=samples, seed=seed, progress=progress
     )
-    capacity = {k: p.capacity_at(slo, pct, seed) for k, p in profiles.items()}
-    _check_some_flavor_meets(svc, catalog, profiles, capacity)
-    options = replica_options(svc, catalog, capacity)
+    options, slowdowns, notes = _options_beside(store, svc, catalog, profiles, near, seed)
     method = "exact" if exact else "heuristic"
     with native_stdout_silenced():
         result = PLANNERS[method](options, rate, svc.min_accuracy)
@@ -383,11 +478,14 @@ def plan(
         method=method,
         result=result,
         options=tuple(options),
-        slo_ms=slo,
-        percentile=pct,
+        slo_ms=svc.slo.latency_ms,
+        percentile=svc.slo.percentile,
         min_accuracy=svc.min_accuracy,
         forecast=predicted,
         trace=forecast,
+        neighbours=near,
+        slowdowns=slowdowns,
+        notes=notes,
     )
     return _store_plan(store, decided)
 

@@ -4,7 +4,9 @@
 flavor's CPU quota), derives each flavor's capacity under the SLO and stores it in the
 knowledge base; ``--validate`` checks the model against an open-loop load test.
 ``plan`` reads those profiles for every (variant, flavor) of a service and prints the
-cheapest replica mix for a rate. The commands parse their options, call
+cheapest replica mix for a rate. Both take declared neighbours (``--with``, or a service
+spec's ``neighbours:``) and then print the predicted slowdown they derated capacity by
+and where it came from. The commands parse their options, call
 :func:`edgewise.api.capacity.capacity` and :func:`edgewise.api.plan.plan`, and render.
 """
 
@@ -29,10 +31,18 @@ from rich.table import Table
 
 from edgewise.api.capacity import CapacityReport
 from edgewise.api.capacity import capacity as capacity_use_case
+from edgewise.api.colocation import Slowdown
 from edgewise.api.plan import ServicePlan
 from edgewise.api.plan import plan as plan_use_case
 from edgewise.errors import InfeasibleError
 from edgewise.serving.profiles import DRIFT_TOLERANCE
+
+#: Help of ``--with`` (capacity and plan).
+_WITH_HELP = (
+    "a workload beside every replica: host (its observed utilisation), stress:RES=V,..., "
+    "MODEL or MODEL@RATErps; repeatable. Capacity is derated by the slowdown the knowledge "
+    "base's interference model predicts next to them"
+)
 
 #: What each measuring step is called on the progress bar.
 _STEP_LABELS = {"start": "starting", "service": "service times", "validate": "load test"}
@@ -85,9 +95,12 @@ def _capacity_table(report: CapacityReport) -> Table:
     table = Table(title=f"{report.model}: capacity per flavor (SLO {p} ≤ {report.slo_ms:g} ms)")
     for col in ("flavor", "cpus", "threads", "samples", "p50 ms", "p99 ms", "capacity rps"):
         table.add_column(col, justify="left" if col == "flavor" else "right")
+    beside = report.slowdown is not None
+    if beside:
+        table.add_column("beside neighbours rps", justify="right")
     table.add_column(f"load test {p} meas/pred ms", justify="right")
     table.add_column("error", justify="right")
-    for saved in report.profiles:
+    for i, saved in enumerate(report.profiles):
         prof = saved.profile
         s = prof.summary()
         v = prof.validation
@@ -109,10 +122,17 @@ def _capacity_table(report: CapacityReport) -> Table:
             f"{s.p50:.2f}",
             f"{s.p99:.2f}",
             f"{prof.capacity_rps:.2f}",
+            *([f"{report.capacity_rps(i):.2f}"] if beside else []),
             check,
             err,
         )
     return table
+
+
+def slowdown_line(slowdown: Slowdown) -> str:
+    """One line: the predicted slowdown of an app next to its neighbours, and its origin."""
+    near = ", ".join(slowdown.neighbours) or "its neighbours"
+    return f"predicted slowdown of {slowdown.app} next to {near}: x{slowdown.factor:.2f} ({slowdown.origin()})"
 
 
 def capacity(
@@ -166,6 +186,7 @@ def capacity(
     flavor: Annotated[
         list[str] | None, typer.Option("--flavor", help="only these flavors (repeatable)")
     ] = None,
+    neighbours: Annotated[list[str] | None, typer.Option("--with", help=_WITH_HELP)] = None,
     seed: Annotated[int, typer.Option(help="seed of weights, simulation and arrivals")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -188,9 +209,12 @@ def capacity(
             drift_tolerance=drift_tolerance,
             service_load=service_load,
             only_flavors=flavor,
+            neighbours=neighbours or (),
             seed=seed,
             progress=bar,
         )
+    if report.slowdown is not None and not as_json:  # with --json: in the JSON
+        console.print(slowdown_line(report.slowdown), soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
@@ -245,6 +269,10 @@ def plan(
         ),
     ] = False,
     samples: Annotated[int, typer.Option(min=30, help="samples when measuring")] = 200,
+    neighbours: Annotated[
+        list[str] | None,
+        typer.Option("--with", help=_WITH_HELP + " (default: the service spec's neighbours:)"),
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed of the capacity simulation")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -267,11 +295,17 @@ def plan(
             exact=exact,
             measure=measure,
             samples=samples,
+            neighbours=neighbours or None,
             seed=seed,
             progress=bar,
         )
     if decided.forecast is not None:
         console.print(decided.forecast.reason())
+    if not as_json:  # with --json: in the JSON
+        for slowdown in decided.slowdowns:
+            console.print(slowdown_line(slowdown), soft_wrap=True)
+        for note in decided.notes:
+            console.print(f"note: {note}", soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(decided.as_dict()))
         return

@@ -136,7 +136,8 @@ def eligible_options(
 
     Checks, in order: some variant reaches ``min_accuracy``; some of those has a positive
     capacity (the SLO is not below a lone request's latency everywhere); the replica
-    limits allow ``rate_rps``.
+    limits allow ``rate_rps``. An option with capacity 0 (a flavor too small for the SLO)
+    is left out while another fits: :func:`unfit_options` lists them.
     """
     if rate_rps < 0 or not math.isfinite(rate_rps):
         raise ValueError(f"rate must be a finite number >= 0, got {rate_rps}")
@@ -170,6 +171,18 @@ def eligible_options(
             f"allow (max_replicas per flavor, accuracy >= {min_accuracy:g})"
         )
     return usable
+
+
+def unfit_options(
+    options: Sequence[ReplicaOption], min_accuracy: float = 0.0
+) -> list[ReplicaOption]:
+    """Accurate enough options whose flavor is too small for the SLO (capacity 0).
+
+    :func:`eligible_options` leaves them out of a plan while another option fits (it is
+    an error only when none does); a caller says which, so that a flavor missing from
+    the plan is explained rather than silent.
+    """
+    return [o for o in options if o.accuracy >= min_accuracy and o.capacity_rps <= 0]
 
 
 def flavor_limits(options: Sequence[ReplicaOption]) -> dict[str, int]:
