@@ -112,7 +112,7 @@ def test_stats_from_the_coordinators_dict() -> None:
 
 
 def test_promotion_goes_one_replica_at_a_time() -> None:
-    assert promotion_steps(["b", "a", "c"]) == [["a"], ["a", "b"], ["a", "b", "c"]]
+    assert promotion_steps(["b", "a", "c"]) == [["b"], ["b", "a"], ["b", "a", "c"]]
     assert promotion_steps([]) == []
 
 

@@ -221,21 +221,20 @@ def canary_percentile(latencies_ms: tuple[float, ...], percentile: float) -> flo
 
 
 def promotion_steps(replicas: list[str]) -> list[list[str]]:
-    """The replica-by-replica promotion plan: after step ``i`` these replicas serve the new
-    version (one more each step, in a stable order, so a failure leaves a known prefix).
+    """The replica-by-replica promotion plan: after step ``i`` the first ``i + 1`` replicas
+    (in the order given) serve the new version, so a stop leaves a known prefix.
 
     Parameters
     ----------
     replicas : list of str
-        Replica ids of the service.
+        Replica ids of the service, in promotion order.
 
     Returns
     -------
     list of list of str
         One entry per replica; the last names them all.
     """
-    ordered = sorted(replicas)
-    return [ordered[: i + 1] for i in range(len(ordered))]
+    return [list(replicas[: i + 1]) for i in range(len(replicas))]
 
 
 def check_compatible(current: Any, new: Any, new_ref: str) -> None:

@@ -16,12 +16,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
 from edgewise.procs import free_port
 from edgewise.rayenv import RaySession as _BaseRaySession
 from edgewise.rayenv import route_logs
+
+if TYPE_CHECKING:
+    from edgewise.serving.runtime.rollout import RolloutPort
 
 INGRESSES = ("proxy", "haproxy")
 """How HTTP reaches the replicas: Ray Serve's Python proxy or its HAProxy ingress."""
@@ -158,6 +161,15 @@ class ServingRuntime:
             name=cfg.app,
             route_prefix=cfg.route_prefix,
         )
+        from edgewise.serving.runtime.services import write_record
+
+        write_record(
+            cfg.app,
+            ray_address=ray.get_runtime_context().gcs_address,
+            url=self.url,
+            model=cfg.model,
+            kb=cfg.kb,
+        )
 
     # --- decisions -> effects --------------------------------------------------------
     def scale_to(self, replicas: int) -> None:
@@ -213,11 +225,21 @@ class ServingRuntime:
             f"target {self.snapshot()['target_replicas']})",
         )
 
+    def rollout_port(self) -> RolloutPort:
+        """The running service as the rollout driver's port (its coordinator actor)."""
+        from edgewise.serving.runtime.rollout import CoordinatorPort
+
+        return CoordinatorPort(self._coordinator)
+
     def shutdown(self) -> None:
         import contextlib
 
         import ray
         from ray import serve
+
+        from edgewise.serving.runtime.services import remove_record
+
+        remove_record(self.config.app)
 
         with contextlib.suppress(Exception):
             serve.delete(self.config.app)

@@ -3,7 +3,10 @@
 One named Ray actor per served application. The controller writes the target replica
 count and CPUs per replica; the autoscaling policy function and the replicas read them.
 Replicas push batches of request latencies; ``render`` gives the Prometheus text
-exposition served at ``/metrics``.
+exposition served at ``/metrics``. During a rollout it also carries the rollout's
+assignment (which version is the canary, its traffic share, which replicas are
+promoted) to the replicas, and their canary observations and state back to the rollout
+driver (:mod:`edgewise.serving.runtime.rollout`).
 """
 
 from __future__ import annotations
@@ -88,6 +91,57 @@ class CoordinatorState:
         self._plan_g = Gauge(
             "edgewise_plan_capacity_rps", "Planned capacity", registry=self.registry
         )
+        self.rollout: dict[str, Any] | None = None
+        self.serving_ref: str | None = None  # the version a finished rollout promoted
+        self.canary: dict[str, Any] = {}
+        self.lanes: dict[str, dict[str, Any]] = {}
+
+    # --- rollout: the driver writes the assignment, replicas report back ---------------
+    def start_rollout(self, ref: str, share: float) -> dict[str, Any]:
+        """Begin a canary of ``ref`` answering ``share`` of each replica's requests."""
+        rid = f"r{int(time.time() * 1000)}"
+        self.rollout = {"id": rid, "ref": ref, "share": float(share), "promoted": []}
+        self.canary = {"latencies_ms": []}
+        return dict(self.rollout)
+
+    def promote(self, replicas: list[str]) -> None:
+        """These replicas answer every request with the new version; the others with the
+        serving one (the canary split ends when promotion begins)."""
+        if self.rollout is not None:
+            self.rollout = {**self.rollout, "share": 0.0, "promoted": list(replicas)}
+
+    def finish_rollout(self, promoted: bool) -> None:
+        """End the rollout: every replica serves the new version, or the old one again."""
+        if self.rollout is not None and promoted:
+            self.serving_ref = str(self.rollout["ref"])
+        self.rollout = None
+
+    def report_canary(self, replica: str, stats: dict[str, Any], lane: dict[str, Any]) -> None:
+        """A replica's canary observations since its last push, and its lane state."""
+        self.lanes[replica] = {**lane, "seen": time.time()}
+        if self.rollout is None or stats.get("rollout") != self.rollout["id"]:
+            return
+        for key, value in stats.items():
+            if key == "latencies_ms":
+                self.canary["latencies_ms"].extend(float(v) for v in value)
+            elif key != "rollout":
+                self.canary[key] = int(self.canary.get(key, 0)) + int(value)
+
+    def assignment(self) -> dict[str, Any]:
+        """What every replica should serve: the rollout (or ``None``) and the serving ref."""
+        return {"rollout": self.rollout, "serving_ref": self.serving_ref}
+
+    def rollout_view(self) -> dict[str, Any]:
+        """The driver's view: assignment, the canary's observations, each replica's lane."""
+        return {
+            **self.assignment(),
+            "canary": {**self.canary, "latencies_ms": list(self.canary.get("latencies_ms", []))},
+            "lanes": {  # live replicas only: one heard from in the last 3 s
+                k: dict(v)
+                for k, v in self.lanes.items()
+                if k in self.replicas and time.time() - float(v["seen"]) < 3.0
+            },
+        }
 
     def record(
         self,
@@ -126,6 +180,7 @@ class CoordinatorState:
 
     def unregister(self, replica: str) -> None:
         self.replicas.pop(replica, None)
+        self.lanes.pop(replica, None)
 
     def snapshot(self, window_s: float = 10.0) -> dict[str, Any]:
         now = time.time()
@@ -196,6 +251,38 @@ class Coordinator:
         is one round trip (the replica polls every 0.2 s, on the CPUs it serves on)."""
         self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s, infer_ms)
         return self._s.cpus_per_replica
+
+    def sync(
+        self,
+        replica: str,
+        latencies_ms: list[float],
+        rejected: int,
+        ongoing: int,
+        cpu_s: float,
+        infer_ms: list[float],
+        canary: dict[str, Any],
+        lane: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A replica's whole poll in one round trip: its metrics and canary observations
+        in; the CPUs it should have and the rollout assignment out."""
+        self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s, infer_ms)
+        self._s.report_canary(replica, canary, lane)
+        return {"cpus": self._s.cpus_per_replica, **self._s.assignment()}
+
+    def assignment(self) -> dict[str, Any]:
+        return self._s.assignment()
+
+    def start_rollout(self, ref: str, share: float) -> dict[str, Any]:
+        return self._s.start_rollout(ref, share)
+
+    def promote(self, replicas: list[str]) -> None:
+        self._s.promote(replicas)
+
+    def finish_rollout(self, promoted: bool) -> None:
+        self._s.finish_rollout(promoted)
+
+    def rollout_view(self) -> dict[str, Any]:
+        return self._s.rollout_view()
 
     def report_queue(self, total_requests: float) -> None:
         self._s.queued_total = float(total_requests)
