@@ -33,7 +33,15 @@ from edgewise.registry.store import (
 if TYPE_CHECKING:
     from edgewise.kb import KnowledgeBase
 
-__all__ = ["check_model", "load_model", "open_path", "register_model", "zoo_card"]
+__all__ = [
+    "check_model",
+    "kb_or_default",
+    "load_model",
+    "load_version",
+    "open_path",
+    "register_model",
+    "zoo_card",
+]
 
 
 def zoo_card(name: str) -> ModelCard:
@@ -139,7 +147,8 @@ def check_model(model: LoadedModel, source: Path | str | None = None) -> np.ndar
 
 
 @contextmanager
-def _kb_or_default(kb: KnowledgeBase | None) -> Iterator[KnowledgeBase]:
+def kb_or_default(kb: KnowledgeBase | None) -> Iterator[KnowledgeBase]:
+    """``kb`` itself, or the default knowledge base opened for the block and closed after."""
     if kb is not None:
         yield kb
         return
@@ -179,7 +188,7 @@ def load_model(ref: str, kb: KnowledgeBase | None = None) -> LoadedModel:
     if parsed.kind == "path":
         assert parsed.path is not None
         return open_path(parsed.path)
-    with _kb_or_default(kb) as opened:
+    with kb_or_default(kb) as opened:
         version = resolve(opened, ref)
     return load_version(version)
 

@@ -24,7 +24,7 @@ from edgewise.registry.formats import (
     detect_format,
     torch_module,
 )
-from edgewise.registry.loading import _kb_or_default, zoo_card
+from edgewise.registry.loading import kb_or_default, zoo_card
 from edgewise.registry.refs import parse_ref
 from edgewise.registry.store import resolve
 
@@ -88,7 +88,7 @@ def trainable_module(
         return build_model(parsed.name).module, zoo_card(parsed.name)
     card: ModelCard | None
     if parsed.kind == "registry":
-        with _kb_or_default(kb) as opened:
+        with kb_or_default(kb) as opened:
             version = resolve(opened, ref)
         path, fmt, card = version.path, version.format, version.card
     else:
