@@ -222,3 +222,15 @@ def test_inference_forms_cannot_be_retrained(models_dir: Path) -> None:
     ) as err:
         trainable_module(str(path))
     assert "Hugging Face directory" in _one_line(err) and "safetensors" in str(err.value)
+
+
+def test_preprocessing_that_the_card_does_not_describe(tmp_path: Path) -> None:
+    from PIL import Image
+
+    with pytest.raises(ModelCardError, match="image without a tokenizer"):
+        CARD.tokenize(["hello"])
+    text = ModelCard("other", InputSpec("text", (8,), "int64", tokenizer=str(tmp_path)))
+    with pytest.raises(ModelCardError, match="not a 1- or 3-channel image"):
+        text.preprocess_image(Image.new("L", (8, 8)))
+    with pytest.raises(ModelCardError, match="not a readable tokenizer directory"):
+        text.tokenize(["hello"])

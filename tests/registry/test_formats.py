@@ -135,3 +135,42 @@ def test_preprocess_image_resizes_converts_and_normalises() -> None:
         Image.new("L", (9, 9), 0)
     )
     assert rgb.shape == (3, 4, 6) and float(rgb.max()) == 0.0
+
+
+def test_a_hugging_face_text_model_with_its_tokenizer(kb: KnowledgeBase, models_dir: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        PreTrainedTokenizerFast,
+    )
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "hello": 2, "world": 3}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]"
+    )
+    config = DistilBertConfig(
+        vocab_size=len(vocab),
+        dim=16,
+        n_layers=1,
+        n_heads=2,
+        hidden_dim=32,
+        max_position_embeddings=6,
+        num_labels=2,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = DistilBertForSequenceClassification(config).eval()
+    directory = models_dir / "bert"
+    module.save_pretrained(str(directory), safe_serialization=True)
+    tokenizer.save_pretrained(str(directory))
+    version = register_model(kb, "bert", directory)
+    assert version.card.input == InputSpec("text", (6,), "int64", tokenizer=".")
+    loaded = load_model("bert", kb)
+    ids = loaded.tokenize(["hello world", "world oops hello"])
+    assert ids.tolist() == [[2, 3, 0, 0, 0, 0], [3, 1, 2, 0, 0, 0]]
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(ids)).logits.numpy()
+    np.testing.assert_allclose(loaded.forward(ids), expected, atol=1e-4)

@@ -18,6 +18,8 @@ Pure data and one image transform; reading files is the only I/O here.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -74,7 +76,8 @@ class InputSpec:
     mean, std : tuple of float
         Image normalisation, one value per channel (empty: none).
     tokenizer : str or None
-        Directory of a Hugging Face tokenizer for text inputs.
+        Directory of a Hugging Face tokenizer for text inputs; a relative one is
+        relative to the model's directory (``"."``: the model directory itself).
     """
 
     kind: InputKind
@@ -332,6 +335,62 @@ class ModelCard:
         if spec.std:
             array = array / np.asarray(spec.std, dtype=np.float32)[:, None, None]
         return np.ascontiguousarray(array, dtype=np.float32)
+
+    def tokenize(self, texts: Sequence[str], *, base: Path | None = None) -> np.ndarray:
+        """Token ids of ``texts``, padded and truncated to the card's sequence length.
+
+        Parameters
+        ----------
+        texts
+            The texts of a batch.
+        base
+            Directory a relative ``input.tokenizer`` is relative to (the model's
+            directory; ``"."`` is the model directory itself).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(len(texts), seq_len)``, the card's integer dtype.
+
+        Raises
+        ------
+        ModelCardError
+            If the card's input is not text with a tokenizer, or the tokenizer cannot be
+            read.
+        """
+        spec = self.input
+        if spec.kind != "text" or spec.tokenizer is None:
+            raise ModelCardError(
+                f"the card's input is {spec.kind} without a tokenizer; set input.tokenizer "
+                "to a Hugging Face tokenizer directory"
+            )
+        directory = Path(spec.tokenizer).expanduser()
+        if not directory.is_absolute() and base is not None:
+            directory = base / directory
+        encoded = _tokenizer(str(directory.resolve()))(
+            list(texts),
+            padding="max_length",
+            truncation=True,
+            max_length=spec.shape[0],
+            return_tensors="np",
+        )
+        return np.asarray(encoded["input_ids"], dtype=np.dtype(spec.dtype))
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(directory: str) -> Any:
+    """A Hugging Face tokenizer from a local directory (cached; never downloaded)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=False
+        )
+    except Exception as err:
+        line = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
+        raise ModelCardError(
+            f"input.tokenizer {directory}: not a readable tokenizer directory ({line[:200]})"
+        ) from None
 
 
 def card_path_for(model_path: Path) -> Path:

@@ -399,7 +399,8 @@ def _huggingface_card(path: Path) -> ModelCard | None:
         spec = InputSpec("image", (int(config["num_channels"]), size, size))
     elif "vocab_size" in config:
         seq_len = min(int(config.get("max_position_embeddings", 128)), 128)
-        tokenizer = str(path) if (path / "tokenizer.json").is_file() else None
+        has_tokenizer = any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt"))
+        tokenizer = "." if has_tokenizer else None  # relative to the model directory
         spec = InputSpec("text", (seq_len,), "int64", tokenizer=tokenizer)
     else:
         return None

@@ -8,6 +8,8 @@ wrong input is one line naming the model, never a stack trace from inside the en
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +49,8 @@ class LoadedModel:
         The model as a function of a numpy batch (see :func:`open_runner`).
     engine : object, optional
         The opened module or session (kept alive with the runner).
+    path : Path, optional
+        The artifact it was opened from (``None`` for a zoo model).
     """
 
     def __init__(
@@ -57,12 +61,14 @@ class LoadedModel:
         card: ModelCard,
         runner: Runner,
         engine: Any = None,
+        path: Path | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.format = format
         self.card = card
         self.engine = engine
+        self.path = path
         self._runner = runner
         self._lock = threading.Lock()
 
@@ -109,6 +115,13 @@ class LoadedModel:
         with self._lock:
             output = self._runner(array)
         return np.asarray(output, dtype=np.float32)
+
+    def tokenize(self, texts: Sequence[str]) -> np.ndarray:
+        """Token ids of ``texts`` for a text model (see :meth:`ModelCard.tokenize`)."""
+        base = None
+        if self.path is not None:
+            base = self.path if self.path.is_dir() else self.path.parent
+        return self.card.tokenize(texts, base=base)
 
     def top_k(self, batch: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
         """The ``k`` most probable labels of each sample, with softmax probabilities.

@@ -105,7 +105,7 @@ def open_path(
                 f"no model card for {path}: write {card_path_for(path)} or pass --input "
                 "(e.g. --input image:3x224x224)"
             )
-    return LoadedModel(name or path.name, version, fmt, card, runner, engine)
+    return LoadedModel(name or path.name, version, fmt, card, runner, engine, path)
 
 
 def check_model(model: LoadedModel, source: Path | str | None = None) -> np.ndarray:
