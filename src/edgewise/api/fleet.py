@@ -1,0 +1,590 @@
+"""Fleet use cases: several services on one pool of nodes, planned and simulated.
+
+:func:`kb_slowdown` turns the knowledge base's interference models into the planner's
+slowdown function (through :func:`edgewise.api.colocation.predicted_slowdown`);
+:func:`fleet_setup` loads a fleet spec and builds each service's replica options, their
+service-time profiles and the derate function; :func:`plan_fleet_spec` answers one
+window (``plan --fleet``); :func:`simulate_fleet` plans every window of a trace with
+ours and the interference-blind baselines and serves each service with its true
+slowdown on the node it landed on (``simulate serving --fleet``, ``bench fleet``).
+
+Effects: reading the spec, the trace and the knowledge base. The planning
+(:mod:`edgewise.planning.fleet`) and the simulation (:mod:`edgewise.sim.fleet`) are pure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgewise.errors import InfeasibleError, SpecError, UnknownNameError
+from edgewise.planning.fleet import (
+    BLIND_RULES,
+    MAX_SLOWDOWN,
+    DerateFn,
+    FleetPlan,
+    Node,
+    ServiceOptions,
+    SlowdownEstimate,
+    SlowdownFn,
+    grid_rate,
+    plan_blind,
+    plan_fleet,
+)
+from edgewise.planning.fleet_spec import FleetSpec, load_fleet
+from edgewise.planning.serving import ReplicaOption
+from edgewise.sim.fleet import (
+    SLO_TARGET,
+    PolicyOutcome,
+    ReplicaClass,
+    capacity_curve,
+    compare_policies,
+    replica_class,
+    simulate_service,
+    window_peaks,
+)
+from edgewise.sim.model import SimConfig
+from edgewise.sim.queueing import ServiceProfile, lognormal_profile, speed_factor
+
+if TYPE_CHECKING:
+    from edgewise.kb import KnowledgeBase
+
+__all__ = [
+    "POLICIES",
+    "SLO_TARGET",
+    "FleetSetup",
+    "FleetSimulation",
+    "FleetWindowPlan",
+    "InterferenceModelInfo",
+    "PolicyOutcome",
+    "Progress",
+    "fleet_setup",
+    "kb_slowdown",
+    "plan_fleet_spec",
+    "simulate_fleet",
+]
+
+#: Policies compared: ours first, then the interference-blind baselines.
+POLICIES: tuple[str, ...] = ("ours", *BLIND_RULES)
+#: Slowdowns the derate function is tabulated at (interpolated between, in log).
+_FACTORS = np.geomspace(1.0, MAX_SLOWDOWN, 65)
+
+
+# --------------------------------------------------------------------------- interference
+
+
+@dataclass(frozen=True)
+class InterferenceModelInfo:
+    """The knowledge base's interference model of one zoo model, as the fleet uses it."""
+
+    model: str
+    workload: str
+    campaign: str | None
+    synthetic: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able."""
+        return {
+            "workload": self.workload,
+            "campaign": self.campaign,
+            "synthetic": self.synthetic,
+        }
+
+
+def _profiled_workloads(store: KnowledgeBase, models: Sequence[str]) -> dict[str, Any]:
+    """For each model with an interference model and a footprint: its newest workload
+    name and the model's row metadata."""
+    from sqlalchemy import select
+
+    from edgewise.interference.target import parse_workload_name
+    from edgewise.kb import models as m
+
+    with store.snapshot() as s:
+        fitted = s.execute(
+            select(m.FittedModel.name, m.FittedModel.meta, m.FittedModel.id)
+            .where(m.FittedModel.kind == "surrogate")
+            .order_by(m.FittedModel.id)
+        ).all()
+        with_footprint = set(
+            s.scalars(
+                select(m.Workload.name).join(m.Footprint, m.Footprint.workload_id == m.Workload.id)
+            )
+        )
+    out: dict[str, Any] = {}
+    for name, meta, _ in fitted:  # ascending id: the newest wins
+        parsed = parse_workload_name(name)
+        if parsed is None or parsed[0] not in models or name.endswith(":cuda"):
+            continue
+        if name in with_footprint:
+            out[parsed[0]] = (name, dict(meta or {}))
+    return out
+
+
+def kb_slowdown(
+    models: Sequence[str], kb: str | KnowledgeBase | None = None
+) -> tuple[SlowdownFn, dict[str, InterferenceModelInfo]]:
+    """The planner's slowdown function from the knowledge base's interference models.
+
+    A replica of ``model`` next to neighbour models is predicted as
+    :func:`edgewise.api.colocation.predicted_slowdown` predicts it (p50 next to the
+    neighbours over p50 alone, at least 1), with each model's newest profiled workload
+    (one with a fitted model and a footprint). One predictor serves every question, so
+    each model is read from the knowledge base once (``predicted_slowdown`` reads it
+    again on every call, 50 ms each, and the planner asks hundreds of questions). Where
+    the model or a neighbour was never profiled the answer is 1.0 with the source
+    ``solo (no model for X next to Y: ... never profiled)``. Answers are cached per
+    (model, neighbours).
+
+    Parameters
+    ----------
+    models : sequence of str
+        The zoo models the fleet runs.
+    kb : str, KnowledgeBase or None
+        The knowledge base (``None``: the default one).
+
+    Returns
+    -------
+    (SlowdownFn, dict)
+        The function, and the interference model found for each model.
+    """
+    from edgewise.interference.predictor import Predictor
+    from edgewise.kb import KnowledgeBase
+
+    store = kb if isinstance(kb, KnowledgeBase) else KnowledgeBase.open(kb)
+    found = _profiled_workloads(store, models)
+    info = {
+        model: InterferenceModelInfo(
+            model, name, meta.get("campaign"), bool(meta.get("synthetic", False))
+        )
+        for model, (name, meta) in found.items()
+    }
+    predictor = Predictor(store)
+    alone: dict[str, float] = {}
+    cache: dict[tuple[str, tuple[str, ...]], SlowdownEstimate] = {}
+
+    def slowdown(model: str, neighbours: tuple[str, ...]) -> SlowdownEstimate:
+        key = (model, neighbours)
+        if key in cache:
+            return cache[key]
+        if not neighbours:
+            got = SlowdownEstimate(1.0, "alone")
+        elif model not in info or any(n not in info for n in neighbours):
+            missing = sorted({m for m in (model, *neighbours) if m not in info})
+            got = SlowdownEstimate(
+                1.0,
+                f"solo (no model for {model} next to {', '.join(sorted(set(neighbours)))}: "
+                f"{', '.join(missing)} never profiled)",
+            )
+        else:
+            app = info[model].workload
+            if app not in alone:
+                alone[app] = predictor.predict(app, []).p50
+            beside = predictor.predict(app, [info[n].workload for n in neighbours])
+            factor = max(1.0, beside.p50 / alone[app])
+            got = SlowdownEstimate(factor, f"knowledge base ({beside.source})")
+        cache[key] = got
+        return got
+
+    return slowdown, info
+
+
+# --------------------------------------------------------------------------- setup
+
+
+@dataclass(frozen=True)
+class FleetSetup:
+    """A loaded fleet: planner inputs, service-time profiles and the derate function."""
+
+    spec: FleetSpec
+    services: tuple[ServiceOptions, ...]
+    nodes: tuple[Node, ...]
+    memory_mb: Mapping[str, int]
+    profiles: Mapping[tuple[str, str, str], ServiceProfile]
+    """Service times alone per (service, model, flavor), at the flavor's CPUs."""
+    profile_sources: Mapping[str, str]
+    """Where each model's service times come from."""
+    derate: DerateFn
+    service_of: Mapping[ReplicaOption, str]
+
+
+def _base_profile(model: str, declared_ms: float | None, kb: str | None) -> ServiceProfile:
+    from edgewise.api.simulate import service_profile
+
+    prof = service_profile(model, kb)
+    if prof.source.startswith("KB capacity profile") or declared_ms is None:
+        return prof
+    return ServiceProfile(
+        lognormal_profile(declared_ms).samples_ms,
+        1.0,
+        f"fleet spec: lognormal, median {declared_ms:g} ms at 1 CPU, sigma 0.25",
+    )
+
+
+def fleet_setup(spec: FleetSpec | str | Path, kb: str | None = None) -> FleetSetup:
+    """Replica options of every (service, variant, flavor) with capacities from profiles.
+
+    Each variant's service times come from its knowledge-base capacity profile, else
+    from the spec's ``service_ms`` (a lognormal around that median), else the default
+    lognormal; they are scaled to each flavor's CPUs and the capacity is the
+    simulator's M/G/1 capacity under the service's SLO (:func:`capacity_curve`). The
+    derate function interpolates that capacity over slowdowns.
+
+    Parameters
+    ----------
+    spec : FleetSpec or path
+        The fleet, or its YAML file.
+    kb : str, optional
+        Knowledge-base URL for capacity profiles.
+    """
+    fleet = spec if isinstance(spec, FleetSpec) else load_fleet(spec)
+    base: dict[str, ServiceProfile] = {}
+    profiles: dict[tuple[str, str, str], ServiceProfile] = {}
+    curves: dict[ReplicaOption, np.ndarray] = {}
+    service_of: dict[ReplicaOption, str] = {}
+    services = []
+    for svc in fleet.services:
+        options = []
+        for v in svc.variants:
+            if v.model not in base:
+                base[v.model] = _base_profile(v.model, svc.service_ms.get(v.model), kb)
+            for f in fleet.flavors:
+                prof = base[v.model].scaled(float(speed_factor(base[v.model].cpus, f.cpus)), f.cpus)
+                curve = capacity_curve(prof, svc.slo.latency_ms, svc.slo.percentile, _FACTORS)
+                opt = ReplicaOption(
+                    v.model, f.name, v.accuracy, float(curve[0]), f.price_per_hour,
+                    f.max_replicas, f.cpus,
+                )  # fmt: skip
+                profiles[(svc.name, v.model, f.name)] = prof
+                curves[opt] = curve
+                service_of[opt] = svc.name
+                options.append(opt)
+        services.append(ServiceOptions(svc.name, tuple(options), svc.min_accuracy))
+    log_f = np.log(_FACTORS)
+
+    def derate(option: ReplicaOption, factor: float) -> float:
+        curve = curves.get(option)
+        if curve is None:
+            return option.capacity_rps / max(factor, 1.0)
+        return float(np.interp(np.log(max(factor, 1.0)), log_f, curve))
+
+    return FleetSetup(
+        spec=fleet,
+        services=tuple(services),
+        nodes=tuple(Node(n.name, n.cpus, n.memory_mb, n.price_per_hour) for n in fleet.node_list),
+        memory_mb={f.name: f.memory_mb for f in fleet.flavors},
+        profiles=profiles,
+        profile_sources={m: p.source for m, p in base.items()},
+        derate=derate,
+        service_of=service_of,
+    )
+
+
+def _plan(
+    policy: str, setup: FleetSetup, rates: Mapping[str, float], slowdown: SlowdownFn
+) -> FleetPlan:
+    if policy == "ours":
+        return plan_fleet(
+            setup.services, rates, setup.nodes, setup.memory_mb, slowdown, setup.derate
+        )
+    return plan_blind(policy, setup.services, rates, setup.nodes, setup.memory_mb, slowdown)
+
+
+@dataclass(frozen=True)
+class FleetWindowPlan:
+    """One window planned by every policy (``plan --fleet``)."""
+
+    plans: tuple[FleetPlan, ...]
+    capacity_rps: Mapping[str, Mapping[str, float]]
+    interference: Mapping[str, InterferenceModelInfo]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able: each policy's placement, cost and capacities next to the rates."""
+        return {
+            "policies": {
+                p.policy: {**p.as_dict(), "capacity_rps": dict(self.capacity_rps[p.policy])}
+                for p in self.plans
+            },
+            "interference_models": {m: i.as_dict() for m, i in self.interference.items()},
+        }
+
+
+def plan_fleet_spec(
+    *,
+    fleet: str | Path | FleetSpec,
+    rates_rps: Mapping[str, float] | None = None,
+    policies: Sequence[str] = POLICIES,
+    kb: str | None = None,
+) -> FleetWindowPlan:
+    """Plan one window of a fleet: ours and the blind baselines, at the given rates.
+
+    Parameters
+    ----------
+    fleet : path or FleetSpec
+        The fleet spec.
+    rates_rps : mapping, optional
+        Rate per service name (default: each service's ``peak_rps``).
+    policies : sequence of str
+        Among :data:`POLICIES`.
+    kb : str, optional
+        Knowledge base of the interference models and capacity profiles.
+
+    Raises
+    ------
+    EdgewiseError
+        One line: a bad spec, an unknown policy or service, an infeasible fleet.
+    """
+    _check_policies(policies)
+    setup = fleet_setup(fleet, kb)
+    rates = {s.name: s.peak_rps for s in setup.spec.services}
+    for name, rate in (rates_rps or {}).items():
+        if name not in rates:
+            raise UnknownNameError(f"no service {name!r} in the fleet; known: {', '.join(rates)}")
+        if not rate >= 0:
+            raise SpecError(f"rate of service {name!r} must be >= 0, got {rate}")
+        rates[name] = float(rate)
+    slowdown, info = kb_slowdown(sorted({m for s in setup.services for m in _models(s)}), kb)
+    plans = tuple(_plan(p, setup, rates, slowdown) for p in policies)
+    return FleetWindowPlan(plans, {p.policy: p.capacity_rps(setup.derate) for p in plans}, info)
+
+
+def _models(service: ServiceOptions) -> set[str]:
+    return {o.model for o in service.options}
+
+
+def _check_policies(policies: Sequence[str]) -> None:
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise UnknownNameError(f"unknown fleet policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def _service_rates(spec: FleetSpec, trace: str | Path, days: float) -> dict[str, np.ndarray]:
+    """Per-second rates of every service: one trace, shifted and scaled per service."""
+    from edgewise.api.simulate import load_workload
+
+    hours = max(s.shift_hours for s in spec.services)
+    wl = load_workload(trace, days + hours / 24.0, peak_rps=1.0)
+    base = wl.rate_rps[wl.warmup_s :]
+    n = round(days * 86400)
+    out = {}
+    for s in spec.services:
+        lo = (hours - s.shift_hours) * 3600
+        seg = np.asarray(base[lo : lo + n], dtype=float)
+        top = float(seg.max()) if seg.size else 0.0
+        if top <= 0:
+            raise SpecError(f"{trace}: the window of service {s.name!r} holds no request")
+        out[s.name] = seg * (s.peak_rps / top)
+    return out
+
+
+def _classes(plan: FleetPlan, service: str, setup: FleetSetup) -> list[ReplicaClass]:
+    """The service's replicas in ``plan``, grouped by variant, flavor and true slowdown."""
+    groups: dict[tuple[str, str, float], tuple[ReplicaOption, int]] = {}
+    for r, s in zip(plan.replicas, plan.slowdowns, strict=True):
+        if r.service != service:
+            continue
+        key = (r.model, r.option.flavor, round(s.factor, 3))
+        groups[key] = (r.option, groups.get(key, (r.option, 0))[1] + 1)
+    return [
+        replica_class(
+            f"{m}/{fl}@{f:.3f}",
+            opt.cpus,
+            setup.derate(opt, f),
+            setup.profiles[(service, m, fl)],
+            f,
+            n,
+        )
+        for (m, fl, f), (opt, n) in groups.items()
+    ]
+
+
+@dataclass(frozen=True)
+class FleetSimulation:
+    """Every policy over the same fleet and trace; ``as_dict()`` is ``bench fleet``'s JSON."""
+
+    setup: FleetSetup
+    trace: str
+    days: float
+    window_s: int
+    seed: int
+    outcomes: tuple[PolicyOutcome, ...]
+    interference: Mapping[str, InterferenceModelInfo]
+
+    def outcome(self, policy: str) -> PolicyOutcome:
+        """The outcome of ``policy``."""
+        return next(o for o in self.outcomes if o.policy == policy)
+
+    def comparison(self) -> dict[str, Any]:
+        """Ours against the cheapest blind baseline that meets every SLO (else the cheapest)."""
+        return compare_policies(self.outcomes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able report."""
+        spec = self.setup.spec
+        synthetic = sorted(m for m, i in self.interference.items() if i.synthetic)
+        return {
+            "trace": self.trace,
+            "days": self.days,
+            "window_s": self.window_s,
+            "seed": self.seed,
+            "slo_target": SLO_TARGET,
+            "nodes": len(self.setup.nodes),
+            "node_cpus": sum(n.cpus for n in self.setup.nodes),
+            "services": [
+                {
+                    "name": s.name,
+                    "models": [v.model for v in s.variants],
+                    "slo_ms": s.slo.latency_ms,
+                    "slo_percentile": s.slo.percentile,
+                    "min_accuracy": s.min_accuracy,
+                    "peak_rps": s.peak_rps,
+                    "shift_hours": s.shift_hours,
+                }
+                for s in spec.services
+            ],
+            "service_profiles": dict(self.setup.profile_sources),
+            "interference_models": {m: i.as_dict() for m, i in self.interference.items()},
+            "interference_synthetic": synthetic,
+            "interference_source": (
+                "knowledge base"
+                + (f" (synthetic fixture models for {', '.join(synthetic)})" if synthetic else "")
+            ),
+            "true_slowdown": "the knowledge base's interference model, the one ours plans "
+            "with: each replica next to its neighbours on the node it landed on",
+            "rate_per_window": "the peak of each service's true rate in the window, rounded up "
+            "to a 2 % grid, the same for every policy (placement is compared, not "
+            "forecasting)",
+            "cost_model": "price per hour of every node holding a replica, per window",
+            "policies": {o.policy: o.as_dict() for o in self.outcomes},
+            **self.comparison(),
+        }
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def _plan_windows(
+    setup: FleetSetup,
+    policies: Sequence[str],
+    peaks: Mapping[str, np.ndarray],
+    window_s: int,
+    slowdown: SlowdownFn,
+    progress: Progress | None,
+) -> tuple[dict[str, PolicyOutcome], dict[str, dict[str, list[list[ReplicaClass]]]]]:
+    """Plan every window with every policy: the books and each service's classes."""
+    outcomes = {p: PolicyOutcome(p, attainment={}, notes={}) for p in policies}
+    classes: dict[str, dict[str, list[list[ReplicaClass]]]] = {
+        p: {s.name: [] for s in setup.services} for p in policies
+    }
+    n_win = len(next(iter(peaks.values())))
+    hours = window_s / 3600.0
+    for k in range(n_win):
+        if progress is not None:
+            progress("planning", k, n_win)
+        rates = {name: grid_rate(float(v[k])) for name, v in peaks.items()}
+        for p in policies:
+            t0 = time.perf_counter()
+            try:
+                plan = _plan(p, setup, rates, slowdown)
+            except InfeasibleError as err:
+                raise InfeasibleError(f"{p}, window {k} (hour {k * hours:g}): {err}") from None
+            out = outcomes[p]
+            out.plan_wall_s += time.perf_counter() - t0
+            out.cost += plan.cost_per_hour * hours
+            out.replica_cost += plan.replica_cost_per_hour * hours
+            out.node_hours += plan.nodes_used * hours
+            out.max_nodes = max(out.max_nodes, plan.nodes_used)
+            out.unplaced_replica_hours += len(plan.unplaced) * hours
+            assert out.notes is not None
+            out.notes.update(dict.fromkeys(plan.notes))
+            for s in setup.services:
+                classes[p][s.name].append(_classes(plan, s.name, setup))
+    return outcomes, classes
+
+
+def simulate_fleet(
+    *,
+    fleet: str | Path | FleetSpec,
+    trace: str | Path = "bikeshare",
+    days: float = 14.0,
+    window_s: int = 3600,
+    policies: Sequence[str] = POLICIES,
+    seed: int = 0,
+    kb: str | None = None,
+    progress: Progress | None = None,
+) -> FleetSimulation:
+    """Plan and serve a fleet over ``days`` of a trace with ours and the blind baselines.
+
+    Each service's rate is the last ``days`` of ``trace``, shifted by its
+    ``shift_hours`` and scaled to its ``peak_rps``; arrivals are Poisson per second
+    (seeded per service, the same for every policy). Every ``window_s`` each policy
+    plans for the window's peak rate of each service; the simulator serves every
+    replica with its true slowdown on the node it landed on (the knowledge base's
+    interference model) and scores the attainment per service. Cost is what the nodes
+    in use cost.
+
+    Parameters
+    ----------
+    fleet : path or FleetSpec
+        The fleet spec.
+    trace : str or Path
+        ``'bikeshare'`` (or another vendored trace) or a CSV path.
+    days : float
+        Days simulated.
+    window_s : int
+        Seconds per planning window.
+    policies : sequence of str
+        Among :data:`POLICIES`.
+    seed : int
+        Seed of the arrivals.
+    kb : str, optional
+        Knowledge base of the interference models and capacity profiles.
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Raises
+    ------
+    EdgewiseError
+        One line: a bad spec or trace, an unknown policy, a window ours cannot plan.
+    """
+    _check_policies(policies)
+    if window_s < 60:
+        raise SpecError(f"window of {window_s} s: plan at least every 60 s")
+    if not days > 0:
+        raise SpecError(f"days must be positive, got {days}")
+    setup = fleet_setup(fleet, kb)
+    models = sorted({m for s in setup.services for m in _models(s)})
+    slowdown, info = kb_slowdown(models, kb)
+    rates = _service_rates(setup.spec, trace, days)
+    peaks = {name: window_peaks(r, window_s) for name, r in rates.items()}
+    outcomes, classes = _plan_windows(setup, policies, peaks, window_s, slowdown, progress)
+    for i, svc in enumerate(setup.spec.services):
+        if progress is not None:
+            progress("simulating", i, len(setup.spec.services))
+        lam = rates[svc.name]
+        arrivals = np.random.default_rng([seed, i]).poisson(lam).astype(float)
+        config = SimConfig(slo_ms=svc.slo.latency_ms, slo_percentile=svc.slo.percentile)
+        shared: dict[Any, tuple[float, float, float]] = {}
+        for p in policies:
+            got = simulate_service(lam, arrivals, classes[p][svc.name], window_s, config, shared)
+            out = outcomes[p]
+            assert out.attainment is not None
+            out.attainment[svc.name] = got.slo_attainment
+            out.requests += got.requests
+            out.served += got.requests - got.rejected
+    return FleetSimulation(
+        setup=setup,
+        trace=str(trace),
+        days=days,
+        window_s=window_s,
+        seed=seed,
+        outcomes=tuple(outcomes[p] for p in policies),
+        interference=info,
+    )

@@ -1,0 +1,137 @@
+"""``edgewise bench fleet``: several services on one pool, ours against interference-blind placement.
+
+The use case is :func:`edgewise.api.fleet.simulate_fleet` (its docstring says how the
+traces are built, planned and served); this module is the benchmark's entry point
+(:func:`run`, the JSON-able report) and its command. The interference comes from the
+knowledge base given with ``--kb``: it needs models of the fleet's zoo models (where
+one is missing the planner falls back to solo capacity and every policy's ``notes``
+say so). A knowledge base of synthetic models for trying the benchmark out is written
+by ``tests/fleet/make_fleet_kb.py``; the report names synthetic models in
+``interference_synthetic``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgewise.api.fleet import POLICIES, Progress, simulate_fleet
+
+__all__ = ["DEFAULT_FLEET", "fleet_command", "register_bench", "run"]
+
+#: The fleet benchmarked by default: ``examples/fleet.yaml`` in a checkout.
+DEFAULT_FLEET = Path(__file__).resolve().parents[3] / "examples" / "fleet.yaml"
+
+
+def run(
+    *,
+    fleet: str | Path = DEFAULT_FLEET,
+    trace: str = "bikeshare",
+    days: float = 14.0,
+    window_s: int = 3600,
+    policies: tuple[str, ...] = POLICIES,
+    seed: int = 0,
+    kb: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Simulate the fleet with every policy; the benchmark's JSON.
+
+    Parameters
+    ----------
+    fleet : path
+        The fleet spec (default :data:`DEFAULT_FLEET`).
+    trace, days, window_s, policies, seed, kb, progress
+        As :func:`edgewise.api.fleet.simulate_fleet`.
+
+    Returns
+    -------
+    dict
+        :meth:`edgewise.api.fleet.FleetSimulation.as_dict`.
+    """
+    return simulate_fleet(
+        fleet=fleet,
+        trace=trace,
+        days=days,
+        window_s=window_s,
+        policies=policies,
+        seed=seed,
+        kb=kb,
+        progress=progress,
+    ).as_dict()
+
+
+def fleet_command(
+    fleet: Annotated[
+        Path, typer.Option(help="fleet spec (services, nodes, flavors)", dir_okay=False)
+    ] = DEFAULT_FLEET,
+    kb: Annotated[
+        str | None,
+        typer.Option(help="knowledge-base URL holding the interference models (default: yours)"),
+    ] = None,
+    trace: Annotated[str, typer.Option(help="'bikeshare' or a CSV file")] = "bikeshare",
+    days: Annotated[float, typer.Option(min=0.01, help="days simulated")] = 14.0,
+    window_s: Annotated[int, typer.Option(min=60, help="seconds per planning window")] = 3600,
+    policies: Annotated[str, typer.Option(help="comma-separated")] = ",".join(POLICIES),
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Simulate a fleet sharing nodes: ours against Ray's spread and first-fit packing."""
+    from rich.console import Console
+    from rich.progress import Progress as Bar
+
+    names = tuple(p.strip() for p in policies.split(",") if p.strip())
+    with Bar(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("planning", total=None)
+
+        def cb(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        out = run(
+            fleet=fleet,
+            trace=trace,
+            days=days,
+            window_s=window_s,
+            policies=names,
+            seed=seed,
+            kb=kb,
+            progress=cb,
+        )
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    _print_table(out)
+
+
+def _print_table(out: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"fleet: {len(out['services'])} services on {out['nodes']} nodes, "
+        f"{out['days']:g} days of {out['trace']}"
+    )
+    for col in ("policy", "cost", "per served request", "below SLO", "worst attainment"):
+        table.add_column(col)
+    for name, e in out["policies"].items():
+        per = e["cost_per_served_request"]
+        worst = min(e["slo_attainment"].values()) if e["slo_attainment"] else 1.0
+        table.add_row(
+            name,
+            f"{e['cost']:.2f}",
+            "n/a" if per is None else f"{per:.3g}",
+            str(e["services_below_slo"]),
+            f"{worst:.3%}",
+        )
+    Console().print(table)
+    for key in ("services_below_slo", "cost_ratio_vs_best_blind", "best_blind"):
+        if key in out:
+            typer.echo(f"{key}: {out[key]}")
+    typer.echo(f"interference: {out['interference_source']}")
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    """Add the ``fleet`` subcommand to the ``edgewise bench`` group."""
+    bench_app.command("fleet")(fleet_command)
