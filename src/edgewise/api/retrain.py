@@ -201,39 +201,34 @@ def retrain(
 ) -> RetrainResult:
     """Re-train a model on a device pool under its apps' deadlines.
 
-    The model is a zoo name (trained first on the built-in data set's base split, the
-    deployed model of the demos), a registry entry ``NAME[:VERSION]`` or a trainable
-    path (a Hugging Face directory, or safetensors with an architecture). The data is a
-    built-in data set (``digits``, ``lfw``, drifted by ``drift``) or the user's own: an
-    image folder (one sub-folder per class) or an ``.npz`` with ``x`` and ``y``, split
-    with ``seed`` into a training and a held-out part. Accuracy on the held-out part
-    before and after is part of every result; a registered model's result is registered
-    as ``NAME:v(n+1)`` with its parent, the data's fingerprint and both accuracies.
+    A zoo model on a built-in data set is trained on its base split (the deployed model),
+    then on its drifted split; the user's own model (``NAME[:VERSION]`` or a trainable
+    path) on the user's image folder or ``.npz`` (split with ``seed``), and a registry
+    model's result is registered as ``NAME:v(n+1)`` with its lineage. Held-out accuracy
+    before and after is part of every result.
 
     Parameters
     ----------
     devices : str or Path
         Devices YAML.
     model, data, drift, seed
-        Model reference, data set or path, drift kind of a built-in data set (rotation,
-        noise or new_classes), seed.
+        Model reference; data set or path; a built-in set's drift (rotation, noise,
+        new_classes); seed.
     epochs, steps, global_batch
         Passes over the training split (``steps`` overrides them) and the batch.
     kill_at_step, kill_device
         Kill that device (rank and app) at that step, the recovery demo; both or neither.
-    resume : bool
-        Continue from the last checkpoint in the job directory.
-    workdir : str or Path or None
-        Job directory (default ``$EDGEWISE_HOME/retrain/<model>-<data>-<devices>``).
+    resume, workdir
+        Continue from the last checkpoint in the job directory (default
+        ``$EDGEWISE_HOME/retrain/<model>-<data>-<devices>``).
     reprofile, load_aware
         Ignore cached profiles; re-plan when background load changes.
     when_drift, drift_metric, threshold
-        Update only if the deployed model has drifted (``accuracy`` below or ``ks``
-        above ``threshold``; defaults 0.9 / 0.2; the user's own data: accuracy only).
-    address : str or None
-        Ray cluster address: the devices are the nodes that carry them.
-    kb : str or None
-        Knowledge base URL (``None``: the default one).
+        Update only on drift (``accuracy`` below or ``ks`` above ``threshold``; defaults
+        0.9 / 0.2; on the user's own data, accuracy only).
+    address, kb
+        Ray cluster address (the devices are the nodes that carry them); knowledge base
+        URL (``None``: the default one).
     progress, on_plan
         Progress reports and the plan once made (:data:`Progress`, :data:`PlanHook`).
 
@@ -257,18 +252,13 @@ def retrain(
     say = progress or (lambda _phase, _done, _total: None)
     spec = load_devices(devices)
     opts = _JobOptions(devices, drift, epochs, steps, global_batch, seed, workdir, resume)
+    knowledge = KnowledgeBase.open(kb)
+    check = (when_drift, drift_metric, threshold)
     own: OwnModel | None = None
     if model in MODEL_NAMES and data in DATASETS:
-        setup, decision = _builtin_setup(
-            spec, opts, model, data, say, (when_drift, drift_metric, threshold)
-        )
-        knowledge = KnowledgeBase.open(kb)
+        setup, decision = _builtin_setup(spec, opts, model, data, say, check)
     else:
-        knowledge = KnowledgeBase.open(kb)
-        say(PHASE_OWN, 0, 0)
-        own = prepare_own(knowledge, model, data, drift=drift, seed=seed)
-        decision = _own_drift_check(own, when_drift, drift_metric, threshold)
-        setup = _own_setup(spec, opts, own) if decision is None or decision.update else None
+        own, setup, decision = _own_setup(knowledge, spec, opts, (model, data), say, check)
     if setup is None:
         return RetrainResult(drift=decision)
     job = _run_job(
@@ -283,17 +273,7 @@ def retrain(
         on_plan=on_plan,
     )
     if own is not None:
-        accuracy = (job.accuracy_before, job.accuracy_after)
-        trained, ref = register_retrained(
-            knowledge, own, job.weights, accuracy, setup.work / "result"
-        )
-        job = replace(
-            job,
-            data_fingerprint=own.data.fingerprint,
-            trained=trained,
-            parent=own.parent,
-            registered=ref,
-        )
+        job = _register(knowledge, own, job, setup.work / f"result-job{job.job_id}")
     return RetrainResult(drift=decision, job=job)
 
 
@@ -361,8 +341,33 @@ def _builtin_setup(
     return setup, decision
 
 
-def _own_setup(spec: DevicePool, opts: _JobOptions, own: OwnModel) -> _Setup:
-    """The user's model and data: the ranks' inputs written into the job directory."""
+def _own_setup(
+    kb: KnowledgeBase,
+    spec: DevicePool,
+    opts: _JobOptions,
+    what: tuple[str, str],
+    say: Progress,
+    check: tuple[bool, str, float | None],
+) -> tuple[OwnModel, _Setup | None, DriftDecision | None]:
+    """The user's model and data (``what``), the ranks' inputs written into the job directory.
+
+    ``check`` is ``(when_drift, metric, threshold)``: on the user's data the drift check
+    is the held-out accuracy against the threshold; ``None`` for the setup when the
+    model is fine.
+    """
+    from edgewise.retrain import drift as drift_mod
+
+    say(PHASE_OWN, 0, 0)
+    own = prepare_own(kb, *what, drift=opts.drift, seed=opts.seed)
+    when_drift, metric, threshold = check
+    decision = None
+    if when_drift:
+        if metric != "accuracy":
+            raise SpecError(f"--drift-metric {metric}: on your own data, use accuracy")
+        now = held_out_accuracy(own.module, None, own.data)
+        decision = drift_mod.decide("accuracy", now, threshold)
+        if not decision.update:
+            return own, None, decision
     c = make_constraints(own.ref, opts.global_batch, memory=own.memory_mb)
     check_pool(spec, {}, c, str(opts.devices))
     work = opts.work(own.stem)
@@ -382,20 +387,20 @@ def _own_setup(spec: DevicePool, opts: _JobOptions, own: OwnModel) -> _Setup:
         evaluate=lambda w: held_out_accuracy(own.module, w, own.data),
     )
     setup.accuracy_before = setup.evaluate(None)
-    return setup
+    return own, setup, decision
 
 
-def _own_drift_check(
-    own: OwnModel, when_drift: bool, metric: str, threshold: float | None
-) -> DriftDecision | None:
-    """On the user's data the drift check is the held-out accuracy against the threshold."""
-    from edgewise.retrain import drift as drift_mod
-
-    if not when_drift:
-        return None
-    if metric != "accuracy":
-        raise SpecError(f"--drift-metric {metric}: on your own data, use accuracy")
-    return drift_mod.decide("accuracy", held_out_accuracy(own.module, None, own.data), threshold)
+def _register(kb: KnowledgeBase, own: OwnModel, job: RetrainedModel, out: Path) -> RetrainedModel:
+    """Save the re-trained model (and register its next version); the job with its lineage."""
+    accuracy = (job.accuracy_before, job.accuracy_after)
+    trained, ref = register_retrained(kb, own, job.weights, accuracy, out)
+    return replace(
+        job,
+        data_fingerprint=own.data.fingerprint,
+        trained=trained,
+        parent=own.parent,
+        registered=ref,
+    )
 
 
 def _check_options(kill_at_step: int | None, kill_device: str | None, drift_metric: str) -> None:

@@ -194,9 +194,13 @@ class OwnModel:
 
     def save(self, out: Path) -> Path:
         """The module, as it is now, in its trainable form under ``out`` (loadable again)."""
+        import shutil
+
         from edgewise.registry import save_trainable
 
-        return save_trainable(self.module, self.card, out, arch=self.card.arch)
+        if out.exists():  # a rerun of the job replaces its own earlier copy
+            shutil.rmtree(out)
+        return save_trainable(self.module, self.card, out, arch=self.card.arch or "")
 
 
 def prepare_own(kb: Any, model: str, data: str, *, drift: str, seed: int) -> OwnModel:
