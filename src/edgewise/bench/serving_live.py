@@ -13,11 +13,16 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
+import tempfile
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import typer
+
+T = TypeVar("T")
 
 LOW_LOAD_RPS = 5.0
 LOW_LOAD_S = 10.0
@@ -219,6 +224,33 @@ def overhead(
     }
 
 
+def replay_in_fitting_flavor(
+    flavors: Path | None, replay_in: Callable[[Path, str], T]
+) -> tuple[T, tuple[str, ...]]:
+    """Replay in the smallest flavor whose probe meets the SLO; the smaller ones left out.
+
+    ``replay_in(catalog, flavor)`` replays in one flavor of the catalog; its probe raises
+    :class:`~edgewise.serving.live.FlavorTooSmall` before anything is replayed when the
+    flavor is too small, and the next larger one is tried (an error only when none fits).
+    Without ``flavors`` the catalog is the built-in
+    :data:`~edgewise.serving.live.DEFAULT_FLAVORS` (the 0.5-CPU flavor first).
+    """
+    import yaml
+
+    from edgewise.config import load_flavors
+    from edgewise.serving.live import DEFAULT_FLAVORS, first_fitting
+
+    with tempfile.TemporaryDirectory(prefix="edgewise-flavors-") as tmp:
+        catalog = flavors
+        if catalog is None:
+            catalog = Path(tmp) / "flavors.yaml"
+            rows = [f.model_dump() for f in DEFAULT_FLAVORS]
+            catalog.write_text(yaml.safe_dump({"flavors": rows}, sort_keys=False))
+        path = catalog
+        got = first_fitting(load_flavors(path).flavors, lambda f: replay_in(path, f.name))
+    return got.capacity, got.notes
+
+
 def live(
     trace: str,
     time_col: str | None,
@@ -235,33 +267,42 @@ def live(
     *,
     port: int = 18400,
     ingress: str = "proxy",
+    flavors: Path | None = None,
 ) -> dict[str, Any]:
     """The ``serving-live`` benchmark: live replays plus the simulator on the same segment.
 
     The replays and simulations are :func:`edgewise.api.replay.replay` with
-    ``simulate=True`` (the built-in 0.5-CPU flavor); this adds the headline figures of
-    ``edgewise`` (or the first policy) and our cost over HPA's when both ran.
+    ``simulate=True`` in the smallest flavor of ``flavors`` (default: the built-in
+    0.5-CPU flavor, then 1 and 2 CPUs) whose probe meets the SLO
+    (:func:`replay_in_fitting_flavor`; ``notes`` says which were left out); this adds
+    the headline figures of ``edgewise`` (or the first policy) and our cost over HPA's
+    when both ran.
     """
     from edgewise.api.replay import replay
 
-    outcome = replay(
-        trace=trace,
-        time_col=time_col,
-        value_col=value_col,
-        start=start,
-        hours=hours,
-        speedup=speedup,
-        policies=policies,
-        slo_ms=slo_ms,
-        percentile=percentile,
-        model=model,
-        peak_rps=peak_rps,
-        port=port,
-        seed=seed,
-        ingress=ingress,
-        simulate=True,
+    outcome, notes = replay_in_fitting_flavor(
+        flavors,
+        lambda catalog, flavor: replay(
+            trace=trace,
+            time_col=time_col,
+            value_col=value_col,
+            start=start,
+            hours=hours,
+            speedup=speedup,
+            policies=policies,
+            slo_ms=slo_ms,
+            percentile=percentile,
+            model=model,
+            peak_rps=peak_rps,
+            port=port,
+            seed=seed,
+            ingress=ingress,
+            simulate=True,
+            flavors=catalog,
+            flavor=flavor,
+        ),
     )
-    out = outcome.as_dict()
+    out = outcome.as_dict() | ({"notes": list(notes)} if notes else {})
     ours = out["policies"].get("edgewise") or next(iter(out["policies"].values()))
     out["slo_attainment"] = ours["slo_attainment"]
     out["sim_live_attainment_diff"] = ours["sim_live_attainment_diff"]
@@ -287,6 +328,11 @@ def serving_live_command(
     peak_rps: float | None = typer.Option(None, help="Peak rate (default: what fits)."),
     seed: int = typer.Option(0),
     ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
+    flavors: Path | None = typer.Option(
+        None,
+        help="Flavors YAML; the smallest flavor that meets the SLO serves (default: 0.5, 1 "
+        "and 2 CPUs).",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Live replay on Ray Serve per policy, with the simulator on the same segment."""
@@ -308,6 +354,7 @@ def serving_live_command(
             peak_rps,
             seed,
             ingress=ingress,
+            flavors=flavors,
         )
     typer.echo(json.dumps(out, indent=None if as_json else 2))
 

@@ -36,6 +36,13 @@ def serve(
         "the replicas, whose ports follow --host: less latency and CPU, but Ray 2.60 binds "
         "HAProxy's stats and metrics ports on all interfaces).",
     ),
+    neighbours: list[str] = typer.Option(
+        [],
+        "--with",
+        help="A workload beside every replica: host (its observed utilisation), "
+        "stress:RES=V,..., MODEL or MODEL@RATErps; repeatable (default: the service spec's "
+        "neighbours:). The capacity is derated by the slowdown the knowledge base predicts.",
+    ),
 ) -> None:
     """Serve the service's model on Ray Serve behind HTTP, autoscaled to its SLO.
 
@@ -49,6 +56,15 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def ready(s: ServingStarted) -> None:
+        for note in s.notes:
+            console.print(f"note: {note}", soft_wrap=True)
+        if s.capacity_alone_rps is not None:
+            console.print(
+                f"predicted slowdown of {s.model} next to {', '.join(s.neighbours) or 'them'}: "
+                f"x{s.slowdown:.2f} ({s.slowdown_source}); capacity per replica "
+                f"{s.capacity_alone_rps:.1f} rps alone, {s.capacity_rps:.1f} beside them",
+                soft_wrap=True,
+            )
         console.print(
             f"serving {s.model} for {s.service!r} at {s.url} "
             f"(SLO p{s.slo_percentile:g} <= {s.slo_ms:g} ms, flavor {s.flavor}, "
@@ -66,6 +82,7 @@ def serve(
         seconds=seconds,
         measure=measure,
         ingress=ingress,
+        neighbours=neighbours or None,
         stop=stop,
         on_ready=ready,
     )

@@ -2,7 +2,9 @@
 
 ``flavor_option`` finds the model's measured service-time profile for a flavor in the
 knowledge base (or measures it in a real cgroup when asked) and turns it into the
-:class:`FlavorOption` the policies plan with; ``sample_body`` makes a valid request for a
+:class:`FlavorOption` the policies plan with; a flavor too small for the SLO raises
+:class:`FlavorTooSmall`, and :func:`first_fitting` leaves such flavors out with a note,
+taking the smallest that fits (an error only when none does); ``sample_body`` makes a valid request for a
 zoo model; ``store_replay`` writes a replay's summary and series to the KB (``Plan`` rows
 of kind ``replay``) for the report; :class:`StateWriter` stores the live controller's
 state and scaling events off its control loop, catching up after a knowledge-base
@@ -17,8 +19,9 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -29,6 +32,8 @@ from edgewise.serving.policies.base import service_quantiles
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 DEFAULT_FLAVOR = FlavorSpec(
     name="small",
     cpus=0.5,
@@ -36,6 +41,41 @@ DEFAULT_FLAVOR = FlavorSpec(
     price_per_hour=0.025,
     max_replicas=8,
 )
+
+
+#: A built-in catalog for live runs without a flavors file: :data:`DEFAULT_FLAVOR` first,
+#: then larger flavors at the same price per CPU as ``examples/flavors.yaml``.
+DEFAULT_FLAVORS: tuple[FlavorSpec, ...] = (
+    DEFAULT_FLAVOR,
+    FlavorSpec(name="medium", cpus=1.0, memory_mb=2048, price_per_hour=0.048, max_replicas=8),
+    FlavorSpec(name="large", cpus=2.0, memory_mb=4096, price_per_hour=0.096, max_replicas=4),
+)
+
+
+class FlavorTooSmall(InfeasibleError):
+    """The SLO is below what one request takes in a flavor (another may still fit)."""
+
+    def __init__(self, flavor: str, message: str, lone_ms: float) -> None:
+        super().__init__(message)
+        self.flavor = flavor
+        self.lone_ms = lone_ms
+
+
+def too_small(
+    flavor: str, service_ms: np.ndarray, *, slo_ms: float, percentile: float, takes: str
+) -> FlavorTooSmall:
+    """The error for a flavor whose lone request misses the SLO.
+
+    ``takes`` says what was timed, e.g. ``"of resnet50 takes"`` or ``"takes through the
+    serving path"``.
+    """
+    lone = float(np.percentile(service_ms, percentile))
+    return FlavorTooSmall(
+        flavor,
+        f"SLO {slo_ms:g} ms at p{percentile:g} is below what one request {takes} "
+        f"in flavor {flavor} (p{percentile:g} {lone:.1f} ms)",
+        lone,
+    )
 
 
 @dataclass(frozen=True)
@@ -98,13 +138,61 @@ def flavor_option(
         save_profile(kb, prof)
         samples_ms, capacity, source = prof.service_ms, prof.capacity_rps, "measured now"
     if capacity <= 0:
-        raise InfeasibleError(
-            f"SLO {slo_ms:g} ms at p{percentile:g} is below what one request of {model} takes "
-            f"in flavor {flavor.name} (p{percentile:g} service "
-            f"{np.percentile(samples_ms, percentile):.1f} ms)",
+        raise too_small(
+            flavor.name, samples_ms, slo_ms=slo_ms, percentile=percentile, takes=f"of {model} takes"
         )
     limit = flavor.max_replicas if max_replicas is None else min(max_replicas, flavor.max_replicas)
     return FlavorCapacity(_option(flavor, capacity, samples_ms, limit), samples_ms, source)
+
+
+@dataclass(frozen=True)
+class FittingFlavor(Generic[T]):
+    """The smallest flavor that meets the SLO, what was found there, and the ones left out."""
+
+    flavor: FlavorSpec
+    capacity: T
+    notes: tuple[str, ...] = ()
+    """One line per smaller flavor left out because it is too small for the SLO."""
+
+
+def first_fitting(
+    flavors: Sequence[FlavorSpec], capacity_of: Callable[[FlavorSpec], T]
+) -> FittingFlavor[T]:
+    """The smallest of ``flavors`` whose capacity ``capacity_of`` finds, leaving out the rest.
+
+    Parameters
+    ----------
+    flavors : sequence of FlavorSpec
+        The candidates, tried from the fewest CPUs up.
+    capacity_of : callable
+        One replica's capacity in a flavor (measured, read from the knowledge base or
+        probed live), or a whole run there that starts with that probe; raises
+        :class:`FlavorTooSmall` for a flavor too small for the SLO.
+
+    Returns
+    -------
+    FittingFlavor
+        The first flavor that fits, with a note for each smaller one left out.
+
+    Raises
+    ------
+    InfeasibleError
+        One line when no flavor fits: the SLO and what one request takes in each.
+    """
+    notes: list[str] = []
+    misses: list[FlavorTooSmall] = []
+    for flavor in sorted(flavors, key=lambda f: f.cpus):
+        try:
+            cap = capacity_of(flavor)
+        except FlavorTooSmall as err:
+            misses.append(err)
+            notes.append(f"flavor {flavor.name} left out: {err}")
+            continue
+        return FittingFlavor(flavor, cap, tuple(notes))
+    if len(misses) == 1:
+        raise misses[0]
+    took = ", ".join(f"{m.flavor} {m.lone_ms:.1f} ms" for m in misses)
+    raise InfeasibleError(f"no flavor fits: {misses[-1]}; one request takes {took}")
 
 
 def replicas_that_fit(flavor: FlavorSpec, reserve_cpus: float = 0.6) -> int:
@@ -200,10 +288,12 @@ def live_flavor_option(
 
     cap = capacity_rps(service_ms, slo_ms, percentile, seed=seed)
     if cap <= 0:
-        raise InfeasibleError(
-            f"SLO {slo_ms:g} ms at p{percentile:g} is below what one request takes through "
-            f"the serving path in flavor {flavor.name} "
-            f"(p{percentile:g} {np.percentile(service_ms, percentile):.1f} ms)",
+        raise too_small(
+            flavor.name,
+            service_ms,
+            slo_ms=slo_ms,
+            percentile=percentile,
+            takes="takes through the serving path",
         )
     option = _option(flavor, cap, service_ms, max_replicas)
     return FlavorCapacity(option, service_ms, "probed through the live HTTP path")
