@@ -15,9 +15,11 @@ from edgewise.planning.serving import (
     ReplicaOption,
     ServingPlan,
     covers,
+    eligible_options,
     plan_bruteforce,
     plan_exact,
     plan_heuristic,
+    unfit_options,
 )
 
 
@@ -219,3 +221,20 @@ def test_exact_and_heuristic_against_bruteforce(
         for flavor in {f for _, f in by_key}:
             used = sum(n for (_, f), n in plan.counts.items() if f == flavor)
             assert used <= min(o.max_replicas for o in options if o.flavor == flavor)
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_a_flavor_too_small_for_the_slo_is_left_out_not_an_error(name: str) -> None:
+    """Small's capacity is 0 (its lone request misses the SLO): the plan uses the others."""
+    options = [
+        opt(flavor="small", capacity=0.0, price=0.025, cpus=0.5),
+        opt(flavor="medium", capacity=20.0, price=0.048),
+        opt(flavor="large", capacity=38.0, price=0.096, cpus=2.0),
+        opt("inaccurate", "small", accuracy=0.1, capacity=0.0, price=0.025, cpus=0.5),
+    ]
+    assert [o.flavor for o in eligible_options(options, 50.0, 0.5)] == ["medium", "large"]
+    assert unfit_options(options, 0.5) == [options[0]]
+    plan = PLANNERS[name](options, 50.0, 0.5)
+    assert ("m", "small") not in plan.counts and covers(plan.capacity_rps, 50.0)
+    with pytest.raises(InfeasibleError, match="capacity 0 rps everywhere"):
+        PLANNERS[name]([options[0], options[3]], 50.0, 0.0)
