@@ -425,18 +425,18 @@ def _place_aware(
     for name, opt in _order(items):
         mem = memory_mb[opt.flavor]
         fit = [r for r in rooms if r.fits(opt, mem)]
-        used = [
-            r for r in fit if r.members and _compatible(r, name, opt.model, tolerances, slowdown)
-        ]
+        # the fullest node in use where it fits and every slowdown stays tolerated
+        used = sorted((r for r in fit if r.members), key=lambda r: r.cpus)  # stable
+        room = next(
+            (r for r in used if _compatible(r, name, opt.model, tolerances, slowdown)), None
+        )
         fresh = [r for r in fit if not r.members]
-        if used:
-            room = min(used, key=lambda r: (r.cpus - opt.cpus, rooms.index(r)))
-        elif fresh:
+        if room is None and fresh:
             room = min(
                 fresh,
                 key=lambda r: (r.node.price_per_hour / r.node.cpus, -r.node.cpus, rooms.index(r)),
             )
-        else:
+        if room is None:
             return _Attempt(tuple(placed), (name, opt), room_left=bool(fit))
         room.take(name, opt, mem)
         placed.append(PlacedReplica(name, opt, room.node.name, mem))
@@ -488,8 +488,13 @@ def _place_until_fits(
     """Place the mixes, growing a service whose replica finds no compatible node."""
     by_name = {s.name: s for s in services}
     room_cpus = sum(n.cpus for n in nodes)
+    known: dict[tuple[str, int], float] = {}  # (service, replicas) -> tolerance
     while True:
-        tol = {n: tolerance(mix, rates_rps[n], derate) for n, mix in mixes.items()}
+        tol = {}
+        for n, mix in mixes.items():
+            if (n, len(mix)) not in known:
+                known[(n, len(mix))] = tolerance(mix, rates_rps[n], derate)
+            tol[n] = known[(n, len(mix))]
         attempt = _place_aware(mixes, nodes, memory_mb, tol, slowdown)
         if attempt.failed is None:
             return attempt.placed
