@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from edgewise.api.fleet import kb_slowdown, plan_fleet_spec
 from edgewise.bench.fleet import register_bench
-from edgewise.errors import UnknownNameError
+from edgewise.errors import EdgewiseError, UnknownNameError
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "fleet.yaml"
 
@@ -75,3 +75,14 @@ def test_a_model_never_profiled_falls_back_to_solo_and_says_so(tmp_path: Path) -
     both = slowdown("resnet50", ("resnet50",))
     assert both.factor > 1.0 and both.source.startswith("knowledge base")
     assert slowdown("resnet50", ()).source == "alone"
+
+
+def test_bench_fleet_refuses_a_knowledge_base_without_interference_models(tmp_path: Path) -> None:
+    app, bench = typer.Typer(), typer.Typer()
+    register_bench(bench)
+    app.add_typer(bench, name="bench")
+    url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    res = CliRunner().invoke(app, ["bench", "fleet", "--kb", url, "--days", "0.1", "--json"])
+    assert isinstance(res.exception, EdgewiseError) and res.exception.exit_code == 2
+    msg = str(res.exception)
+    assert "interference models of 0 of the fleet's 6 models" in msg and "\n" not in msg

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgewise.errors import InfeasibleError, SpecError, UnknownNameError
+from edgewise.errors import EnvironmentProblem, InfeasibleError, SpecError, UnknownNameError
 from edgewise.planning.fleet import (
     BLIND_RULES,
     MAX_SLOWDOWN,
@@ -518,6 +518,7 @@ def simulate_fleet(
     policies: Sequence[str] = POLICIES,
     seed: int = 0,
     kb: str | None = None,
+    min_interference_models: int = 0,
     progress: Progress | None = None,
 ) -> FleetSimulation:
     """Plan and serve a fleet over ``days`` of a trace with ours and the blind baselines.
@@ -546,13 +547,17 @@ def simulate_fleet(
         Seed of the arrivals.
     kb : str, optional
         Knowledge base of the interference models and capacity profiles.
+    min_interference_models : int
+        Fewest of the fleet's models that must have an interference model (a benchmark
+        with none would compare placements under no interference at all).
     progress : callable, optional
         ``progress(stage, done, total)``.
 
     Raises
     ------
     EdgewiseError
-        One line: a bad spec or trace, an unknown policy, a window ours cannot plan.
+        One line: a bad spec or trace, an unknown policy, a window ours cannot plan,
+        too few interference models.
     """
     _check_policies(policies)
     if window_s < 60:
@@ -562,6 +567,14 @@ def simulate_fleet(
     setup = fleet_setup(fleet, kb)
     models = sorted({m for s in setup.services for m in _models(s)})
     slowdown, info = kb_slowdown(models, kb)
+    if len(info) < min_interference_models:
+        missing = [m for m in models if m not in info]
+        raise EnvironmentProblem(
+            f"the knowledge base has interference models of {len(info)} of the fleet's "
+            f"{len(models)} models (at least {min_interference_models} needed; missing: "
+            f"{', '.join(missing)}): profile them with `edgewise profile MODEL`, or pass "
+            "--kb with a knowledge base that holds them"
+        )
     rates = _service_rates(setup.spec, trace, days)
     peaks = {name: window_peaks(r, window_s) for name, r in rates.items()}
     outcomes, classes = _plan_windows(setup, policies, peaks, window_s, slowdown, progress)

@@ -3,9 +3,9 @@
 The use case is :func:`edgewise.api.fleet.simulate_fleet` (its docstring says how the
 traces are built, planned and served); this module is the benchmark's entry point
 (:func:`run`, the JSON-able report) and its command. The interference comes from the
-knowledge base given with ``--kb``: it needs models of the fleet's zoo models (where
-one is missing the planner falls back to solo capacity and every policy's ``notes``
-say so). A knowledge base of synthetic models for trying the benchmark out is written
+knowledge base given with ``--kb``: it needs models of the fleet's zoo models (at
+least :data:`MIN_INTERFERENCE_MODELS`, else one line and exit code 2; where one is
+missing the planner falls back to solo capacity and every policy's ``notes`` say so). A knowledge base of synthetic models for trying the benchmark out is written
 by ``tests/fleet/make_fleet_kb.py``; the report names synthetic models in
 ``interference_synthetic``.
 """
@@ -20,8 +20,10 @@ import typer
 
 from edgewise.api.fleet import POLICIES, Progress, simulate_fleet
 
-__all__ = ["DEFAULT_FLEET", "fleet_command", "register_bench", "run"]
+__all__ = ["DEFAULT_FLEET", "MIN_INTERFERENCE_MODELS", "fleet_command", "register_bench", "run"]
 
+#: Fewest of the fleet's models the knowledge base must hold interference models of.
+MIN_INTERFERENCE_MODELS = 2
 #: The fleet benchmarked by default: ``examples/fleet.yaml`` in a checkout.
 DEFAULT_FLEET = Path(__file__).resolve().parents[3] / "examples" / "fleet.yaml"
 
@@ -59,6 +61,7 @@ def run(
         policies=policies,
         seed=seed,
         kb=kb,
+        min_interference_models=MIN_INTERFERENCE_MODELS,
         progress=progress,
     ).as_dict()
 
