@@ -52,7 +52,7 @@ def test_prepare_own_reads_the_registered_model_and_the_folder(tmp_path: Path) -
     kb = KnowledgeBase.open(None)
     _register_v1(kb, tmp_path)
     folder = _digits_folder(tmp_path / "imgs")
-    own = prepare_own(kb, "digits", str(folder), drift="rotation", seed=0)
+    own = prepare_own(kb, "digits", str(folder), seed=0)
     assert own.parent == "digits:v1" and own.name == "digits" and own.ref == "digits:v1"
     d = own.data
     assert d.x_train.shape[1:] == (1, 32, 32) and len(d.y_train) + len(d.y_held) == 120
@@ -66,9 +66,7 @@ def test_the_ranks_load_what_the_job_hands_them(tmp_path: Path) -> None:
 
     kb = KnowledgeBase.open(None)
     _register_v1(kb, tmp_path)
-    own = prepare_own(
-        kb, "digits", str(_digits_folder(tmp_path / "imgs")), drift="rotation", seed=0
-    )
+    own = prepare_own(kb, "digits", str(_digits_folder(tmp_path / "imgs")), seed=0)
     tensors, init = write_job_inputs(tmp_path / "job" / "inputs", own.data, own.module.state_dict())
     x, y, n = train_split(str(tensors), "none", 0)
     assert torch.equal(x, own.data.x_train) and torch.equal(y, own.data.y_train) and n == 10
@@ -84,9 +82,7 @@ def test_the_ranks_load_what_the_job_hands_them(tmp_path: Path) -> None:
 def test_register_retrained_records_the_lineage(tmp_path: Path) -> None:
     kb = KnowledgeBase.open(None)
     _register_v1(kb, tmp_path)
-    own = prepare_own(
-        kb, "digits", str(_digits_folder(tmp_path / "imgs")), drift="rotation", seed=0
-    )
+    own = prepare_own(kb, "digits", str(_digits_folder(tmp_path / "imgs")), seed=0)
     before = held_out_accuracy(own.module, None, own.data)
     trained = {
         k: v + 0.01 if v.is_floating_point() else v for k, v in own.module.state_dict().items()
@@ -178,3 +174,75 @@ def test_retrain_own_model_registers_v2_with_lineage(tmp_path: Path) -> None:
     assert v2.parent == "digits:v1" and v2.accuracy_after == pytest.approx(got["accuracy_after"])
     assert v2.data_fingerprint == got["data_fingerprint"] == data_fingerprint(folder)
     assert v2.accuracy_before == pytest.approx(got["accuracy_before"])
+
+
+def test_when_drift_on_own_data_checks_held_out_accuracy_and_stops(tmp_path: Path) -> None:
+    from edgewise.api.retrain import retrain
+
+    kb = KnowledgeBase.open(None)
+    _register_v1(kb, tmp_path)
+    folder = _digits_folder(tmp_path / "imgs")
+    res = retrain(
+        devices=_devices(tmp_path),
+        model="digits",
+        data=str(folder),
+        when_drift=True,
+        threshold=0.05,
+        workdir=tmp_path / "job",
+    )
+    assert res.job is None and res.drift is not None and not res.drift.update
+    assert res.as_dict() == {"drift": res.as_dict()["drift"], "updated": False}
+    assert "accuracy on labelled feedback 0.103 >= threshold 0.050" in res.drift.reason
+    assert not (tmp_path / "job").exists() and len(list_models(kb)) == 1
+    code, out = _cli(
+        ["--devices", str(_devices(tmp_path)), "--model", "digits", "--data", "digits"]
+    )
+    assert code == 2 and "--data digits: the built-in data sets re-train the zoo models" in out
+
+
+def test_lineage_keys_only_in_an_own_models_json() -> None:
+    from edgewise.api.retrain import RetrainedModel
+    from edgewise.cli.retrain import _summary
+    from edgewise.planning.retrain import DeviceProfile, DeviceState, Intensity, plan_exact
+    from edgewise.retrain.jobs import make_constraints
+
+    c = make_constraints("digits_cnn", 64, memory=(10.0, 0.1))
+    plan = plan_exact(
+        [DeviceState("a", 1.0, 2048.0, None)],
+        {"a": DeviceProfile("a", (Intensity(1, 0, 500.0),))},
+        c,
+    )
+    builtin = RetrainedModel(
+        job_id=1,
+        model="digits_cnn",
+        plan=plan,
+        steps=3,
+        train_time_s=1.0,
+        accuracy_before=0.5,
+        accuracy_after=0.75,
+        failures=[],
+        recovery_s=None,
+        replans=[],
+        background={},
+        profiles="cache",
+        reprofile_next=False,
+        weights=Path("final.pt"),
+    )
+    lineage = {"data_fingerprint", "trained", "parent", "registered"}
+    assert not lineage & set(builtin.as_dict()) and {"accuracy_before", "accuracy_after"} <= set(
+        builtin.as_dict()
+    )
+    assert "drifted-split accuracy 0.500 -> 0.750; weights final.pt" in _summary(builtin)
+    from dataclasses import replace
+
+    own = replace(
+        builtin,
+        model="digits:v1",
+        data_fingerprint="sha256:ab",
+        trained=Path("r"),
+        parent="digits:v1",
+        registered="digits:v2",
+    )
+    assert own.as_dict()["registered"] == "digits:v2" and lineage <= set(own.as_dict())
+    assert _summary(own).endswith("held-out accuracy 0.500 -> 0.750; registered digits:v2")
+    assert _summary(replace(own, parent=None, registered=None)).endswith("; saved r")

@@ -358,7 +358,7 @@ def _own_setup(
     from edgewise.retrain import drift as drift_mod
 
     say(PHASE_OWN, 0, 0)
-    own = prepare_own(kb, *what, drift=opts.drift, seed=opts.seed)
+    own = prepare_own(kb, *what, seed=opts.seed)
     when_drift, metric, threshold = check
     decision = None
     if when_drift:

@@ -71,39 +71,33 @@ def own_data(
     num_outputs: int,
     preprocess: Any = None,
     labels: Sequence[str] | None = None,
-    drift: str = "rotation",
     seed: int = 0,
     test_fraction: float = 0.25,
 ) -> OwnData:
-    """The user's data (a folder or ``.npz``) or a built-in set's drifted split, checked.
+    """The user's data (an image folder or an ``.npz``), checked and split.
 
-    A path is read with :func:`edgewise.workloads.userdata.load_user_data` and split with
-    the seeded stratified :func:`~edgewise.workloads.userdata.held_out_split`; a built-in
-    data set name gives its drifted train and test parts (``drift``, ``seed``).
+    Read with :func:`edgewise.workloads.userdata.load_user_data` and split with the
+    seeded stratified :func:`~edgewise.workloads.userdata.held_out_split`. A built-in
+    data set's name is refused: its samples are normalised with the set's own statistics,
+    not with the model card's (a folder of that name is ``./digits``).
 
     Raises
     ------
     SpecError
-        Bad data (one line naming the file), or samples whose shape the model does not
-        take.
+        Bad data (one line naming the file), a built-in set's name, or samples whose
+        shape the model does not take.
     """
     import torch
 
     from edgewise.workloads.datasets import DATASETS
-    from edgewise.workloads.userdata import check_labels, held_out_split, load_user_data
+    from edgewise.workloads.userdata import held_out_split, load_user_data
 
     if data in DATASETS:
-        from edgewise.retrain.trainer import load_task
-
-        task = load_task(data, drift, seed)
-        (xt, yt), (xh, yh) = task.drift_train, task.drift_test
-        if tuple(xt.shape[1:]) != tuple(sample_shape):
-            raise SpecError(
-                f"--data {data}: its samples have shape {tuple(xt.shape[1:])}, the model "
-                f"takes {tuple(sample_shape)}"
-            )
-        check_labels(torch.cat([yt, yh]).numpy(), num_outputs, f"--data {data}")
-        return OwnData(xt, yt, xh, yh, num_outputs, f"builtin:{data}/{drift}/seed{seed}")
+        raise SpecError(
+            f"--data {data}: the built-in data sets re-train the zoo models; give your "
+            f"model an image folder (one sub-folder per class; a folder here: ./{data}) "
+            "or an .npz with x and y"
+        )
     user = load_user_data(
         data,
         preprocess=preprocess,
@@ -203,7 +197,7 @@ class OwnModel:
         return save_trainable(self.module, self.card, out, arch=self.card.arch or "")
 
 
-def prepare_own(kb: Any, model: str, data: str, *, drift: str, seed: int) -> OwnModel:
+def prepare_own(kb: Any, model: str, data: str, *, seed: int) -> OwnModel:
     """Resolve the user's model and read the user's data through its card.
 
     Parameters
@@ -214,9 +208,9 @@ def prepare_own(kb: Any, model: str, data: str, *, drift: str, seed: int) -> Own
         ``NAME[:VERSION]`` or a trainable path (a Hugging Face directory, or safetensors
         with an architecture).
     data : str
-        An image folder, an ``.npz``, or a built-in data set name (its drifted split).
-    drift, seed
-        The built-in set's drift; the held-out split's seed.
+        An image folder or an ``.npz``.
+    seed : int
+        The held-out split's seed.
 
     Raises
     ------
@@ -240,7 +234,6 @@ def prepare_own(kb: Any, model: str, data: str, *, drift: str, seed: int) -> Own
         num_outputs=output_size(module, shape),
         preprocess=card.preprocess_image if card.input.kind == "image" else None,
         labels=card.labels,
-        drift=drift,
         seed=seed,
     )
     params = sum(int(p.numel()) for p in module.parameters())

@@ -246,7 +246,7 @@ def load_user_data(
     p = Path(path)
     if p.is_dir():
         if preprocess is None:
-            raise SpecError(f"{p}: an image folder needs the model card's image preprocessing")
+            raise SpecError(f"{p}: an image folder needs a model that takes images; give an .npz")
         return _load_folder(p, preprocess, labels, num_outputs)
     if not p.exists():
         raise SpecError(f"{p}: no such file or folder")
