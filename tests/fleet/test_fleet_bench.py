@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from edgewise.api.fleet import kb_slowdown, plan_fleet_spec
 from edgewise.bench.fleet import register_bench
-from edgewise.errors import EdgewiseError, UnknownNameError
+from edgewise.errors import EdgewiseError, InfeasibleError, UnknownNameError
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "fleet.yaml"
 
@@ -86,3 +86,18 @@ def test_bench_fleet_refuses_a_knowledge_base_without_interference_models(tmp_pa
     assert isinstance(res.exception, EdgewiseError) and res.exception.exit_code == 2
     msg = str(res.exception)
     assert "interference models of 0 of the fleet's 6 models" in msg and "\n" not in msg
+
+
+def test_a_pool_too_small_for_the_fleet_names_the_service_and_shortfall(
+    fleet_kb: str, tmp_path: Path
+) -> None:
+    text = EXAMPLE.read_text().replace("count: 24", "count: 2")
+    small = tmp_path / "fleet.yaml"
+    small.write_text(text)
+    with pytest.raises(InfeasibleError) as info:
+        plan_fleet_spec(fleet=small, policies=["ours"], kb=fleet_kb)
+    msg = str(info.value)
+    assert "cannot meet its SLO on this pool" in msg and "short" in msg and "\n" not in msg
+    # the blind baselines leave what does not fit unplaced instead
+    blind = plan_fleet_spec(fleet=small, policies=["first-fit"], kb=fleet_kb).as_dict()
+    assert blind["policies"]["first-fit"]["unplaced"]
