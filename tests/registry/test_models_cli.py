@@ -86,6 +86,7 @@ def test_safetensors_with_an_arch_flag(models_dir: Path, builder: str) -> None:
         (["add", "tiny", "{model}"], "no model card for"),
         (["add", "digits_cnn", "{model}", "--input", "image:1x8x8"], "built-in zoo model"),
         (["add", "tiny", "{model}", "--input", "image:1x8x8", "--task", "guess"], "task 'guess'"),
+        (["add", "tiny", "{model}", "--card", "{card}"], "absent.card.yaml does not exist"),
         (["show", "tiny:v3"], "no registered model named 'tiny'"),
         (["export", "nothing", "--out", "{missing}"], "no registered model named 'nothing'"),
     ],
@@ -96,7 +97,12 @@ def test_bad_input_is_one_line_and_exit_2(
     model = SAVERS["torchscript"](tiny_cnn(), models_dir)
     four = tmp_path / "four.txt"
     four.write_text("a\nb\nc\nd\n")
-    values = {"{model}": str(model), "{missing}": str(tmp_path / "absent.pt"), "{four}": str(four)}
+    values = {
+        "{model}": str(model),
+        "{missing}": str(tmp_path / "absent.pt"),
+        "{four}": str(four),
+        "{card}": str(tmp_path / "absent.card.yaml"),
+    }
     code, out = _run(*[values.get(a, a) for a in args])
     assert code == 2, out
     lines = [ln for ln in out.splitlines() if ln.strip()]

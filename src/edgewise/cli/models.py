@@ -21,7 +21,8 @@ from edgewise.cli.kb import DbOption
 from edgewise.workloads._names import MODEL_NAMES
 
 models_app = typer.Typer(
-    help="The model zoo (latency measured here) and the registry of your own models.",
+    help="The model zoo and the registry of your own models. Alone, `edgewise models` "
+    "lists the zoo with latency measured here (the options below; same as `models zoo`).",
     no_args_is_help=False,
 )
 
@@ -82,6 +83,7 @@ ModelNames = Annotated[
     typer.Option("--models", help=f"Comma-separated subset of: {', '.join(MODEL_NAMES)}."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ZooJson = Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")]
 
 
 def zoo(
@@ -90,7 +92,7 @@ def zoo(
     repeats: Repeats = 20,
     warmup: Warmup = 3,
     model_names: ModelNames = None,
-    as_json: AsJson = False,
+    as_json: ZooJson = False,
 ) -> None:
     """List the model zoo with parameter counts and latency (p50, p95) measured on this host."""
     from edgewise.api.models import measure_zoo
@@ -139,7 +141,7 @@ def models(
     repeats: Repeats = 20,
     warmup: Warmup = 3,
     model_names: ModelNames = None,
-    as_json: AsJson = False,
+    as_json: ZooJson = False,
 ) -> None:
     """The model zoo and your registered models; alone, the zoo listing (as `models zoo`)."""
     if ctx.invoked_subcommand is None:

@@ -211,6 +211,8 @@ class ModelCard:
             naming the file.
         """
         card_file = path if path.name.endswith((".yaml", ".yml")) else card_path_for(path)
+        if card_file == path and not path.is_file():
+            raise ModelCardError(f"model card {path} does not exist")
         if not card_file.is_file():
             raise ModelCardError(
                 f"no model card for {path}: write {card_file} or pass --input (and --labels)"
