@@ -21,7 +21,7 @@ from edgewise.api.colocation import (
     ColocatedCapacity,
     Slowdown,
     colocated_capacity,
-    predicted_slowdown,
+    neighbour_slowdown,
 )
 from edgewise.errors import SpecError
 
@@ -287,7 +287,7 @@ def _colocate(
     """The option the policies plan with: ``cap`` alone, or derated next to ``neighbours``."""
     if not neighbours:
         return cap.option, None, None
-    slowdown = predicted_slowdown(app=model, neighbours=neighbours, kb=store)
+    slowdown = neighbour_slowdown(app=model, neighbours=neighbours, kb=store)
     coloc = colocated_capacity(
         cap, slowdown.factor, slo_ms=slo_ms, percentile=percentile, seed=seed
     )
