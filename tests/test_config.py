@@ -212,7 +212,8 @@ def test_retrain_with_an_unknown_background_model_fails_at_once(tmp_path: Path) 
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"edgewise: error: {bad}: devices[0].background.model:")
     assert "unknown model 'no_such_model'" in lines[0]
-    assert elapsed < 10, f"took {elapsed:.1f} s"
+    # before the fix it failed after 69 s; 30 s leaves room for a busy 2-core host
+    assert elapsed < 30, f"took {elapsed:.1f} s"
     assert not (home / "retrain").exists()
     leftovers = [p for p in home.rglob("*") if p.is_dir()] if home.exists() else []
     assert leftovers == [], leftovers
