@@ -477,7 +477,7 @@ def _run_job(
             setup.names[0],
             {
                 "devices": setup.source,
-                "data": setup.names[1] if drift == "none" else data,
+                "data": setup.names[1],
                 "drift": drift,
                 "seed": seed,
                 "steps": setup.n_steps,

@@ -108,7 +108,9 @@ def retrain(
         help="built-in data set (digits, lfw), an image folder (one sub-folder per class) "
         "or an .npz with x and y",
     ),
-    drift: DriftKind = typer.Option(DriftKind.rotation, "--drift", help="How the data drifted."),
+    drift: DriftKind = typer.Option(
+        DriftKind.rotation, "--drift", help="How a built-in data set drifted."
+    ),
     epochs: int = typer.Option(60, "--epochs", min=1),
     steps: int | None = typer.Option(None, "--steps", min=1, help="overrides --epochs"),
     global_batch: int = typer.Option(1024, "--global-batch", min=1),
