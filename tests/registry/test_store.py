@@ -121,3 +121,15 @@ def test_sqlite_round_trip_through_the_migration(tmp_path: Path, models_dir: Pat
     with KnowledgeBase.open(url) as kb:
         (version,) = list_models(kb)
         assert version.ref == "tiny:v1" and version.card == CARD
+
+
+def test_concurrent_registrations_of_one_name_get_distinct_versions(
+    kb: KnowledgeBase, models_dir: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = SAVERS["onnx"](tiny_cnn(), models_dir)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        versions = list(pool.map(lambda _: register_model(kb, "tiny", path, card=CARD), range(3)))
+    assert sorted(v.version for v in versions) == [1, 2, 3]
+    assert len({v.path for v in versions}) == 1

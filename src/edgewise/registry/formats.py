@@ -287,10 +287,20 @@ def torch_runner(module: torch.nn.Module) -> Runner:
 
 
 def _onnx_session(path: Path) -> Any:
+    """An onnxruntime CPU session with as many intra-op threads as torch uses here.
+
+    A replica sets torch's threads from its CPU share
+    (:func:`edgewise.workloads.runner.set_threads` with
+    :func:`edgewise.isolation.threads_for`); the session follows the same rule instead
+    of onnxruntime's default of one thread a core.
+    """
     import onnxruntime
+    import torch
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
     try:
         return onnxruntime.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]

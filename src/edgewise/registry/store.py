@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from edgewise.errors import UnknownNameError
 from edgewise.kb.models import RegisteredModel
@@ -46,6 +47,7 @@ __all__ = [
 #: Directory under ``$EDGEWISE_HOME`` holding the stored artifacts.
 STORE_DIR = "models"
 _CHUNK = 1 << 20
+_VERSION_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -204,24 +206,35 @@ def insert_version(
     lineage: dict[str, Any],
     meta: dict[str, Any],
 ) -> ModelVersion:
-    """Add the next version of ``name`` (numbered inside the write transaction)."""
-    with kb.transaction() as session:
-        newest = session.scalar(
-            select(func.max(RegisteredModel.version)).where(RegisteredModel.name == name)
-        )
-        row = RegisteredModel(
-            name=name,
-            version=int(newest or 0) + 1,
-            format=format,
-            sha256=sha256,
-            path=relative.as_posix(),
-            card=card.to_dict(),
-            meta=meta,
-            **lineage,
-        )
-        session.add(row)
-        session.flush()
-        return ModelVersion.from_row(row)
+    """Add the next version of ``name`` (numbered inside the write transaction).
+
+    SQLite serialises writers (``BEGIN IMMEDIATE``); on PostgreSQL two registrations of
+    one name can read the same newest version, and the loser of the unique constraint
+    numbers again (a few tries).
+    """
+    for attempt in range(_VERSION_TRIES):
+        try:
+            with kb.transaction() as session:
+                newest = session.scalar(
+                    select(func.max(RegisteredModel.version)).where(RegisteredModel.name == name)
+                )
+                row = RegisteredModel(
+                    name=name,
+                    version=int(newest or 0) + 1,
+                    format=format,
+                    sha256=sha256,
+                    path=relative.as_posix(),
+                    card=card.to_dict(),
+                    meta=meta,
+                    **lineage,
+                )
+                session.add(row)
+                session.flush()
+                return ModelVersion.from_row(row)
+        except IntegrityError:
+            if attempt == _VERSION_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def list_models(kb: KnowledgeBase) -> list[ModelVersion]:
