@@ -417,10 +417,6 @@ class FleetSimulation:
     outcomes: tuple[PolicyOutcome, ...]
     interference: Mapping[str, InterferenceModelInfo]
 
-    def outcome(self, policy: str) -> PolicyOutcome:
-        """The outcome of ``policy``."""
-        return next(o for o in self.outcomes if o.policy == policy)
-
     def comparison(self) -> dict[str, Any]:
         """Ours against the cheapest blind baseline that meets every SLO (else the cheapest)."""
         return compare_policies(self.outcomes)
@@ -479,7 +475,7 @@ def _plan_windows(
     progress: Progress | None,
 ) -> tuple[dict[str, PolicyOutcome], dict[str, dict[str, list[list[ReplicaClass]]]]]:
     """Plan every window with every policy: the books and each service's classes."""
-    outcomes = {p: PolicyOutcome(p, attainment={}, notes={}) for p in policies}
+    outcomes = {p: PolicyOutcome(p) for p in policies}
     classes: dict[str, dict[str, list[list[ReplicaClass]]]] = {
         p: {s.name: [] for s in setup.services} for p in policies
     }
@@ -490,19 +486,19 @@ def _plan_windows(
             progress("planning", k, n_win)
         rates = {name: grid_rate(float(v[k])) for name, v in peaks.items()}
         for p in policies:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 plan = _plan(p, setup, rates, slowdown)
             except InfeasibleError as err:
                 raise InfeasibleError(f"{p}, window {k} (hour {k * hours:g}): {err}") from None
             out = outcomes[p]
             out.plan_wall_s += time.perf_counter() - t0
+            out.plan_cpu_s += time.process_time() - c0
             out.cost += plan.cost_per_hour * hours
             out.replica_cost += plan.replica_cost_per_hour * hours
             out.node_hours += plan.nodes_used * hours
             out.max_nodes = max(out.max_nodes, plan.nodes_used)
             out.unplaced_replica_hours += len(plan.unplaced) * hours
-            assert out.notes is not None
             out.notes.update(dict.fromkeys(plan.notes))
             for s in setup.services:
                 classes[p][s.name].append(_classes(plan, s.name, setup))
@@ -588,7 +584,6 @@ def simulate_fleet(
         for p in policies:
             got = simulate_service(lam, arrivals, classes[p][svc.name], window_s, config, shared)
             out = outcomes[p]
-            assert out.attainment is not None
             out.attainment[svc.name] = got.slo_attainment
             out.requests += got.requests
             out.served += got.requests - got.rejected

@@ -116,10 +116,10 @@ def _print_table(out: dict[str, Any]) -> None:
         title=f"fleet: {len(out['services'])} services on {out['nodes']} nodes, "
         f"{out['days']:g} days of {out['trace']}"
     )
-    for col in ("policy", "cost", "per served request", "below SLO", "worst attainment"):
+    for col in ("policy", "cost", "per million served", "below SLO", "worst attainment"):
         table.add_column(col)
     for name, e in out["policies"].items():
-        per = e["cost_per_served_request"]
+        per = e["cost_per_million_served"]
         worst = min(e["slo_attainment"].values()) if e["slo_attainment"] else 1.0
         table.add_row(
             name,

@@ -17,7 +17,7 @@ the classes of every window.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -261,7 +261,31 @@ SLO_TARGET = 0.995
 
 @dataclass
 class PolicyOutcome:
-    """One policy over the whole run: cost, attainment per service, what it noted."""
+    """One policy over the whole run, accumulated window by window.
+
+    Attributes
+    ----------
+    policy : str
+        ``ours``, ``ray-spread`` or ``first-fit``.
+    cost : float
+        Price of the nodes in use, summed over the windows (the bill).
+    replica_cost : float
+        The replicas at their flavors' prices, summed likewise (for comparison).
+    node_hours : float
+        Hours of nodes in use.
+    max_nodes : int
+        Most nodes in use in one window.
+    unplaced_replica_hours : float
+        Hours of replicas a blind baseline found no room for.
+    requests, served : float
+        Requests arrived, and those not rejected.
+    attainment : dict
+        SLO attainment per service.
+    notes : dict
+        Fallbacks and remarks of the plans, each once (a dict keeps their order).
+    plan_wall_s, plan_cpu_s : float
+        Wall-clock and CPU seconds spent planning.
+    """
 
     policy: str
     cost: float = 0.0
@@ -271,13 +295,14 @@ class PolicyOutcome:
     unplaced_replica_hours: float = 0.0
     requests: float = 0.0
     served: float = 0.0
-    attainment: dict[str, float] | None = None
-    notes: dict[str, None] | None = None
+    attainment: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, None] = field(default_factory=dict)
     plan_wall_s: float = 0.0
+    plan_cpu_s: float = 0.0
 
     def below_slo(self) -> list[str]:
         """Services whose attainment is under :data:`SLO_TARGET`."""
-        return [s for s, a in (self.attainment or {}).items() if a < SLO_TARGET]
+        return [s for s, a in self.attainment.items() if a < SLO_TARGET]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able figures."""
@@ -285,17 +310,19 @@ class PolicyOutcome:
         return {
             "cost": round(self.cost, 6),
             "cost_per_served_request": self.cost / self.served if self.served > 0 else None,
+            "cost_per_million_served": 1e6 * self.cost / self.served if self.served > 0 else None,
             "replica_cost": round(self.replica_cost, 6),
             "node_hours": round(self.node_hours, 3),
             "max_nodes_used": self.max_nodes,
             "unplaced_replica_hours": round(self.unplaced_replica_hours, 3),
             "requests": self.requests,
             "served": self.served,
-            "slo_attainment": dict(self.attainment or {}),
+            "slo_attainment": dict(self.attainment),
             "services_below_slo": len(below),
             "below_slo": below,
-            "notes": list(self.notes or {}),
+            "notes": list(self.notes),
             "plan_wall_s": round(self.plan_wall_s, 3),
+            "plan_cpu_s": round(self.plan_cpu_s, 3),
         }
 
 
