@@ -2,7 +2,8 @@
 
 Names: ``seasonal_naive_daily`` (shortest season), ``seasonal_naive_weekly`` and
 ``seasonal_naive`` (longest season), ``seasonal_naive_<s>``, ``seasonal_median_<k>`` and
-``seasonal_mean_<k>`` (the last ``k`` longest seasons), ``mstl``, ``mstl_ets`` (AutoETS
+``seasonal_mean_<k>`` (the last ``k`` longest seasons), ``seasonal_es_<s>`` (each phase
+of season ``s`` exponentially smoothed), ``mstl``, ``mstl_ets`` (AutoETS
 trend), ``autoets``, ``auto`` (rolling-origin choice), ``prophet`` (optional), and
 ``a+b`` for the mean of two or more of these.
 """
@@ -16,7 +17,7 @@ from edgewise.errors import EnvironmentProblem, UnknownNameError
 from edgewise.forecast.base import BaseForecaster
 from edgewise.forecast.ensemble import Ensemble
 from edgewise.forecast.naive import SeasonalAverage, SeasonalNaive
-from edgewise.forecast.stats import MSTL, AutoETS
+from edgewise.forecast.stats import MSTL, AutoETS, SeasonalES
 
 __all__ = ["FORECASTER_NAMES", "check_seasons", "make_forecaster"]
 
@@ -27,6 +28,7 @@ FORECASTER_NAMES: tuple[str, ...] = (
     "seasonal_naive_<s>",
     "seasonal_median_<k>",
     "seasonal_mean_<k>",
+    "seasonal_es_<s>",
     "mstl",
     "mstl_ets",
     "autoets",
@@ -54,6 +56,8 @@ def _base(name: str, seasons: tuple[int, ...], freq: str) -> BaseForecaster:
         return SeasonalNaive(seasons[-1])
     if m := re.fullmatch(r"seasonal_naive_(\d+)", name):
         return SeasonalNaive(int(m.group(1)))
+    if m := re.fullmatch(r"seasonal_es_(\d+)", name):
+        return SeasonalES(int(m.group(1)))
     if m := re.fullmatch(r"seasonal_(median|mean)_(\d+)", name):
         return SeasonalAverage(seasons[-1], int(m.group(2)), m.group(1))
     if name == "mstl":

@@ -1,4 +1,4 @@
-"""statsforecast models behind the edgewise contract: MSTL and AutoETS.
+"""statsforecast models behind the edgewise contract: MSTL, AutoETS, seasonal smoothing.
 
 MSTL splits the series into one seasonal component per season length (LOESS, via
 statsmodels' STL) plus trend and remainder, forecasts the seasonally adjusted part with
@@ -8,6 +8,9 @@ data takes about 250 ms here; evaluating the LOESS fits every few points
 (``*_jump``, as R's ``stl`` does by default) brings it to about 20 ms at the same
 accuracy. AutoETS picks an exponential-smoothing model by AICc; statsforecast supports
 its seasonality only up to 24 steps, longer seasons give a non-seasonal model.
+:class:`SeasonalES` smooths each phase of the season exponentially (statsforecast
+``SeasonalExponentialSmoothingOptimized``): between the seasonal naive (weight 1 on the
+last season) and a seasonal mean, with the weight fitted; about a millisecond a fit.
 
 Pure computation: numpy in, numpy out.
 """
@@ -22,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from edgewise.forecast.base import BaseForecaster
+from edgewise.forecast.intervals import empirical_bounds
 
-__all__ = ["MSTL", "AutoETS", "default_stl_kwargs"]
+__all__ = ["MSTL", "AutoETS", "SeasonalES", "default_stl_kwargs"]
 
 _ETS_MAX_SEASON = 24
 
@@ -181,3 +185,49 @@ class AutoETS(BaseForecaster):
         self, h: int, levels: tuple[int, ...]
     ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
         return _predict_quietly(self.model_, h, levels)
+
+
+class SeasonalES(BaseForecaster):
+    """Exponential smoothing of each phase of a season, the weight fitted.
+
+    Intervals come from the seasonal naive's in-sample errors widened with the square
+    root of the seasons ahead (as :class:`~edgewise.forecast.naive.SeasonalNaive`).
+
+    Parameters
+    ----------
+    season : int
+        Season length in steps.
+    """
+
+    name = "seasonal_es"
+
+    def __init__(self, season: int = 168) -> None:
+        self.season = season
+
+    def min_length(self) -> int:
+        return 2 * int(self.season)
+
+    def describe(self) -> str:
+        return f"seasonal_es({self.season})"
+
+    def _fit(self, y: np.ndarray) -> None:
+        from statsforecast.models import SeasonalExponentialSmoothingOptimized
+
+        s = int(self.season)
+        if s < 1:
+            raise ValueError(f"season must be at least 1, got {self.season}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model_ = SeasonalExponentialSmoothingOptimized(season_length=s).fit(y)
+        self.residuals_ = y[s:] - y[:-s]
+
+    def _predict(
+        self, h: int, levels: tuple[int, ...]
+    ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mean = np.asarray(self.model_.predict(h=h)["mean"], dtype=float)
+        s = int(self.season)
+        ahead = np.sqrt(np.arange(h) // s + 1.0)
+        lower, upper = empirical_bounds(mean, self.residuals_, levels, ahead)
+        return mean, lower, upper
