@@ -138,3 +138,12 @@ def test_a_rollout_to_another_input_kind_is_one_line_naming_the_field() -> None:
         check_compatible(img, _Card(_Input("image", (1, 16, 16))), "digits:v2")
     with pytest.raises(SpecError, match="task 'regression' differs"):
         check_compatible(img, _Card(_Input("image", (1, 8, 8)), "regression"), "digits:v2")
+
+
+def test_answers_over_the_slo_beyond_what_the_percentile_allows_roll_back_early() -> None:
+    early = {"latencies_ms": (10.0, 300.0, 10.0), "compared": 3, "agreed": 3}
+    v = judge(make_ctx(canary=early), POLICY)
+    assert v.action == "rollback"
+    assert v.reason == "1 of 3 canary answers over the SLO's 50 ms, more than its p99 allows in 20"
+    # A p50 SLO tolerates one slow answer in 20: wait for the rest.
+    assert judge(make_ctx(canary=early, percentile=50.0), POLICY).action == "wait"

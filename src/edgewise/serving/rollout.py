@@ -131,8 +131,9 @@ class Verdict:
 def judge(ctx: CanaryContext, policy: RolloutPolicy) -> Verdict:
     """Decide whether the canary waits, is promoted or is rolled back.
 
-    Failures roll back at once; latency and accuracy are judged once ``min_requests``
-    canary answers are in; a canary that gets too little traffic within
+    Failures roll back at once, and so do more answers over the SLO than its percentile
+    allows in the judged sample; otherwise latency and accuracy are judged once
+    ``min_requests`` canary answers are in; a canary that gets too little traffic within
     ``max_canary_s`` is rolled back rather than promoted unjudged.
 
     Parameters
@@ -151,6 +152,16 @@ def judge(ctx: CanaryContext, policy: RolloutPolicy) -> Verdict:
     attempts = c.answered + c.errors
     if c.errors and c.errors > policy.max_error_rate * attempts:
         return Verdict("rollback", f"the canary failed {c.errors} of {attempts} requests")
+    pname = f"p{ctx.percentile:g}"
+    over = sum(v > ctx.slo_ms for v in c.latencies_ms)
+    if over > (1.0 - ctx.percentile / 100.0) * max(policy.min_requests, c.answered):
+        # Already more answers over the SLO than the percentile allows in the sample the
+        # gate will judge: waiting for the rest only sends more requests to a bad canary.
+        return Verdict(
+            "rollback",
+            f"{over} of {c.answered} canary answers over the SLO's {ctx.slo_ms:g} ms, more "
+            f"than its {pname} allows in {max(policy.min_requests, c.answered)}",
+        )
     if c.answered < policy.min_requests:
         waited = ctx.now - ctx.started_at
         if waited > policy.max_canary_s:
@@ -161,7 +172,6 @@ def judge(ctx: CanaryContext, policy: RolloutPolicy) -> Verdict:
             )
         return Verdict("wait", f"{c.answered} of {policy.min_requests} canary answers")
     tail = canary_percentile(c.latencies_ms, ctx.percentile)
-    pname = f"p{ctx.percentile:g}"
     if tail > ctx.slo_ms:
         return Verdict(
             "rollback",
