@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from make_fleet_kb import build
@@ -101,3 +102,28 @@ def test_a_pool_too_small_for_the_fleet_names_the_service_and_shortfall(
     # the blind baselines leave what does not fit unplaced instead
     blind = plan_fleet_spec(fleet=small, policies=["first-fit"], kb=fleet_kb).as_dict()
     assert blind["policies"]["first-fit"]["unplaced"]
+
+
+def test_bench_fleet_prints_a_table_without_json(fleet_kb: str) -> None:
+    app, bench = typer.Typer(), typer.Typer()
+    register_bench(bench)
+    app.add_typer(bench, name="bench")
+    args = ["bench", "fleet", "--kb", fleet_kb, "--days", "0.1", "--policies", "ours,first-fit"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "6 services on 24 nodes" in res.stdout and "first-fit" in res.stdout
+    assert "best_blind: first-fit" in res.stdout
+    assert "interference: knowledge base (synthetic fixture models" in res.stdout
+
+
+def test_each_service_follows_the_trace_shifted_by_its_hours() -> None:
+    from edgewise.api.fleet import _service_rates
+    from edgewise.planning.fleet_spec import load_fleet
+
+    spec = load_fleet(EXAMPLE)
+    rates = _service_rates(spec, "bikeshare", 0.1)
+    assert {r.size for r in rates.values()} == {8640}
+    photos, products = rates["photos"], rates["products"]  # shifted by 0 and 2 hours
+    assert photos.max() == pytest.approx(120.0) and products.max() == pytest.approx(80.0)
+    later = products[7200:] / photos[:-7200]
+    assert later == pytest.approx(np.full(later.size, later[0]), rel=1e-9)

@@ -14,6 +14,7 @@ Effects: reading the spec, the trace and the knowledge base. The planning
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgewise.errors import EnvironmentProblem, InfeasibleError, SpecError, UnknownNameError
+from edgewise.errors import (
+    EnvironmentProblem,
+    InfeasibleError,
+    SpecError,
+    TraceError,
+    UnknownNameError,
+)
 from edgewise.planning.fleet import (
     BLIND_RULES,
     MAX_SLOWDOWN,
@@ -44,7 +51,8 @@ from edgewise.sim.fleet import (
     ReplicaClass,
     capacity_curve,
     compare_policies,
-    replica_class,
+    plan_classes,
+    shifted_rates,
     simulate_service,
     window_peaks,
 )
@@ -370,39 +378,16 @@ def _service_rates(spec: FleetSpec, trace: str | Path, days: float) -> dict[str,
     from edgewise.api.simulate import load_workload
 
     hours = max(s.shift_hours for s in spec.services)
-    wl = load_workload(trace, days + hours / 24.0, peak_rps=1.0)
-    base = wl.rate_rps[wl.warmup_s :]
-    n = round(days * 86400)
-    out = {}
-    for s in spec.services:
-        lo = (hours - s.shift_hours) * 3600
-        seg = np.asarray(base[lo : lo + n], dtype=float)
-        top = float(seg.max()) if seg.size else 0.0
-        if top <= 0:
-            raise SpecError(f"{trace}: the window of service {s.name!r} holds no request")
-        out[s.name] = seg * (s.peak_rps / top)
-    return out
-
-
-def _classes(plan: FleetPlan, service: str, setup: FleetSetup) -> list[ReplicaClass]:
-    """The service's replicas in ``plan``, grouped by variant, flavor and true slowdown."""
-    groups: dict[tuple[str, str, float], tuple[ReplicaOption, int]] = {}
-    for r, s in zip(plan.replicas, plan.slowdowns, strict=True):
-        if r.service != service:
-            continue
-        key = (r.model, r.option.flavor, round(s.factor, 3))
-        groups[key] = (r.option, groups.get(key, (r.option, 0))[1] + 1)
-    return [
-        replica_class(
-            f"{m}/{fl}@{f:.3f}",
-            opt.cpus,
-            setup.derate(opt, f),
-            setup.profiles[(service, m, fl)],
-            f,
-            n,
+    # whole hours beyond the window, so that every shifted slice is complete
+    wl = load_workload(trace, (math.ceil(days * 24) + hours + 1) / 24.0, peak_rps=1.0)
+    try:
+        return shifted_rates(
+            wl.rate_rps[wl.warmup_s :],
+            round(days * 86400),
+            {s.name: (s.shift_hours, s.peak_rps) for s in spec.services},
         )
-        for (m, fl, f), (opt, n) in groups.items()
-    ]
+    except ValueError as err:
+        raise TraceError(f"{trace}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -501,7 +486,7 @@ def _plan_windows(
             out.unplaced_replica_hours += len(plan.unplaced) * hours
             out.notes.update(dict.fromkeys(plan.notes))
             for s in setup.services:
-                classes[p][s.name].append(_classes(plan, s.name, setup))
+                classes[p][s.name].append(plan_classes(plan, s.name, setup.derate, setup.profiles))
     return outcomes, classes
 
 

@@ -16,12 +16,14 @@ the classes of every window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from edgewise.planning.fleet import DerateFn, FleetPlan
+from edgewise.planning.serving import ReplicaOption
 from edgewise.serving.policies.base import FlavorOption, service_quantiles
 from edgewise.sim.fluid import SimState, advance
 from edgewise.sim.model import SimConfig, SimFlavor
@@ -37,7 +39,9 @@ __all__ = [
     "ServiceOutcome",
     "capacity_curve",
     "compare_policies",
+    "plan_classes",
     "replica_class",
+    "shifted_rates",
     "simulate_service",
     "window_peaks",
 ]
@@ -131,6 +135,38 @@ def replica_class(
     return ReplicaClass(SimFlavor(option, slowed), int(count))
 
 
+def plan_classes(
+    plan: FleetPlan,
+    service: str,
+    derate: DerateFn,
+    profiles: Mapping[tuple[str, str, str], ServiceProfile],
+) -> list[ReplicaClass]:
+    """The replicas of ``service`` in ``plan``, grouped by variant, flavor and slowdown.
+
+    Parameters
+    ----------
+    plan : FleetPlan
+        One window's plan; its slowdowns are taken as the truth.
+    service : str
+        The service.
+    derate : DerateFn
+        Capacity of a replica at a slowdown (weights the routing).
+    profiles : mapping
+        Service times alone per (service, model, flavor).
+    """
+    groups: dict[tuple[str, str, float], tuple[ReplicaOption, int]] = {}
+    for r, s in zip(plan.replicas, plan.slowdowns, strict=True):
+        if r.service == service:
+            key = (r.model, r.option.flavor, round(s.factor, 3))
+            groups[key] = (r.option, groups.get(key, (r.option, 0))[1] + 1)
+    return [
+        replica_class(
+            f"{m}/{fl}@{f:.3f}", opt.cpus, derate(opt, f), profiles[(service, m, fl)], f, n
+        )
+        for (m, fl, f), (opt, n) in groups.items()
+    ]
+
+
 @dataclass(frozen=True)
 class ServiceOutcome:
     """One service over every window: requests, those within the SLO, rejections."""
@@ -192,6 +228,40 @@ def window_peaks(rate: np.ndarray, window_s: int) -> np.ndarray:
     padded = np.zeros(k * window_s)
     padded[: rate.size] = rate
     return padded.reshape(k, window_s).max(axis=1)
+
+
+def shifted_rates(
+    base: np.ndarray, seconds: int, services: Mapping[str, tuple[int, float]]
+) -> dict[str, np.ndarray]:
+    """Each service's rates: ``base`` shifted by its hours and scaled to its peak.
+
+    Parameters
+    ----------
+    base : numpy.ndarray
+        Per-second rates, at least ``seconds`` plus the largest shift long.
+    seconds : int
+        Seconds per service.
+    services : mapping
+        ``name -> (shift_hours, peak_rps)``: a service shifted by ``h`` hours sees at
+        second ``t`` what an unshifted one saw at ``t - 3600 h``.
+
+    Raises
+    ------
+    ValueError
+        ``base`` is too short, or a service's slice holds no request.
+    """
+    hours = max(h for h, _ in services.values())
+    out = {}
+    for name, (shift, peak) in services.items():
+        lo = (hours - shift) * 3600
+        seg = np.asarray(base[lo : lo + seconds], dtype=float)
+        if seg.size < seconds:
+            raise ValueError(f"too short for {seconds} s shifted by {hours} hours")
+        top = float(seg.max())
+        if top <= 0:
+            raise ValueError(f"the window of service {name!r} holds no request")
+        out[name] = seg * (peak / top)
+    return out
 
 
 def _signature(classes: Sequence[ReplicaClass]) -> tuple[tuple[str, int, float], ...]:
