@@ -140,3 +140,16 @@ def test_accuracy_floor_and_zero_rate() -> None:
         plan_fleet([low], {"a": 1.0}, nodes(1), MEMORY, CLASH, linear_derate)
     idle = plan_fleet([A, B], {"a": 0.0, "b": 0.0}, nodes(2), MEMORY, CLASH, linear_derate)
     assert idle.replicas == () and idle.cost_per_hour == 0.0
+
+
+def test_one_more_replica_is_taken_where_it_frees_a_node() -> None:
+    # b does not mind a; a slows 1.5x next to b, beyond what one replica of a tolerates
+    one_sided = pairwise({("resnet50", "distilbert"): 1.5})
+    rates = {"a": 9.0, "b": 9.0}
+    pool = nodes(2, cpus=3.0)
+    plain = plan_fleet([A, B], rates, pool, MEMORY, one_sided, linear_derate, improve=False)
+    assert plain.nodes_used == 2 and len(plain.replicas) == 2
+    better = plan_fleet([A, B], rates, pool, MEMORY, one_sided, linear_derate)
+    assert better.nodes_used == 1 and better.cost_per_hour < plain.cost_per_hour
+    assert sum(r.service == "a" for r in better.replicas) == 2
+    assert better.capacity_rps(linear_derate)["a"] == pytest.approx(20.0 / 1.5)
