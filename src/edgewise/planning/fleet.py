@@ -20,9 +20,13 @@ For one planning window with a rate per service:
   the nodes in use cost per hour (an empty node is released, as a cluster autoscaler
   does).
 * **interference-blind baselines** (:func:`plan_blind`): the same replica mixes (solo
-  capacities, same flavors and prices), placed by CPUs and memory alone: ``ray-spread``
-  puts each replica on the node with the most free CPUs (Ray Serve spreads replicas),
-  ``first-fit`` on the first node in pool order where it fits (bin packing).
+  capacities, same flavors and prices), placed largest first by CPUs and memory alone:
+  ``ray-spread`` puts each replica on the node with the most free CPUs (Ray Serve
+  spreads replicas), ``first-fit`` on the first node in pool order where it fits (bin
+  packing). A replica with no room is left out (``unplaced``) rather than failing.
+
+A window plans for one rate per service; :func:`grid_rate` rounds it up to a 2 % grid
+so that a recurring rate reuses the memoised single-service plan (:func:`solo_replicas`).
 
 Where the slowdown function has no interference model for a pair it answers 1.0 with a
 source saying so (``solo (no model for X next to Y)``); the plan keeps those notes.
