@@ -8,6 +8,8 @@ the trace, every method is fit on the ``train`` points before the origin and for
 the longest season, the same for MSTL and (when installed) Prophet, the share of actual
 values inside the interval, and the median fit+predict time per origin (wall clock, and
 the process CPU time, which a busy shared machine distorts less).
+:func:`benchmark_all_traces` runs it on every named trace with the planner's settings and
+reports each trace's MAE ratio to its best seasonal naive, with the median and the worst.
 
 Loading the trace and the clock are the effects; the forecasts themselves are the
 forecasters' pure computation. :func:`load_series` and :func:`resolve_seasons` are the
@@ -18,9 +20,11 @@ cheap as the CLI's start needs.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +40,8 @@ __all__ = [
     "TRAIN_SEASONS",
     "ForecastBenchmark",
     "TraceForecast",
+    "TraceSetBenchmark",
+    "benchmark_all_traces",
     "benchmark_forecast",
     "forecast",
     "future_index",
@@ -333,6 +339,8 @@ class ForecastBenchmark:
     seed: int
     mae_ratio_short: float | None = None
     has_short_season: bool = False
+    best_naive: str = ""  # the seasonal naive (one per season) with the lowest MAE
+    mae_ratio_best_naive: float | None = None  # not in as_dict; all-traces' mae_ratio
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able results, keys in the benchmark's published order."""
@@ -364,88 +372,6 @@ class ForecastBenchmark:
         if self.has_short_season:
             out[f"mae_ratio_seasonal_naive_{self.seasons[0]}"] = self.mae_ratio_short
         return out
-
-
-@dataclass
-class _OriginRecord:
-    """What the rolling-origin loop accumulates, one entry per origin."""
-
-    errors: dict[str, list[np.ndarray]]
-    times_ms: dict[str, list[float]]
-    cpu_ms: list[float] = field(default_factory=list)  # process CPU: steadier on a busy host
-    covered: list[np.ndarray] = field(default_factory=list)
-    below_upper: list[np.ndarray] = field(default_factory=list)
-    chosen: list[str] = field(default_factory=list)
-    compensation: list[bool | None] = field(default_factory=list)
-
-    def mae(self, key: str) -> float:
-        """Mean absolute error of ``key`` over every origin."""
-        return float(np.mean(np.abs(np.concatenate(self.errors[key]))))
-
-    def ratio(self, key: str) -> float | None:
-        """MAE of ``key`` over the seasonal naive's (``None``: not run, or a zero base)."""
-        if key not in self.errors:
-            return None
-        base = self.mae("naive")
-        return self.mae(key) / base if base > 0 else None
-
-
-def _comparisons(season_lengths: tuple[int, ...]) -> dict[str, str]:
-    """The baselines each origin is also forecast with: key -> forecaster name."""
-    from edgewise.forecast.prophet import prophet_available
-
-    compare = {"naive": f"seasonal_naive_{season_lengths[-1]}", "mstl": "mstl"}
-    if len(season_lengths) > 1:
-        compare["naive_short"] = f"seasonal_naive_{season_lengths[0]}"
-    if prophet_available():
-        compare["prophet"] = "prophet"
-    return compare
-
-
-def _evaluate_origin(
-    record: _OriginRecord,
-    history: np.ndarray,
-    actual: np.ndarray,
-    method: str,
-    season_lengths: tuple[int, ...],
-    compare: dict[str, str],
-    level: int,
-    seed: int,
-    freq: str,
-) -> None:
-    """Fit ``method`` and every comparison on ``history``; record errors and times."""
-    from edgewise.forecast import make_forecaster
-
-    horizon = len(actual)
-    model = make_forecaster(method, season_lengths, horizon=horizon, seed=seed, freq=freq)
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = model.fit(history).predict(horizon, level=(level,))
-    record.times_ms["ours"].append((time.perf_counter() - t0) * 1e3)
-    record.cpu_ms.append((time.process_time() - c0) * 1e3)
-    record.errors["ours"].append(actual - res.mean)
-    record.covered.append((actual >= res.lower[level]) & (actual <= res.upper[level]))
-    record.below_upper.append(actual <= res.upper[level])
-    record.chosen.append(str(res.info.get("chosen", res.method)))
-    decision = res.info.get("compensation")
-    record.compensation.append(bool(decision["kept"]) if decision else None)
-    for key, name in compare.items():
-        other = make_forecaster(name, season_lengths, freq=freq)
-        t0 = time.perf_counter()
-        mean = other.fit(history).predict(horizon).mean
-        record.times_ms[key].append((time.perf_counter() - t0) * 1e3)
-        record.errors[key].append(actual - mean)
-
-
-def _check_origins(n: int, *, train: int, horizon: int, origins: int, step: int) -> None:
-    """Refuse sizes below 1, and a trace of ``n`` points too short for the origins."""
-    if horizon < 1 or origins < 1 or train < 1 or step < 1:
-        raise ValueError("horizon, origins, train and step must be at least 1")
-    needed = train + horizon + (origins - 1) * step
-    if n < needed:
-        raise TraceError(
-            f"trace too short for the benchmark: {n} points, train {train} + horizon {horizon} "
-            f"+ {origins - 1} origins x step {step} needs {needed}"
-        )
 
 
 def benchmark_forecast(
@@ -493,25 +419,27 @@ def benchmark_forecast(
     ForecastBenchmark
         The figures of the module docstring.
     """
+    from edgewise.forecast.evaluate import run_origins
+
     series = load_series(trace, time_col, value_col)
     season_lengths = resolve_seasons(series, seasons)
     y = series.to_numpy(dtype=float)
     n = len(y)
     step = season_lengths[0] if step is None else int(step)
-    _check_origins(n, train=train, horizon=horizon, origins=origins, step=step)
-    freq = pd.DatetimeIndex(series.index).freqstr or "h"
-    compare = _comparisons(season_lengths)
-    keys = ["ours", *compare]
-    record = _OriginRecord(errors={k: [] for k in keys}, times_ms={k: [] for k in keys})
-    starts = [n - horizon - (origins - 1 - i) * step for i in range(origins)]
-    for i, o in enumerate(starts):
-        history, actual = y[o - train : o], y[o : o + horizon]
-        _evaluate_origin(
-            record, history, actual, method, season_lengths, compare, level, seed, freq
-        )
-        if progress is not None:
-            progress("origins", i + 1, origins)
-
+    record = run_origins(
+        y,
+        season_lengths=season_lengths,
+        horizon=horizon,
+        origins=origins,
+        train=train,
+        step=step,
+        method=method,
+        level=level,
+        seed=seed,
+        freq=pd.DatetimeIndex(series.index).freqstr or "h",
+        progress=None if progress is None else (lambda d, t: progress("origins", d, t)),
+    )
+    compare = record.compare
     base = record.mae("naive")
     ratio = record.ratio
     return ForecastBenchmark(
@@ -541,4 +469,127 @@ def benchmark_forecast(
         seed=seed,
         mae_ratio_short=ratio("naive_short"),
         has_short_season="naive_short" in compare,
+        best_naive=compare[record.best_naive()],
+        mae_ratio_best_naive=ratio("ours", record.best_naive()),
     )
+
+
+@dataclass(frozen=True)
+class TraceSetBenchmark:
+    """The forecast benchmark on every named trace (see :func:`benchmark_all_traces`).
+
+    ``as_dict()`` puts ``median_mae_ratio``, ``worst_mae_ratio`` and
+    ``worst_coverage_<level>`` (the coverage farthest from the nominal level) at the top,
+    and one summary per trace under ``traces``, whose ``mae_ratio`` is the MAE over that
+    of the trace's best seasonal naive.
+    """
+
+    results: tuple[ForecastBenchmark, ...]
+    level: int
+    origins: int
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each trace's MAE ratio to its best seasonal naive (where defined)."""
+        return [r.mae_ratio_best_naive for r in self.results if r.mae_ratio_best_naive is not None]
+
+    @property
+    def worst_coverage(self) -> float:
+        """The interval coverage farthest from the nominal level."""
+        nominal = self.level / 100.0
+        return max((r.coverage for r in self.results), key=lambda c: abs(c - nominal))
+
+    @staticmethod
+    def _summary(r: ForecastBenchmark) -> dict[str, Any]:
+        return {
+            "trace": r.trace,
+            "n_points": r.n_points,
+            "seasons": list(r.seasons),
+            "horizon": r.horizon,
+            "step": r.step,
+            "train": r.train,
+            "best_naive": r.best_naive,
+            "mae_ratio": r.mae_ratio_best_naive,
+            "mae_ratio_mstl": r.mae_ratio_mstl,
+            f"coverage_{r.level}": r.coverage,
+            f"upper_coverage_{r.level}": r.upper_coverage,
+            "fit_predict_ms": r.fit_predict_ms,
+            "fit_predict_cpu_ms": r.fit_predict_cpu_ms,
+            "chosen": dict(Counter(r.chosen).most_common()),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able: the summary figures, then one entry per trace."""
+        return {
+            "origins": self.origins,
+            "median_mae_ratio": float(np.median(self.ratios)) if self.ratios else None,
+            "worst_mae_ratio": max(self.ratios) if self.ratios else None,
+            f"worst_coverage_{self.level}": self.worst_coverage,
+            "median_fit_predict_ms": float(np.median([r.fit_predict_ms for r in self.results])),
+            "median_fit_predict_cpu_ms": float(
+                np.median([r.fit_predict_cpu_ms for r in self.results])
+            ),
+            "traces": [self._summary(r) for r in self.results],
+        }
+
+
+def _relabel(progress: Progress, trace: str, _phase: str, done: int, total: int) -> None:
+    progress(trace, done, total)
+
+
+def benchmark_all_traces(
+    *,
+    traces: Sequence[str] | None = None,
+    origins: int = 14,
+    method: str = "auto",
+    level: int = 90,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> TraceSetBenchmark:
+    """The rolling-origin benchmark on each named trace with the planner's settings.
+
+    Each trace is evaluated with its inferred seasons, a horizon and a step of one
+    shortest season (the planner's re-planning period) and :data:`TRAIN_SEASONS` longest
+    seasons of history (8 weeks of hourly data, 8 weeks of daily data).
+
+    Parameters
+    ----------
+    traces : sequence of str, optional
+        Names of :data:`edgewise.workloads.traces.TRACE_NAMES`; default all of them.
+    origins : int
+        Forecast origins per trace.
+    method : str
+        Forecaster name (:func:`edgewise.forecast.make_forecaster`).
+    level : int
+        Interval level whose coverage is reported.
+    seed : int
+        Seed of the forecaster.
+    progress : callable, optional
+        ``progress(trace, done, total)`` after each origin of each trace.
+
+    Returns
+    -------
+    TraceSetBenchmark
+        Per-trace results and their median and worst figures.
+    """
+    from edgewise.workloads.traces import TRACE_NAMES
+
+    names = list(TRACE_NAMES) if traces is None else list(traces)
+    unknown = [t for t in names if t not in TRACE_NAMES]
+    if unknown or not names:
+        raise SpecError(
+            f"--trace {', '.join(unknown) or '(none)'}: not a named trace; "
+            f"known: {', '.join(TRACE_NAMES)}"
+        )
+    results = []
+    for name in names:
+        seasons = resolve_seasons(load_series(name, None, None), None)
+        step, train = seasons[0], TRAIN_SEASONS * seasons[-1]
+        tell = None if progress is None else functools.partial(_relabel, progress, name)
+        results.append(
+            benchmark_forecast(
+                trace=name, seasons=seasons, horizon=step, step=step, origins=origins,
+                train=train, seed=seed, method=method, level=level, progress=tell,
+            )
+        )  # fmt: skip
+    return TraceSetBenchmark(results=tuple(results), level=level, origins=origins)

@@ -2,7 +2,8 @@
 
 The evaluation is :func:`edgewise.api.forecast.benchmark_forecast` (its docstring says
 what is reported); this module is its benchmark entry point, returning the JSON-able
-dict that ``edgewise bench forecast --json`` prints.
+dict that ``edgewise bench forecast --json`` prints; :func:`run_all` is the same on
+every named trace (``--all-traces``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
-from edgewise.api.forecast import benchmark_forecast
+from edgewise.api.forecast import benchmark_all_traces, benchmark_forecast
 
-__all__ = ["run"]
+__all__ = ["run", "run_all"]
 
 Progress = Callable[[int, int], None]
 
@@ -68,4 +69,29 @@ def run(
         seed=seed,
         progress=None if progress is None else (lambda _phase, done, total: progress(done, total)),
         **options,
+    ).as_dict()
+
+
+def run_all(
+    traces: Sequence[str] | None = None,
+    origins: int = 14,
+    method: str = "auto",
+    seed: int = 0,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The benchmark on every named trace (``edgewise bench forecast --all-traces``).
+
+    Parameters
+    ----------
+    traces, origins, method, seed, progress
+        As in :func:`edgewise.api.forecast.benchmark_all_traces`.
+
+    Returns
+    -------
+    dict
+        :meth:`edgewise.api.forecast.TraceSetBenchmark.as_dict`.
+    """
+    return benchmark_all_traces(
+        traces=traces, origins=origins, method=method, seed=seed, progress=progress
     ).as_dict()

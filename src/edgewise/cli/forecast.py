@@ -19,7 +19,7 @@ from rich.table import Table
 from edgewise.api.forecast import TRAIN_SEASONS
 from edgewise.errors import SpecError
 
-__all__ = ["TRAIN_SEASONS", "parse_seasons", "register", "register_bench"]
+__all__ = ["TRAIN_SEASONS", "parse_seasons", "register", "register_bench", "winner_line"]
 
 
 def parse_seasons(text: str | None) -> tuple[int, ...] | None:
@@ -35,6 +35,30 @@ def parse_seasons(text: str | None) -> tuple[int, ...] | None:
     if not seasons or any(s < 1 for s in seasons) or max(seasons) < 2:
         raise SpecError(f"--season {text!r}: season lengths must be integers and one above 1")
     return seasons
+
+
+def winner_line(info: dict[str, Any]) -> str:
+    """Which candidate the backtest chose, and by how much it beat the best naive.
+
+    Parameters
+    ----------
+    info : dict
+        ``ForecastResult.info`` of the ``auto`` forecaster.
+    """
+    scores: dict[str, float] = info.get("cv_mae", {})
+    chosen, naive = info["chosen"], info.get("best_naive")
+    ranked = sorted(scores, key=lambda k: scores[k])
+    runner = next((k for k in ranked if k != chosen), None)
+    text = f"chosen: {chosen} (backtest MAE {scores.get(chosen, float('nan')):.4g}"
+    if naive and naive != chosen:
+        gain = info.get("gain_over_naive") or 0.0
+        text += f", {gain:.1%} below the best seasonal naive {naive}"
+    if runner is not None:
+        text += f"; runner-up {runner} {scores[runner]:.4g}"
+    text += f", over {info.get('n_windows')} windows)"
+    if info.get("decision") and info["decision"] != "lowest backtest MAE":
+        text += f"; {info['decision']}"
+    return text
 
 
 def _plot(path: Path, history: pd.Series, future: pd.DatetimeIndex, res: Any) -> None:
@@ -123,6 +147,8 @@ def forecast_command(
             row += [f"{res.lower[lv][i]:.2f}", f"{res.upper[lv][i]:.2f}"]
         table.add_row(*row)
     console.print(table)
+    if "chosen" in res.info:
+        console.print(winner_line(res.info))
     comp = res.info.get("compensation")
     if comp is not None:
         console.print(
@@ -134,7 +160,15 @@ def forecast_command(
 
 
 def bench_command(
-    trace: Annotated[str, typer.Option(help="'bikeshare' or a CSV file (plain or gzip).")],
+    trace: Annotated[
+        str | None, typer.Option(help="'bikeshare' or a CSV file (plain or gzip).")
+    ] = None,
+    all_traces: Annotated[
+        bool,
+        typer.Option(
+            "--all-traces", help="Every named trace, each with its own seasons (no --trace)."
+        ),
+    ] = False,
     time_col: Annotated[str | None, typer.Option(help="Time column of the CSV.")] = None,
     value_col: Annotated[str | None, typer.Option(help="Value column of the CSV.")] = None,
     season: Annotated[str | None, typer.Option(help="Season lengths, e.g. 24,168.")] = None,
@@ -153,26 +187,39 @@ def bench_command(
     """Rolling-origin forecast benchmark: MAE ratios, 90% coverage, fit+predict time."""
     from rich.progress import Progress
 
-    from edgewise.api.forecast import benchmark_forecast
+    from edgewise.api.forecast import benchmark_all_traces, benchmark_forecast
 
+    if all_traces == (trace is not None):
+        raise SpecError("bench forecast: give either --trace or --all-traces")
     err_console = Console(stderr=True)
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("forecast origins", total=origins)
-        result = benchmark_forecast(
-            trace=trace,
-            time_col=time_col,
-            value_col=value_col,
-            seasons=parse_seasons(season),
-            horizon=horizon,
-            origins=origins,
-            train=train,
-            seed=seed,
-            method=method,
-            step=step,
-            progress=lambda _phase, done, total: bar.update(task, completed=done),
-        ).as_dict()
+        if all_traces:
+            result = benchmark_all_traces(
+                origins=origins,
+                method=method,
+                seed=seed,
+                progress=lambda name, done, _t: bar.update(task, completed=done, description=name),
+            ).as_dict()
+        else:
+            result = benchmark_forecast(
+                trace=str(trace),
+                time_col=time_col,
+                value_col=value_col,
+                seasons=parse_seasons(season),
+                horizon=horizon,
+                origins=origins,
+                train=train,
+                seed=seed,
+                method=method,
+                step=step,
+                progress=lambda _phase, done, total: bar.update(task, completed=done),
+            ).as_dict()
     if as_json:
         typer.echo(json.dumps(result))
+        return
+    if all_traces:
+        _print_trace_set(result)
         return
     table = Table(title=f"forecast benchmark: {trace}")
     table.add_column("metric")
@@ -187,6 +234,26 @@ def bench_command(
             text = str(value)
         table.add_row(key, text)
     Console().print(table)
+
+
+def _print_trace_set(result: dict[str, Any]) -> None:
+    """One row per trace, then the median and worst figures."""
+    table = Table(title=f"forecast benchmark on every named trace ({result['origins']} origins)")
+    for col in ("trace", "best naive", "MAE ratio", "coverage 90%", "fit+predict ms", "chosen"):
+        table.add_column(col, justify="left" if col in ("trace", "chosen") else "right")
+    for t in result["traces"]:
+        ratio = "-" if t["mae_ratio"] is None else f"{t['mae_ratio']:.3f}"
+        chosen = ", ".join(f"{k} x{c}" for k, c in list(t["chosen"].items())[:3])
+        cov, ms = f"{t['coverage_90']:.3f}", f"{t['fit_predict_ms']:.0f}"
+        table.add_row(t["trace"], t["best_naive"], ratio, cov, ms, chosen)
+    console = Console()
+    console.print(table)
+    summary = {k: v for k, v in result.items() if k not in ("traces", "origins")}
+    console.print(
+        ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:
