@@ -13,37 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgewise.registry import InputSpec, ModelCard
 from edgewise.serving.payload import decode
 from edgewise.serving.runtime.batching import MicroBatcher
 from edgewise.serving.runtime.predictor import Predictor, input_spec
-
-
-@dataclass(frozen=True)
-class FakeInput:
-    kind: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-    mean: tuple[float, ...] = (0.5,)
-    std: tuple[float, ...] = (0.5,)
-    tokenizer: str | None = None
-
-
-@dataclass(frozen=True)
-class FakeCard:
-    task: str
-    input: FakeInput
-    labels: tuple[str, ...] = ()
-
-    def preprocess_image(self, image: Image.Image) -> np.ndarray:
-        grey = image.convert("L").resize((4, 4), Image.Resampling.BILINEAR)
-        return ((np.asarray(grey, np.float32) / 255.0 - 0.5) / 0.5)[None]
 
 
 @dataclass
 class FakeModel:
     """A linear 'model': logits = x.reshape(n, -1) @ w."""
 
-    card: FakeCard
+    card: ModelCard
     weights: np.ndarray
     name: str = "tiny"
     version: int | None = 2
@@ -66,7 +46,8 @@ class FakeModel:
 
 
 def _classifier() -> FakeModel:
-    card = FakeCard("classification", FakeInput("image", (1, 4, 4)), ("cat", "dog", "owl", "eel"))
+    spec = InputSpec("image", (1, 4, 4), mean=(0.5,), std=(0.5,))
+    card = ModelCard("classification", spec, ("cat", "dog", "owl", "eel"))
     w = np.random.default_rng(0).normal(size=(16, 4))
     return FakeModel(card, w)
 
@@ -86,9 +67,9 @@ def test_image_spec_comes_from_the_card() -> None:
 
 
 def test_tensor_and_text_specs_come_from_the_card() -> None:
-    tensor = input_spec(FakeCard("regression", FakeInput("tensor", (3,), dtype="float64")))
+    tensor = input_spec(ModelCard("regression", InputSpec("tensor", (3,), dtype="float64")))
     assert (tensor.kind, tensor.shape, tensor.dtype) == ("tensor", (3,), "float64")
-    text = input_spec(FakeCard("classification", FakeInput("text", (12,), dtype="int64")))
+    text = input_spec(ModelCard("classification", InputSpec("text", (12,), dtype="int64")))
     assert (text.kind, text.shape, text.tokenize) == ("text", (12,), None)
 
 
@@ -100,13 +81,13 @@ def test_classifier_answers_top_k_labels_and_the_legacy_keys() -> None:
     offline = model.top_k(batch, 2)
     assert doc["model"] == "tiny" and doc["version"] == 2
     assert [[(t["label"], t["score"]) for t in top] for top in doc["top"]] == offline
-    assert doc["class"] == [model.card.labels.index(top[0][0]) for top in offline]
+    assert doc["class"] == [list(model.card.labels or ()).index(top[0][0]) for top in offline]
     assert doc["score"] == [round(top[0][1], 5) for top in offline]
     json.dumps(doc)  # the answer is JSON as it is
 
 
 def test_other_models_answer_their_raw_output() -> None:
-    card = FakeCard("regression", FakeInput("tensor", (3,)))
+    card = ModelCard("regression", InputSpec("tensor", (3,)))
     model = FakeModel(card, np.eye(3)[:, :2], name="reg", version=None)
     pred = Predictor(model)
     x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], np.float32)
@@ -137,3 +118,16 @@ def test_top_k_asks_the_model_for_k_labels(k: int) -> None:
     pred = Predictor(_classifier(), top_k=k)
     doc = pred.answer(pred.infer(pred.warm_batch()))
     assert len(doc["top"][0]) == k
+
+
+def test_a_zoo_model_answers_as_before_with_integer_classes() -> None:
+    from edgewise.registry import load_model
+
+    pred = Predictor(load_model("digits_cnn"))
+    assert pred.spec.image_fn is None  # decoded exactly as before model cards existed
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((1, 32, 32), np.float32))
+    doc = pred.answer(pred.infer(decode(buf.getvalue(), None, pred.spec)))
+    assert doc["model"] == "digits_cnn" and doc["version"] is None
+    assert isinstance(doc["class"][0], int) and 0 <= doc["class"][0] < 10
+    assert doc["top"][0][0]["label"] == str(doc["class"][0])
