@@ -62,3 +62,29 @@ def test_windows_already_simulated_are_reused() -> None:
     assert again == first and len(cache) == 1
     with pytest.raises(ValueError, match="windows"):
         simulate_service(rate, arrivals, [], 3600, CONFIG)
+
+
+def test_a_plan_becomes_classes_with_its_slowdowns_as_the_truth() -> None:
+    from edgewise.planning.fleet import FleetPlan, PlacedReplica, SlowdownEstimate, linear_derate
+    from edgewise.planning.serving import ReplicaOption
+    from edgewise.sim.fleet import plan_classes
+
+    opt = ReplicaOption("resnet50", "one", 0.8, 10.0, 0.05, 9, 1.0)
+    plan = FleetPlan(
+        "ours",
+        {"a": 15.0},
+        tuple(PlacedReplica("a", opt, n, 1024) for n in ("n0", "n0", "n1")),
+        (SlowdownEstimate(1.5, "t"), SlowdownEstimate(1.5, "t"), SlowdownEstimate(1.0, "t")),
+    )
+    profiles = {("a", "resnet50", "one"): PROFILE}
+    got = {c.flavor.name: c for c in plan_classes(plan, "a", linear_derate, profiles)}
+    assert {n: c.count for n, c in got.items()} == {
+        "resnet50/one@1.500": 2,
+        "resnet50/one@1.000": 1,
+    }
+    slowed = got["resnet50/one@1.500"].flavor
+    assert slowed.profile.mean_ms == pytest.approx(1.5 * PROFILE.mean_ms)
+    assert slowed.option.capacity_rps == pytest.approx(10.0 / 1.5)
+    worse = plan_classes(plan, "a", linear_derate, profiles, error=0.2)
+    assert sorted(c.flavor.name for c in worse) == ["resnet50/one@1.000", "resnet50/one@1.600"]
+    assert plan_classes(plan, "b", linear_derate, profiles) == []

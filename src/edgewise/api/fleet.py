@@ -399,6 +399,7 @@ class FleetSimulation:
     days: float
     window_s: int
     seed: int
+    slowdown_error: float
     outcomes: tuple[PolicyOutcome, ...]
     interference: Mapping[str, InterferenceModelInfo]
 
@@ -438,7 +439,9 @@ class FleetSimulation:
                 + (f" (synthetic fixture models for {', '.join(synthetic)})" if synthetic else "")
             ),
             "true_slowdown": "the knowledge base's interference model, the one ours plans "
-            "with: each replica next to its neighbours on the node it landed on",
+            "with: each replica next to its neighbours on the node it landed on, its excess "
+            "over 1 times 1 + slowdown_error",
+            "slowdown_error": self.slowdown_error,
             "rate_per_window": "the peak of each service's true rate in the window, rounded up "
             "to a 2 % grid, the same for every policy (placement is compared, not "
             "forecasting)",
@@ -457,6 +460,7 @@ def _plan_windows(
     peaks: Mapping[str, np.ndarray],
     window_s: int,
     slowdown: SlowdownFn,
+    error: float,
     progress: Progress | None,
 ) -> tuple[dict[str, PolicyOutcome], dict[str, dict[str, list[list[ReplicaClass]]]]]:
     """Plan every window with every policy: the books and each service's classes."""
@@ -486,7 +490,9 @@ def _plan_windows(
             out.unplaced_replica_hours += len(plan.unplaced) * hours
             out.notes.update(dict.fromkeys(plan.notes))
             for s in setup.services:
-                classes[p][s.name].append(plan_classes(plan, s.name, setup.derate, setup.profiles))
+                classes[p][s.name].append(
+                    plan_classes(plan, s.name, setup.derate, setup.profiles, error)
+                )
     return outcomes, classes
 
 
@@ -500,6 +506,7 @@ def simulate_fleet(
     seed: int = 0,
     kb: str | None = None,
     min_interference_models: int = 0,
+    slowdown_error: float = 0.0,
     progress: Progress | None = None,
 ) -> FleetSimulation:
     """Plan and serve a fleet over ``days`` of a trace with ours and the blind baselines.
@@ -531,6 +538,9 @@ def simulate_fleet(
     min_interference_models : int
         Fewest of the fleet's models that must have an interference model (a benchmark
         with none would compare placements under no interference at all).
+    slowdown_error : float
+        The true excess slowdown is the predicted one times ``1 + slowdown_error``
+        (0: the model is right; 0.2: interference 20 % worse than predicted).
     progress : callable, optional
         ``progress(stage, done, total)``.
 
@@ -543,8 +553,8 @@ def simulate_fleet(
     _check_policies(policies)
     if window_s < 60:
         raise SpecError(f"window of {window_s} s: plan at least every 60 s")
-    if not days > 0:
-        raise SpecError(f"days must be positive, got {days}")
+    if not days > 0 or not slowdown_error > -1:
+        raise SpecError(f"days must be > 0 and the slowdown error > -1: {days}, {slowdown_error}")
     setup = fleet_setup(fleet, kb)
     models = sorted({m for s in setup.services for m in _models(s)})
     slowdown, info = kb_slowdown(models, kb)
@@ -558,7 +568,9 @@ def simulate_fleet(
         )
     rates = _service_rates(setup.spec, trace, days)
     peaks = {name: window_peaks(r, window_s) for name, r in rates.items()}
-    outcomes, classes = _plan_windows(setup, policies, peaks, window_s, slowdown, progress)
+    outcomes, classes = _plan_windows(
+        setup, policies, peaks, window_s, slowdown, slowdown_error, progress
+    )
     for i, svc in enumerate(setup.spec.services):
         if progress is not None:
             progress("simulating", i, len(setup.spec.services))
@@ -578,6 +590,7 @@ def simulate_fleet(
         days=days,
         window_s=window_s,
         seed=seed,
+        slowdown_error=slowdown_error,
         outcomes=tuple(outcomes[p] for p in policies),
         interference=info,
     )

@@ -37,6 +37,7 @@ def run(
     policies: tuple[str, ...] = POLICIES,
     seed: int = 0,
     kb: str | None = None,
+    slowdown_error: float = 0.0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Simulate the fleet with every policy; the benchmark's JSON.
@@ -45,7 +46,7 @@ def run(
     ----------
     fleet : path
         The fleet spec (default :data:`DEFAULT_FLEET`).
-    trace, days, window_s, policies, seed, kb, progress
+    trace, days, window_s, policies, seed, kb, slowdown_error, progress
         As :func:`edgewise.api.fleet.simulate_fleet`.
 
     Returns
@@ -62,6 +63,7 @@ def run(
         seed=seed,
         kb=kb,
         min_interference_models=MIN_INTERFERENCE_MODELS,
+        slowdown_error=slowdown_error,
         progress=progress,
     ).as_dict()
 
@@ -79,6 +81,13 @@ def fleet_command(
     window_s: Annotated[int, typer.Option(min=60, help="seconds per planning window")] = 3600,
     policies: Annotated[str, typer.Option(help="comma-separated")] = ",".join(POLICIES),
     seed: Annotated[int, typer.Option()] = 0,
+    slowdown_error: Annotated[
+        float,
+        typer.Option(
+            min=-0.99,
+            help="true interference beyond the prediction (0.2: 20 percent worse than the model)",
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Simulate a fleet sharing nodes: ours against Ray's spread and first-fit packing."""
@@ -100,6 +109,7 @@ def fleet_command(
             policies=names,
             seed=seed,
             kb=kb,
+            slowdown_error=slowdown_error,
             progress=cb,
         )
     if as_json:

@@ -140,24 +140,30 @@ def plan_classes(
     service: str,
     derate: DerateFn,
     profiles: Mapping[tuple[str, str, str], ServiceProfile],
+    error: float = 0.0,
 ) -> list[ReplicaClass]:
     """The replicas of ``service`` in ``plan``, grouped by variant, flavor and slowdown.
 
     Parameters
     ----------
     plan : FleetPlan
-        One window's plan; its slowdowns are taken as the truth.
+        One window's plan; its slowdowns are taken as the truth, their excess over 1
+        scaled by ``1 + error``.
     service : str
         The service.
     derate : DerateFn
         Capacity of a replica at a slowdown (weights the routing).
     profiles : mapping
         Service times alone per (service, model, flavor).
+    error : float
+        Relative error of the predicted excess slowdown (0.2: the truth is 20 % worse
+        than predicted), to see how a plan holds up when the model is wrong.
     """
     groups: dict[tuple[str, str, float], tuple[ReplicaOption, int]] = {}
     for r, s in zip(plan.replicas, plan.slowdowns, strict=True):
         if r.service == service:
-            key = (r.model, r.option.flavor, round(s.factor, 3))
+            true = 1.0 + (s.factor - 1.0) * (1.0 + error)
+            key = (r.model, r.option.flavor, round(max(true, 1.0), 3))
             groups[key] = (r.option, groups.get(key, (r.option, 0))[1] + 1)
     return [
         replica_class(
