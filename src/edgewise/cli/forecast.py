@@ -58,6 +58,8 @@ def winner_line(info: dict[str, Any]) -> str:
     text += f", over {info.get('n_windows')} windows)"
     if info.get("decision") and info["decision"] != "lowest backtest MAE":
         text += f"; {info['decision']}"
+    for note in info.get("notes", []):
+        text += f"; {note}"
     return text
 
 

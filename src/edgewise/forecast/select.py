@@ -12,9 +12,13 @@ afterwards.
 
 The chosen model's errors on up to ``calibration_windows`` windows (the cheap
 candidates are backtested on all of them anyway; an MSTL-based choice is backtested on
-the extra ones only once chosen, up to nine windows: each is one more MSTL fit of about
-25 ms) calibrate its intervals per horizon step
-(:class:`~edgewise.forecast.intervals.StepConformalCalibrator`). Pure computation.
+the extra ones only once chosen, up to fourteen windows: each is one more MSTL fit of
+about 25 ms) calibrate its intervals per horizon step
+(:class:`~edgewise.forecast.intervals.StepConformalCalibrator`). Bad input falls back and says so in ``info['notes']`` and ``info['decision']`` (see
+:mod:`edgewise.forecast.guards`): a constant series forecasts its value; a series shorter
+than two longest seasons tries only the candidates it has history for; a level shift at
+the very end switches to the shortest season's naive, which follows the new level.
+Pure computation.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from edgewise.errors import TraceError
 from edgewise.forecast.base import BaseForecaster
 from edgewise.forecast.compensate import ErrorCompensator
 from edgewise.forecast.crossval import rolling_forecasts, window_actuals, window_origins
+from edgewise.forecast.guards import is_constant, level_shift_at_end, short_series_note
 from edgewise.forecast.intervals import StepConformalCalibrator
 from edgewise.forecast.registry import check_seasons, make_forecaster
 
@@ -225,6 +230,7 @@ class AutoForecaster(BaseForecaster):
             "best_naive": self.best_naive_,
             "gain_over_naive": self.gain_,
             "decision": self.decision_,
+            "notes": list(self.notes_),
             "calibration_windows": self.calibration_windows_,
             "compensation": self.compensator_.decision() if self.compensator_ else None,
             "calibrated": self.calibrator_ is not None,
@@ -287,13 +293,44 @@ class AutoForecaster(BaseForecaster):
             )
             self.chosen_, self.gain_ = naive, 0.0
 
+    def _fit_constant(self, y: np.ndarray) -> None:
+        """A constant series: forecast its value, with zero-width intervals."""
+        self.chosen_ = self.best_naive_ = f"seasonal_naive_{self._seasons()[0]}"
+        self.decision_ = f"constant series (every value {y[0]:g}): that value is forecast"
+        self.gain_, self.cv_mae_ = 0.0, dict[str, float]()
+        self.horizon_, self.n_windows_, self.calibration_windows_ = self._horizon(), 0, 0
+        self.model_ = self._make(self.chosen_).fit(y)
+        self.calibrator_: StepConformalCalibrator | None = None
+        self.compensator_: ErrorCompensator | None = None
+
+    def _follow_shift(self, y: np.ndarray, window_mae: dict[str, np.ndarray]) -> None:
+        """After a level shift at the end, the shortest season's naive follows it."""
+        seasons = self._seasons()
+        shift = level_shift_at_end(y, seasons[0], seasons[-1])
+        naive = f"seasonal_naive_{seasons[0]}"
+        if shift is None or naive not in window_mae or self.chosen_ == naive:
+            return
+        self.notes_.append(
+            f"level shift at the end: the last {seasons[0]} points are {shift:.2f}x the "
+            f"level one season before; {naive} is used instead of {self.chosen_}"
+        )
+        self.chosen_, self.decision_, self.gain_ = naive, "level shift at the end", None
+
     def _fit(self, y: np.ndarray) -> None:
+        self.notes_: list[str] = []
+        note = short_series_note(len(y), self._seasons())
+        if note:
+            self.notes_.append(note)
+        if is_constant(y):
+            self._fit_constant(y)
+            return
         horizon = self._horizon()
         origins, n_sel = self._windows(len(y))
         bt = Backtest(self._make, y, origins, horizon)
         sel = range(len(origins) - n_sel, len(origins))
         window_mae = self._score(bt, sel)
         self._decide(window_mae)
+        self._follow_shift(y, window_mae)
         chosen = self.chosen_
         first = bt.first_row(chosen)
         if "mstl" in chosen:  # each extra window is one more MSTL fit
