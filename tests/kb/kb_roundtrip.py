@@ -98,6 +98,18 @@ def _row_kwargs(ids: dict[str, int]) -> dict[type[m.Base], dict[str, Any]]:
         m.Checkpoint: dict(
             job_id=ids["training_jobs"], step=40, path="/tmp/ckpt-40.pt", meta={"loss": 0.3}
         ),
+        m.RegisteredModel: dict(
+            name="digits",
+            version=2,
+            format="safetensors",
+            sha256="ab" * 32,
+            path="models/abab.safetensors",
+            card={"task": "classification"},
+            parent="digits:v1",
+            data_fingerprint="cd" * 32,
+            accuracy_before=0.41,
+            accuracy_after=0.93,
+        ),
     }
 
 

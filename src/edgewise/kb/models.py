@@ -407,6 +407,7 @@ MODELS: tuple[type[Base], ...] = (
     PolicyState,
     TrainingJob,
     Checkpoint,
+    RegisteredModel,
 )
 
 __all__ = [
