@@ -85,6 +85,7 @@ def _worker(config_path: str, device: str) -> int:
 
     from edgewise.procs import die_with_parent
     from edgewise.retrain.trainer import build_module, train_split
+    from edgewise.workloads.zoo import logits_of
 
     die_with_parent()
     cfg = json.loads(Path(config_path).read_text())
@@ -120,7 +121,7 @@ def _worker(config_path: str, device: str) -> int:
         while time.time() < t1:
             idx = torch.as_tensor(rng.integers(0, len(y), b))
             opt.zero_grad()
-            loss_fn(module(x[idx]), y[idx]).backward()
+            loss_fn(logits_of(module(x[idx])), y[idx]).backward()
             opt.step()
             now = time.time()
             if now >= warm_end:
