@@ -6,7 +6,8 @@ trainable path) on the user's own data (an image folder or an ``.npz``, split in
 training and a held-out part). It optionally checks for drift (and stops when the model
 is fine), starts the device pool (emulated on this host, or the Ray cluster's nodes
 that carry the devices), takes the device profiles from the knowledge base when cached
-and not stale (else measures them), plans, trains elastically with the load-aware
+and not stale, else predicts them from the apps' interference models (else, where an
+app has none, measures them), plans, trains elastically with the load-aware
 monitor, records the job, its checkpoints and its metrics in the knowledge base, and
 registers a registered model's result as its next version with its lineage.
 
@@ -23,7 +24,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgewise.api.retrain_bench import RetrainBenchmark, benchmark_retrain, predict_background
+from edgewise.api.retrain_bench import (
+    ProfilePrediction,
+    RetrainBenchmark,
+    benchmark_retrain,
+    predict_background,
+    predict_profiles,
+    prediction_report,
+)
 from edgewise.errors import SpecError
 from edgewise.retrain.jobs import (
     DEFAULT_BATCH,
@@ -61,11 +69,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_EPOCHS",
+    "ProfilePrediction",
     "RetrainBenchmark",
     "RetrainResult",
     "RetrainedModel",
     "benchmark_retrain",
     "predict_background",
+    "predict_profiles",
+    "prediction_report",
     "retrain",
 ]
 
@@ -95,7 +106,8 @@ class RetrainedModel:
     replans: list[dict[str, Any]]
     background: dict[str, BackgroundSummary]
     profiles: str
-    """Where the device profiles came from: ``cache`` or ``measured``."""
+    """Where the first plan's device profiles came from: ``cache``, ``predicted`` (from
+    the knowledge base's interference models) or ``measured``."""
     reprofile_next: bool
     weights: Path
     data_fingerprint: str | None = None
@@ -105,6 +117,9 @@ class RetrainedModel:
     parent: str | None = None
     registered: str | None = None
     """The new version ``NAME:vN`` when the model came from the registry."""
+    prediction: dict[str, Any] | None = None
+    """The first plan's predicted background latency against the measured one
+    (:func:`prediction_report`); ``None`` when the profiles came from the cache."""
 
     def as_dict(self) -> dict[str, Any]:
         """The ``edgewise retrain --json`` form (the lineage keys on the user's own model)."""
@@ -123,6 +138,9 @@ class RetrainedModel:
             "reprofile_next": self.reprofile_next,
             "weights": str(self.weights),
         }
+        if self.prediction is not None:
+            out["background_prediction"] = self.prediction
+            out["max_prediction_error"] = self.prediction.get("max_prediction_error")
         if self.data_fingerprint is not None:
             out |= {
                 "data_fingerprint": self.data_fingerprint,
@@ -442,16 +460,7 @@ def _run_job(
         else EmulatedPool(spec.devices, setup.work / "pool", seed=seed)
     )
     with pool_cm as pool:
-        profiles, source = pool_profiles(
-            pool,
-            spec.devices,
-            kb,
-            key,
-            setup.task,
-            setup.profile_batch,
-            reprofile,
-            lambda msg: say(msg, 0, 0),
-        )
+        profiles, source, prediction = _first_profiles(pool, setup, kb, key, reprofile, say)
         check_pool(spec, profiles, c, setup.source)
         plan = plan_exact(states, profiles, c)
         if on_plan is not None:
@@ -501,7 +510,43 @@ def _run_job(
             lambda s, total: say(PHASE_TRAIN, s, total),
         )
         bg = background_summaries(spec.devices, pool.bg_log, res.t_first_step, res.t_end)
-    return _finish(setup, kb, key, job_id, profiles, source, plan, res, bg)
+    job_done = _finish(setup, kb, key, job_id, profiles, source, plan, res, bg)
+    if prediction is None:
+        return job_done
+    return replace(job_done, prediction=prediction_report(prediction, plan, bg))
+
+
+def _first_profiles(
+    pool: Any,
+    setup: _Setup,
+    kb: KnowledgeBase,
+    key: str,
+    reprofile: bool,
+    say: Progress,
+) -> tuple[dict[str, DeviceProfile], str, ProfilePrediction | None]:
+    """The profiles of the first plan, where they came from, and the prediction tried.
+
+    Cached measured profiles first (unless ``reprofile``); else the profiles predicted
+    from the knowledge base's interference models (no measurement before the first
+    plan: ``predicted``); else, where an app has no model, measured as before.
+    """
+    from edgewise.retrain import records
+
+    prediction = None
+    devices, batch = setup.spec.devices, setup.profile_batch
+    if not reprofile and records.load_profiles(kb, key) is None:
+        say("predicting the device profiles from the knowledge base", 0, 0)
+        prediction = predict_profiles(kb, devices, task=setup.task, batch=batch)
+        if prediction.complete:
+            say("starting devices", 0, 0)
+            pool.wait_background_ready()
+            return dict(prediction.profiles), "predicted", prediction
+
+    def tell(msg: str) -> None:
+        say(msg, 0, 0)
+
+    got = pool_profiles(pool, devices, kb, key, setup.task, batch, reprofile, tell)
+    return got[0], got[1], prediction
 
 
 def _finish(
@@ -520,7 +565,7 @@ def _finish(
 
     after = setup.evaluate(res.final_weights)
     ratio, drifted = records.measured_drift(res.steps, res.plans[0])
-    if drifted:
+    if drifted and source != "predicted":
         records.save_profiles(kb, key, profiles, stale=True, metrics={"ratio": ratio})
     metrics = records.job_metrics(
         res.steps,

@@ -2,7 +2,8 @@
 
 The benchmark is :func:`edgewise.api.retrain.benchmark_retrain` (the runs themselves:
 :mod:`edgewise.retrain.comparison`); this module is its benchmark entry point,
-returning the JSON-able dict that ``edgewise bench retrain --json`` prints, and the
+returning the JSON-able dict that ``edgewise bench retrain --json`` prints (the first
+plan's predicted background latency against the measured one included), and the
 command that renders it.
 """
 
@@ -33,6 +34,7 @@ SUMMARY_KEYS = (
     "recovery_s",
     "steps_lost",
     "timeline_plot",
+    "max_prediction_error",
 )
 """The figures the command prints without ``--json`` (those present)."""
 
@@ -61,9 +63,12 @@ def run(
     Returns
     -------
     dict
-        :meth:`edgewise.retrain.comparison.RetrainBenchmark.as_dict`.
+        :meth:`edgewise.retrain.comparison.RetrainBenchmark.as_dict`, with the first
+        plan's largest background prediction error on top (``max_prediction_error``,
+        ``None`` where an app had no interference model; the per-device figures are
+        under ``background_prediction.devices``).
     """
-    return benchmark_retrain(
+    res = benchmark_retrain(
         devices=devices_path,
         seed=seed,
         model=model,
@@ -79,6 +84,8 @@ def run(
         kb=kb,
         progress=None if progress is None else (lambda phase, _done, _total: progress(phase)),
     ).as_dict()
+    res["max_prediction_error"] = res["background_prediction"].get("max_prediction_error")
+    return res
 
 
 def retrain_cmd(

@@ -19,14 +19,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgewise.config import DeviceSpec
-from edgewise.planning.retrain import DeviceProfile, Intensity
+from edgewise.planning.retrain import DeviceProfile, Intensity, RetrainPlan
 from edgewise.retrain.background import read_log
 
 DEFAULT_INTENSITIES: tuple[tuple[int, int], ...] = ((1, 0), (1, 19), (2, 0), (2, 19))
@@ -35,6 +35,146 @@ DEFAULT_INTENSITIES: tuple[tuple[int, int], ...] = ((1, 0), (1, 19), (2, 0), (2,
 def candidate_intensities(cpus: float) -> list[tuple[int, int]]:
     """(threads, nice) pairs worth trying on a device with ``cpus`` CPUs."""
     return [(t, n) for t, n in DEFAULT_INTENSITIES if t <= max(1, int(np.ceil(cpus)))]
+
+
+#: CPU pressure of a training loop at nice 19 relative to nice 0 (it yields to the app
+#: but still takes the CPU between requests and stirs its caches). Estimated: no
+#: footprint of our training loop is measured; on the dev VM the app's p99 next to
+#: nice-19 training was 1.2-1.5 times its solo p99, next to nice 0 2.3-4.5 times.
+NICE_PRESSURE = 0.25
+
+
+def training_pressure(threads: int, nice: int, cpus: float) -> float:
+    """Estimated CPU pressure of training at ``(threads, nice)`` on a ``cpus`` device.
+
+    The fraction of the device's CPU time the trainer takes (``min(threads, cpus) /
+    cpus``: a training loop is always runnable), down-weighted by
+    :data:`NICE_PRESSURE` at nice 10 or more, in [0, 1]. The background app shares
+    the device's CPUs with it, as a stressor confined to the app's CPUs does.
+    """
+    if cpus <= 0:
+        raise ValueError(f"a device needs a positive CPU count, got {cpus}")
+    share = min(float(threads), cpus) / cpus
+    return min(1.0, share * (NICE_PRESSURE if nice >= 10 else 1.0))
+
+
+def training_neighbour(threads: int, nice: int, cpus: float) -> str:
+    """The stress mix standing for training at ``(threads, nice)`` on a ``cpus`` device
+    (``stress:cpu=P``, P from :func:`training_pressure`), the neighbour an app's
+    interference model is asked about."""
+    return f"stress:cpu={training_pressure(threads, nice, cpus):.3f}"
+
+
+def estimated_throughput(threads: int, cpus: float, sps_per_cpu: float) -> float:
+    """Training throughput (samples/s) at ``threads`` on a ``cpus`` device, estimated
+    from one CPU's throughput: ``sps_per_cpu * min(threads, cpus)`` (the nice level
+    changes little: the app takes a small share of the CPU)."""
+    return sps_per_cpu * min(float(threads), cpus)
+
+
+def predicted_profile(
+    name: str,
+    cpus: float,
+    bg_latency_ms: Mapping[tuple[int, int], float],
+    sps_per_cpu: float,
+    solo_latency_ms: float = 0.0,
+) -> DeviceProfile:
+    """A device profile predicted before any measurement on the device.
+
+    Parameters
+    ----------
+    name, cpus
+        The device.
+    bg_latency_ms : mapping
+        ``(threads, nice) -> `` the background app's predicted latency percentile (ms)
+        while training at that intensity; the profile holds these intensities, in
+        :func:`candidate_intensities` order (an intensity missing here is left out).
+    sps_per_cpu : float
+        One CPU's training throughput (:func:`estimated_throughput`).
+    solo_latency_ms : float
+        The app's predicted latency alone on the device.
+    """
+    its = tuple(
+        Intensity(t, n, estimated_throughput(t, cpus, sps_per_cpu), float(bg_latency_ms[t, n]))
+        for t, n in candidate_intensities(cpus)
+        if (t, n) in bg_latency_ms
+    )
+    return DeviceProfile(name, its, solo_latency_ms=solo_latency_ms)
+
+
+def prediction_errors(
+    plan: RetrainPlan, measured_ms: Mapping[str, float]
+) -> dict[str, dict[str, Any]]:
+    """Per device of ``plan`` with a measured figure: predicted against measured latency.
+
+    ``plan`` was made from predicted profiles: its intensities carry the predicted
+    background latency. ``measured_ms`` is the same percentile measured while training
+    at the same intensity. The error is ``|predicted - measured| / measured``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, it in plan.intensities.items():
+        got = measured_ms.get(name)
+        if got is None or not np.isfinite(got) or got <= 0 or it.bg_latency_ms <= 0:
+            continue
+        out[name] = {
+            "intensity": it.label,
+            "predicted_p99_ms": it.bg_latency_ms,
+            "measured_p99_ms": float(got),
+            "prediction_error": abs(it.bg_latency_ms - float(got)) / float(got),
+        }
+    return out
+
+
+def max_prediction_error(errors: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """The largest ``prediction_error`` of :func:`prediction_errors` (``None``: none)."""
+    return max((float(e["prediction_error"]) for e in errors.values()), default=None)
+
+
+def time_training(
+    model: str, data: str, drift: str, seed: int, batch: int, steps: int = 3
+) -> float:
+    """One thread's training throughput (samples/s) of ``model`` in this process.
+
+    A short timing (``steps`` steps of ``batch`` after one warm-up step) on the host,
+    not on a device: what :func:`estimated_throughput` scales to a device's CPUs.
+    """
+    import torch
+
+    step, b = _training_step(model, data, drift, seed, batch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        step()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return steps * b / max(time.perf_counter() - t0, 1e-9)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _training_step(
+    model: str, data: str, drift: str, seed: int, batch: int
+) -> tuple[Callable[[], None], int]:
+    """One SGD step of ``batch`` random samples of the drifted split, as a closure."""
+    import torch
+
+    from edgewise.retrain.trainer import build_module, train_split
+    from edgewise.workloads.zoo import logits_of
+
+    x, y, n_classes = train_split(data, drift, seed)
+    module = build_module(model, seed, n_classes)
+    opt = torch.optim.SGD(module.parameters(), lr=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(seed)
+
+    def step() -> None:
+        idx = torch.as_tensor(rng.integers(0, len(y), batch))
+        opt.zero_grad()
+        loss_fn(logits_of(module(x[idx])), y[idx]).backward()
+        opt.step()
+
+    return step, batch
 
 
 def needs_reprofile(profiled_sps: float, measured_sps: float, tolerance: float = 0.2) -> bool:
@@ -84,17 +224,12 @@ def _worker(config_path: str, device: str) -> int:
     import torch
 
     from edgewise.procs import die_with_parent
-    from edgewise.retrain.trainer import build_module, train_split
-    from edgewise.workloads.zoo import logits_of
 
     die_with_parent()
     cfg = json.loads(Path(config_path).read_text())
-    x, y, n_classes = train_split(cfg["data"], cfg["drift"], cfg["seed"])
-    module = build_module(cfg["model"], cfg["seed"], n_classes)
-    opt = torch.optim.SGD(module.parameters(), lr=0.01)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    b = int(cfg["batch"])
-    rng = np.random.default_rng(cfg["seed"])
+    train_step, b = _training_step(
+        cfg["model"], cfg["data"], cfg["drift"], cfg["seed"], int(cfg["batch"])
+    )
     from edgewise.retrain.devices import join_device_group
 
     join_device_group()
@@ -119,10 +254,7 @@ def _worker(config_path: str, device: str) -> int:
         warm_end = t0 + cfg["warm_s"]
         samples, t_meas = 0, None
         while time.time() < t1:
-            idx = torch.as_tensor(rng.integers(0, len(y), b))
-            opt.zero_grad()
-            loss_fn(logits_of(module(x[idx])), y[idx]).backward()
-            opt.step()
+            train_step()
             now = time.time()
             if now >= warm_end:
                 if t_meas is None:

@@ -1,0 +1,254 @@
+"""Device profiles predicted from the knowledge base: the first re-training plan needs no
+measurement, the measurement corrects it, and the report puts one beside the other."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgewise.api import retrain as api_retrain
+from edgewise.api.retrain_bench import (
+    first_plan_report,
+    predict_background,
+    predict_profiles,
+    prediction_report,
+)
+from edgewise.config import BackgroundApp, DevicePool, DeviceSpec
+from edgewise.interference.predictor import Predictor
+from edgewise.kb import KnowledgeBase
+from edgewise.planning.retrain import DeviceProfile, Intensity, RetrainPlan, plan_exact
+from edgewise.retrain.jobs import BackgroundSummary, device_states, make_constraints
+from edgewise.retrain.profiler import (
+    NICE_PRESSURE,
+    candidate_intensities,
+    max_prediction_error,
+    predicted_profile,
+    prediction_errors,
+    training_neighbour,
+    training_pressure,
+)
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "kb-release-0.1.sqlite"
+APP = "mobilenet_v2@20rps"  # the fixture holds its interference model
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> KnowledgeBase:
+    db = tmp_path / "kb.sqlite"
+    shutil.copyfile(FIXTURE, db)
+    return KnowledgeBase.open(f"sqlite:///{db}")
+
+
+def _device(
+    name: str,
+    cpus: float,
+    model: str | None = "mobilenet_v2",
+    rate: float = 20.0,
+    deadline: float = 500.0,
+) -> DeviceSpec:
+    bg = None if model is None else BackgroundApp(model=model, rate_rps=rate, deadline_ms=deadline)
+    return DeviceSpec(name=name, cpus=cpus, memory_mb=2048, background=bg)
+
+
+def test_training_pressure_is_the_device_share_and_nice_yields() -> None:
+    assert training_pressure(1, 0, 1.0) == 1.0
+    assert training_pressure(1, 0, 2.0) == 0.5
+    assert training_pressure(2, 0, 2.0) == 1.0
+    assert training_pressure(4, 0, 0.5) == 1.0  # more threads than CPUs: the whole share
+    assert training_pressure(1, 19, 1.0) == pytest.approx(NICE_PRESSURE)
+    assert training_neighbour(1, 0, 2.0) == "stress:cpu=0.500"
+    with pytest.raises(ValueError, match="positive CPU"):
+        training_pressure(1, 0, 0.0)
+
+
+def test_predicted_profile_scales_throughput_to_the_device() -> None:
+    lat = {(1, 0): 90.0, (1, 19): 40.0, (2, 0): 120.0, (2, 19): 50.0}
+    p = predicted_profile("d", 0.5, lat, sps_per_cpu=400.0, solo_latency_ms=30.0)
+    assert [k.label for k in p.intensities] == ["t1n0", "t1n19"]  # 2 threads: not on 0.5 CPU
+    assert [k.throughput_sps for k in p.intensities] == [200.0, 200.0]
+    assert [k.bg_latency_ms for k in p.intensities] == [90.0, 40.0]
+    assert p.solo_latency_ms == 30.0
+    big = predicted_profile("e", 2.0, lat, sps_per_cpu=400.0)
+    assert {k.label: k.throughput_sps for k in big.intensities}["t2n0"] == 800.0
+
+
+def test_prediction_errors_compare_the_plans_intensity_with_the_measurement() -> None:
+    its = {"a": Intensity(1, 19, 100.0, 120.0), "b": Intensity(1, 0, 50.0, 80.0)}
+    plan = RetrainPlan("exact", {"a": 600, "b": 424}, its, 6.0)
+    got = prediction_errors(plan, {"a": 100.0, "b": 100.0, "c": 5.0})
+    assert got["a"] == {
+        "intensity": "t1n19",
+        "predicted_p99_ms": 120.0,
+        "measured_p99_ms": 100.0,
+        "prediction_error": pytest.approx(0.2),
+    }
+    assert got["b"]["prediction_error"] == pytest.approx(0.2)
+    assert max_prediction_error(got) == pytest.approx(0.2)
+    # a device without a finite measurement is left out; nothing to compare is None
+    assert prediction_errors(plan, {"a": float("nan")}) == {}
+    assert max_prediction_error({}) is None
+
+
+def test_profiles_are_predicted_from_the_apps_interference_model(kb: KnowledgeBase) -> None:
+    devices = [_device("a", 1.0), _device("b", 0.5), _device("c", 1.0, model=None)]
+    got = predict_profiles(kb, devices, sps_per_cpu=300.0)
+    assert got.complete and not got.missing
+    pred = Predictor(kb)
+    solo = float(pred.model(APP).solo["p50"])
+    for d in devices[:2]:
+        prof = got.profiles[d.name]
+        assert [(k.threads, k.nice) for k in prof.intensities] == candidate_intensities(d.cpus)
+        for k in prof.intensities:
+            want = pred.predict(
+                APP, [training_neighbour(k.threads, k.nice, d.cpus)], solo_p50_ms=solo / d.cpus
+            ).p99
+            assert k.bg_latency_ms == pytest.approx(want)
+            assert k.throughput_sps == pytest.approx(300.0 * min(k.threads, d.cpus))
+        assert APP in got.sources[d.name] and "estimated" in got.sources[d.name]
+    # the app's latency on half a CPU is predicted from a solo latency twice as long
+    a, b = (got.profiles[n].intensities[0].bg_latency_ms for n in ("a", "b"))
+    assert b == pytest.approx(2 * a)
+    # a device without an app keeps no deadline: 0 ms at every intensity
+    assert {k.bg_latency_ms for k in got.profiles["c"].intensities} == {0.0}
+    assert "c" not in got.sources and "c" not in got.by_label()
+    assert set(got.by_label()["a"]) == {"t1n0", "t1n19"}
+    assert got.as_dict()["complete"] is True
+
+
+def test_an_app_without_a_model_falls_back_to_measurement(kb: KnowledgeBase) -> None:
+    devices = [_device("a", 1.0), _device("b", 1.0, model="digits_cnn", rate=5.0)]
+    got = predict_profiles(kb, devices, sps_per_cpu=300.0)
+    assert not got.complete and got.profiles == {}
+    assert set(got.missing) == {"b"}
+    assert got.missing["b"].startswith("measured: ") and "digits_cnn@5rps" in got.missing["b"]
+    assert predict_background(kb, devices) is None
+    assert predict_background(kb, devices[:1]) is not None
+
+
+def test_the_first_plan_keeps_the_deadline_the_prediction_says_nice_0_breaks(
+    kb: KnowledgeBase,
+) -> None:
+    # the deadline between the predicted latencies at nice 19 and at nice 0
+    probe = predict_profiles(kb, [_device("a", 1.0)], sps_per_cpu=300.0).profiles["a"]
+    lat = {k.label: k.bg_latency_ms for k in probe.intensities}
+    assert lat["t1n19"] < lat["t1n0"]
+    deadline = (lat["t1n19"] + lat["t1n0"]) / 2 / 0.9
+    spec = DevicePool(devices=[_device("a", 1.0, deadline=deadline), _device("c", 1.0, None)])
+    prediction = predict_profiles(kb, spec.devices, sps_per_cpu=300.0)
+    first = plan_exact(
+        device_states(spec), prediction.profiles, make_constraints("digits_cnn", 256)
+    )
+    assert first.intensities["a"].label == "t1n19"
+    # the measurement at the same intensity: 25 % below the prediction
+    measured = {
+        "a": DeviceProfile("a", (Intensity(1, 19, 280.0, lat["t1n19"] / 1.25),)),
+        "c": DeviceProfile("c", (Intensity(1, 0, 300.0, 0.0),)),
+    }
+    report = first_plan_report(spec, prediction, measured, 256, "digits_cnn")
+    assert report["first_plan"]["intensities"]["a"]["nice"] == 19
+    row = report["devices"]["a"]
+    assert row["predicted_p99_ms"] == pytest.approx(lat["t1n19"])
+    assert row["prediction_error"] == pytest.approx(0.25)
+    assert report["max_prediction_error"] == pytest.approx(0.25)
+    assert "c" not in report["devices"]  # no app: nothing predicted
+
+
+def test_first_plan_report_says_why_there_is_none(kb: KnowledgeBase) -> None:
+    spec = DevicePool(devices=[_device("b", 1.0, model="digits_cnn", rate=5.0)])
+    prediction = predict_profiles(kb, spec.devices, sps_per_cpu=300.0)
+    report = first_plan_report(spec, prediction, {}, 256, "digits_cnn")
+    assert report["first_plan"] is None and report["devices"] == {}
+    assert "digits_cnn@5rps" in report["first_plan_note"]
+    tight = DevicePool(devices=[_device("a", 1.0, deadline=1.0)])
+    got = first_plan_report(
+        tight, predict_profiles(kb, tight.devices, sps_per_cpu=300.0), {}, 256, "digits_cnn"
+    )
+    assert got["first_plan"] is None and "no device can take part" in got["first_plan_note"]
+
+
+def test_prediction_report_against_the_background_measured_in_training(
+    kb: KnowledgeBase,
+) -> None:
+    prediction = predict_profiles(kb, [_device("a", 1.0)], sps_per_cpu=300.0)
+    k = prediction.profiles["a"].intensities[1]
+    plan = RetrainPlan("exact", {"a": 256}, {"a": k}, 1.0)
+    bg = {"a": BackgroundSummary(10.0, k.bg_latency_ms * 1.1, 500.0, 0.0, 80, 0)}
+    got = prediction_report(prediction, plan, bg)
+    assert got["devices"]["a"]["measured_p99_ms"] == pytest.approx(k.bg_latency_ms * 1.1)
+    assert got["max_prediction_error"] == pytest.approx(0.1 / 1.1)
+    missing = predict_profiles(kb, [_device("b", 1.0, "digits_cnn", 5.0)], sps_per_cpu=1.0)
+    assert prediction_report(missing, plan, bg)["max_prediction_error"] is None
+
+
+class _FakePool:
+    def __init__(self) -> None:
+        self.waited = 0
+
+    def wait_background_ready(self) -> None:
+        self.waited += 1
+
+
+def _setup(spec: DevicePool, tmp_path: Path) -> Any:
+    return api_retrain._Setup(
+        spec,
+        "devices.yaml",
+        make_constraints("digits_cnn", 256),
+        tmp_path,
+        10,
+        tmp_path / "base.pt",
+        task=("digits_cnn", "digits", "rotation", 0),
+        names=("digits_cnn", "digits"),
+        evaluate=lambda _w: 0.5,
+    )
+
+
+def test_retrain_plans_first_from_the_prediction_then_measures_without_a_model(
+    kb: KnowledgeBase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgewise.api.retrain_bench as bench_api
+
+    measured = {"b": DeviceProfile("b", (Intensity(1, 19, 100.0, 50.0),))}
+    calls: list[str] = []
+
+    def fake_pool_profiles(*_a: Any, **_k: Any) -> tuple[dict[str, DeviceProfile], str]:
+        calls.append("measured")
+        return measured, "measured"
+
+    monkeypatch.setattr(api_retrain, "pool_profiles", fake_pool_profiles)
+    monkeypatch.setattr(bench_api, "_timed_sps", lambda *_a, **_k: 250.0)
+    say = lambda *_a: None  # noqa: E731
+    pool = _FakePool()
+    spec = DevicePool(devices=[_device("a", 1.0)])
+    got, source, prediction = api_retrain._first_profiles(
+        pool, _setup(spec, tmp_path), kb, "key-a", False, say
+    )
+    assert source == "predicted" and calls == [] and pool.waited == 1
+    assert prediction is not None and got == prediction.profiles
+    # an app without a model: measured as before, the prediction says why
+    spec_b = DevicePool(devices=[_device("b", 1.0, "digits_cnn", 5.0)])
+    got, source, prediction = api_retrain._first_profiles(
+        pool, _setup(spec_b, tmp_path), kb, "key-b", False, say
+    )
+    assert source == "measured" and got == measured and calls == ["measured"]
+    assert prediction is not None and not prediction.complete
+    # --reprofile asks for the measurement
+    _, source, prediction = api_retrain._first_profiles(
+        pool, _setup(spec, tmp_path), kb, "key-a", True, say
+    )
+    assert source == "measured" and prediction is None
+
+
+def test_bench_json_lifts_the_largest_prediction_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgewise.bench import retrain as bench_retrain
+
+    class _Result:
+        def as_dict(self) -> dict[str, Any]:
+            return {"background_prediction": {"max_prediction_error": 0.12, "devices": {}}}
+
+    monkeypatch.setattr(bench_retrain, "benchmark_retrain", lambda **_k: _Result())
+    got = bench_retrain.run("devices.yaml")
+    assert got["max_prediction_error"] == 0.12
+    assert "max_prediction_error" in bench_retrain.SUMMARY_KEYS
