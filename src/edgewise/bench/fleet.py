@@ -120,29 +120,13 @@ def fleet_command(
 
 def _print_table(out: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        title=f"fleet: {len(out['services'])} services on {out['nodes']} nodes, "
-        f"{out['days']:g} days of {out['trace']}"
-    )
-    for col in ("policy", "cost", "per million served", "below SLO", "worst attainment"):
-        table.add_column(col)
-    for name, e in out["policies"].items():
-        per = e["cost_per_million_served"]
-        worst = min(e["slo_attainment"].values()) if e["slo_attainment"] else 1.0
-        table.add_row(
-            name,
-            f"{e['cost']:.2f}",
-            "n/a" if per is None else f"{per:.3g}",
-            str(e["services_below_slo"]),
-            f"{worst:.3%}",
-        )
+    from edgewise.api.fleet_table import fleet_table
+
+    table, lines = fleet_table(out)
     Console().print(table)
-    for key in ("services_below_slo", "cost_ratio_vs_best_blind", "best_blind"):
-        if key in out:
-            typer.echo(f"{key}: {out[key]}")
-    typer.echo(f"interference: {out['interference_source']}")
+    for line in lines:
+        typer.echo(line)
 
 
 def register_bench(bench_app: typer.Typer) -> None:

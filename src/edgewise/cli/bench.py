@@ -19,6 +19,8 @@ BENCH_MODULES: tuple[str, ...] = (
     "edgewise.bench.interference",
     "edgewise.bench.serving",
     "edgewise.bench.serving_live",
+    "edgewise.bench.rollout",
+    "edgewise.bench.fleet",
     "edgewise.bench.retrain",
     "edgewise.bench.scale",
 )

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "plan",
     "profile",
     "serve",
+    "rollout",
     "simulate",
     "retrain",
     "report",

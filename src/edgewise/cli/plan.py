@@ -227,8 +227,17 @@ def capacity(
 
 
 def plan(
-    service: Annotated[Path, typer.Option(help="service YAML file")],
-    flavors: Annotated[Path, typer.Option(help="flavors YAML file")],
+    service: Annotated[Path | None, typer.Option(help="service YAML file")] = None,
+    flavors: Annotated[Path | None, typer.Option(help="flavors YAML file")] = None,
+    fleet: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="instead of --service/--flavors: a fleet spec (services sharing nodes); place "
+            "every replica with the knowledge base's interference models, next to Ray's spread "
+            "and first-fit packing, at each service's peak rate",
+        ),
+    ] = None,
     rate: Annotated[
         float | None, typer.Option(min=0.0, help="request rate to serve (requests/s)")
     ] = None,
@@ -279,6 +288,11 @@ def plan(
     """Cheapest mix of model variants, flavors and replica counts that serves RATE under the SLO."""
     from edgewise.cli.forecast import parse_seasons
 
+    if fleet is not None:
+        _plan_fleet(fleet, as_json)
+        return
+    if service is None or flavors is None:
+        raise typer.BadParameter("give --service and --flavors, or --fleet")
     console = Console(stderr=as_json)
     with _MeasureBar(console) as bar:
         decided = plan_use_case(
@@ -316,6 +330,38 @@ def plan(
         f"cost per hour: {result.cost_per_hour:.4f}   capacity: {result.capacity_rps:.2f} rps   "
         f"replicas: {result.replicas}   headroom: {headroom}"
     )
+
+
+def _plan_fleet(fleet: Path, as_json: bool) -> None:
+    """``plan --fleet``: every policy's placement of the fleet at its services' peak rates."""
+    from edgewise.api.fleet import plan_fleet_spec
+
+    out = plan_fleet_spec(fleet=fleet).as_dict()
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    console = Console()
+    for name, entry in out["policies"].items():
+        table = Table(
+            title=f"{name}: {entry['nodes_used']} nodes, cost per hour {entry['cost_per_hour']:.4f}"
+        )
+        for col in ("node", "service", "model", "flavor", "slowdown", "from"):
+            table.add_column(col)
+        for node, replicas in entry["nodes"].items():
+            for r in replicas:
+                table.add_row(
+                    node,
+                    r["service"],
+                    r["model"],
+                    r["flavor"],
+                    f"x{r['slowdown']:.3f}",
+                    r["source"],
+                )
+        console.print(table)
+        for item in entry["unplaced"]:
+            console.print(f"unplaced: a {item['flavor']} replica of {item['service']}")
+        for note in entry["notes"]:
+            console.print(f"note: {note}", soft_wrap=True)
 
 
 def _plan_table(decided: ServicePlan) -> Table:

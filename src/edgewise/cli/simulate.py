@@ -36,15 +36,27 @@ def serving_command(
     seed: Annotated[int, typer.Option()] = 0,
     max_replicas: Annotated[int, typer.Option(min=1, help="most replicas of each flavor")] = 1000,
     plot: Annotated[Path | None, typer.Option(help="write a PNG of rate, replicas, p99")] = None,
+    fleet: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="a fleet spec (services and nodes): simulate every service on the shared "
+            "nodes, ours against Ray's spread and first-fit packing",
+        ),
+    ] = None,
+    kb: Annotated[str | None, typer.Option(help="knowledge-base URL (with --fleet)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Run one policy (its default setting) over the last DAYS of a trace."""
+    """Run one policy (its default setting) over the last DAYS of a trace, or a fleet."""
     from rich.console import Console
     from rich.progress import Progress
 
     from edgewise.api.simulate import simulate_serving
     from edgewise.serving.policies import POLICY_NAMES
 
+    if fleet is not None:
+        _simulate_fleet(fleet, trace, days, seed, kb, as_json)
+        return
     if policy not in POLICY_NAMES:
         raise UnknownNameError(f"unknown policy {policy!r}; known: {', '.join(POLICY_NAMES)}")
     with Progress(console=Console(stderr=True), transient=True) as bar:
@@ -108,6 +120,34 @@ def plot_series(series: MinuteSeries, path: Path, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _simulate_fleet(
+    fleet: Path, trace: str, days: float, seed: int, kb: str | None, as_json: bool
+) -> None:
+    """``simulate serving --fleet``: every service of the fleet, placed by each policy."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from edgewise.api.fleet import simulate_fleet
+    from edgewise.api.fleet_table import fleet_table
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("planning", total=None)
+
+        def report(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        out = simulate_fleet(
+            fleet=fleet, trace=trace, days=days, seed=seed, kb=kb, progress=report
+        ).as_dict()
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table, lines = fleet_table(out)
+    Console().print(table)
+    for line in lines:
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:
