@@ -252,3 +252,45 @@ def test_bench_json_lifts_the_largest_prediction_error(monkeypatch: pytest.Monke
     got = bench_retrain.run("devices.yaml")
     assert got["max_prediction_error"] == 0.12
     assert "max_prediction_error" in bench_retrain.SUMMARY_KEYS
+
+
+@pytest.mark.slow
+def test_retrain_starts_from_the_predicted_profiles_and_reports_the_error(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    """One emulated device next to mobilenet_v2 at 20 rps, 8 steps, no profiling (~30 s)."""
+    from sklearn.datasets import load_digits
+
+    from edgewise.api.retrain import retrain
+    from edgewise.registry import register_model, save_trainable, zoo_card
+    from edgewise.workloads.userdata import write_image_folder
+    from edgewise.workloads.zoo import build_model
+
+    card = zoo_card("digits_cnn").with_labels(tuple(str(i) for i in range(10)))
+    module = build_model("digits_cnn", seed=3).module
+    model = save_trainable(module, card, tmp_path / "v1", arch="digits_cnn")
+    register_model(kb, "digits", model)
+    bunch = load_digits()
+    folder = write_image_folder(bunch.images[:100] / 16.0, bunch.target[:100], tmp_path / "img")
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(
+        "devices:\n  - name: a\n    cpus: 1.0\n    memory_mb: 2048\n"
+        "    background: {model: mobilenet_v2, rate_rps: 20, deadline_ms: 1000}\n"
+    )
+    res = retrain(
+        devices=devices,
+        model="digits",
+        data=str(folder),
+        steps=8,
+        global_batch=64,
+        workdir=tmp_path / "job",
+        kb=f"sqlite:///{tmp_path / 'kb.sqlite'}",  # the fixture's copy
+    )
+    job = res.job
+    assert job is not None and job.profiles == "predicted"
+    got = job.as_dict()
+    row = got["background_prediction"]["devices"]["a"]
+    assert row["intensity"] == job.plan.intensities["a"].label
+    assert row["measured_p99_ms"] == pytest.approx(job.background["a"].p99_ms)
+    assert got["max_prediction_error"] == pytest.approx(row["prediction_error"])
+    assert got["background_prediction"]["prediction"]["complete"] is True

@@ -9,6 +9,15 @@ apps' own logs give the latency percentile in each phase.
 The worker is ``python -m edgewise.retrain.profiler CONFIG DEVICE``; assembling
 profiles from the measurements (:func:`assemble`) and the 20 % drift test
 (:func:`needs_reprofile`) are pure.
+
+Before any measurement a profile can be predicted instead: the training job's CPU
+pressure on a device (:func:`training_pressure`, the neighbour an app's interference
+model is asked about), the throughput scaled from one thread's (:func:`time_training`,
+:func:`estimated_throughput`) and the profile assembled from the predicted latencies
+(:func:`predicted_profile`); :func:`prediction_errors` puts a plan made from it beside
+the latency measured later. The knowledge base is read by the caller
+(:func:`edgewise.api.retrain.predict_profiles`): this pillar does not import the
+interference pillar.
 """
 
 from __future__ import annotations
