@@ -17,3 +17,36 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("EDGEWISE_HOME", str(home))
     monkeypatch.delenv("EDGEWISE_DB_URL", raising=False)
     yield home
+
+
+#: Test files that start Ray (and Ray Serve, whose proxy takes a fixed port): under
+#: ``pytest -n 2`` (``make test``) their tests run one at a time on one worker, while
+#: the other worker takes everything else.
+_RAY_FILES = (
+    "tests/bench/test_bench_serving_live.py",
+    "tests/serving/test_faults.py",
+    "tests/serving/test_faults_controller.py",
+    "tests/serving/test_ingress.py",
+    "tests/serving/test_multinode.py",
+    "tests/serving/test_predict_ray.py",
+    "tests/serving/test_replay_cli.py",
+    "tests/serving/test_rollout_cli_ray.py",
+    "tests/serving/test_rollout_ray.py",
+    "tests/serving/test_runtime_ray.py",
+    "tests/serving/test_sockets.py",
+    "tests/test_multinode_system.py",
+    "tests/test_quiet.py",
+)
+
+
+def _starts_ray(item: pytest.Item) -> bool:
+    path = item.path.as_posix()
+    in_list = any(path.endswith(name.removeprefix("tests")) for name in _RAY_FILES)
+    return in_list or "demo" in item.path.name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every test that starts Ray in one ``xdist_group`` (a no-op without xdist)."""
+    for item in items:
+        if _starts_ray(item):
+            item.add_marker(pytest.mark.xdist_group("ray"))
