@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -237,13 +238,58 @@ def test_edgewise_scales_out_at_once_and_in_only_after_holding() -> None:
     d, st = pol.decide(make_ctx(rate=150.0, replicas=2, now=0.0))
     assert d.replicas["medium"] >= 4  # 150 rps needs 4 x 40 rps, plus margin
     high = d.replicas["medium"]
+    hold = pol.scale_in_hold_s(make_ctx())
+    assert hold == 75.0  # one start-up (60 s) plus one period (15 s)
     t = 15.0
-    for _ in range(19):  # 285 s of a low rate: still held
+    while t < hold:  # a low rate, but the scale-out is too recent
         d, st = pol.decide(make_ctx(rate=30.0, replicas=high, now=t, state=st))
         assert d.replicas["medium"] == high
         t += 15.0
-    d, st = pol.decide(make_ctx(rate=30.0, replicas=high, now=t + 15.0, state=st))
+    d, st = pol.decide(make_ctx(rate=30.0, replicas=high, now=t, state=st))
     assert d.replicas["medium"] == 1
+
+
+def test_edgewise_scale_in_hold_is_at_least_a_start_up_and_a_period() -> None:
+    pol = EdgewisePolicy(forecaster=None)
+    assert pol.scale_in_hold_s(make_ctx(startup_s=60.0)) == 75.0
+    assert pol.scale_in_hold_s(make_ctx(startup_s=120.0)) == 135.0
+    assert pol.scale_in_hold_s(make_ctx(startup_s=4.0)) == pol.scale_in_window_s
+    assert EdgewisePolicy(scale_in_window_s=300.0).scale_in_hold_s(make_ctx()) == 300.0
+    # A longer hold keeps the replicas of a past peak longer.
+    slow = EdgewisePolicy(forecaster=None, scale_in_window_s=300.0)
+    d, st = slow.decide(make_ctx(rate=150.0, replicas=2, now=0.0))
+    high = d.replicas["medium"]
+    for t in (75.0, 150.0, 285.0):
+        d, st = slow.decide(make_ctx(rate=30.0, replicas=high, now=t, state=st))
+        assert d.replicas["medium"] == high, t
+
+
+@pytest.mark.parametrize("rate", [77.0, 116.0])
+def test_edgewise_scale_in_leaves_room_for_the_poisson_noise(rate: float) -> None:
+    """A lower plan that covers the rate but not its noise over a minute keeps replicas.
+
+    At 77 rps two 40-rps replicas cover the rate and the 2 % band (78.5) but not three
+    standard deviations of a 60 s mean (78.5 + 3.4); at 116 rps, three replicas likewise.
+    """
+    n = math.ceil(rate / 40.0) + 1
+    exact = {"forecaster": None, "initial_margin": 0.0}
+    d, _ = EdgewisePolicy(**exact, scale_in_noise_z=0.0).decide(make_ctx(rate=rate, replicas=n))
+    assert d.replicas["medium"] == n - 1
+    d, _ = EdgewisePolicy(**exact).decide(make_ctx(rate=rate, replicas=n))
+    assert d.replicas["medium"] == n
+    # Well below the lower plan's capacity the noise leaves room: replicas go.
+    d, _ = EdgewisePolicy(**exact).decide(make_ctx(rate=rate - 8.0, replicas=n))
+    assert d.replicas["medium"] == n - 1
+
+
+def test_edgewise_margin_is_the_median_of_its_own_recent_errors() -> None:
+    """The calibration's quantile (0.5 by default) of past relative errors is the margin."""
+    errors = [0.01 * k for k in range(41)]  # 0.00 .. 0.40
+    pol = EdgewisePolicy(forecaster=None)
+    assert pol._margin(errors) == pytest.approx(0.20)
+    assert EdgewisePolicy(error_quantile=0.9)._margin(errors) == pytest.approx(0.36)
+    assert pol._margin(errors[:10]) == pol.initial_margin  # too few to calibrate
+    assert EdgewisePolicy(max_margin=0.1)._margin(errors) == 0.1
 
 
 def test_edgewise_raises_cpus_in_place_while_replicas_start() -> None:

@@ -8,16 +8,22 @@ Each control period it
 1. forecasts the rate at ``t + Δ`` with Δ = replica start-up + control period: the
    forecaster (``edgewise.forecast``, refitted once per history bin) gives the shape of the
    coming hours, which is anchored on the rate observed now (``λ_now · f(t+Δ) / f(t)``);
-2. takes an upper quantile: the trend times ``1 + m``, where ``m`` is a quantile of this
-   policy's own recent relative errors against the 60 s mean rate (a calibration kept in
-   the state), or a 10 s burst of the last minute when it exceeds the Poisson noise;
+2. corrects the trend by its own recent errors: the trend times ``1 + m``, where ``m`` is
+   a quantile (the median by default) of this policy's recent relative errors against
+   the 60 s mean rate (a calibration kept in the state), or a 10 s burst of the last
+   minute when it exceeds the Poisson noise. The upper errors are not bought with
+   replicas for every period: step 5 absorbs them in place within a period;
 3. sizes the replica *pool* for that rate (``planner='pool'``: the replicas share a
    queue, M/G/c, from the flavors' service-time quantiles; the cheapest flavor mix from
    a cached cost/rate frontier) and scales out at once, topping up the running mix
    unless a new mix is ``mix_band`` cheaper;
-4. scales in only when the lower plan, with a hysteresis band, has held for a whole
-   window, no scale-out happened within that window and the forecast does not expect
-   the rate back within it (no reversal within 5 minutes under a constant rate);
+4. scales in only when the lower plan has held for one start-up plus a period (at least
+   ``scale_in_window_s``): keeping an unneeded replica longer costs more than the
+   start-up a premature removal risks (the ski-rental break-even). The lower plan must
+   cover the window's largest rate with a band and three standard deviations of the
+   Poisson noise of a 60 s mean (no reversal within 5 minutes under a constant rate),
+   no scale-out may have happened within the hold, and the forecast must not expect
+   the rate back within it;
 5. raises the CPU quota of running replicas in place (up to the flavor's limit) when the
    rate seen now exceeds what the ready replicas serve, while new replicas start;
 6. goes to zero replicas when the forecast (upper bound) is about zero and no request
@@ -59,7 +65,8 @@ class EdgewisePolicy:
     history_bins : int
         Most history bins given to the forecaster.
     error_quantile : float
-        Quantile of recent relative errors used as the safety margin.
+        Quantile of recent relative errors used as the margin (0.5: the median, a bias
+        correction; vertical scaling absorbs the errors above it).
     error_window : int
         How many recent errors the calibration keeps.
     min_margin, max_margin : float
@@ -68,9 +75,13 @@ class EdgewisePolicy:
         A 10 s mean above the trend counts as a surge when it exceeds the Poisson noise
         by this many standard deviations.
     scale_in_window_s : float
-        A lower plan must hold this long before replicas are removed.
+        A lower plan must hold at least this long before replicas are removed, and at
+        least one start-up plus a period (:meth:`scale_in_hold_s`).
     scale_in_band : float
-        The lower plan must still suffice for ``(1 + band)`` times the rate.
+        The lower plan must still suffice for ``(1 + band)`` times the rate...
+    scale_in_noise_z : float
+        ... plus this many standard deviations of the Poisson noise of a 60 s mean of
+        that rate (``sqrt(rate / 60)``), the noise the observed rate moves by.
     zero_rps : float
         Forecast upper bound under which the service may go to zero replicas.
     vertical : bool
@@ -88,14 +99,15 @@ class EdgewisePolicy:
     forecaster: str | None = "seasonal_naive_weekly"
     level: int = 95
     history_bins: int = 24 * 7 * 5
-    error_quantile: float = 0.9
+    error_quantile: float = 0.5
     error_window: int = 240
     min_margin: float = 0.0
     max_margin: float = 0.5
     initial_margin: float = 0.1
     noise_z: float = 2.0
-    scale_in_window_s: float = 300.0
-    scale_in_band: float = 0.05
+    scale_in_window_s: float = 60.0
+    scale_in_band: float = 0.02
+    scale_in_noise_z: float = 3.0
     zero_rps: float = 0.05
     vertical: bool = True
     planner: str = "pool"
@@ -107,6 +119,7 @@ class EdgewisePolicy:
     def decide(self, ctx: ScalingContext) -> tuple[ScalingDecision, PolicyState]:
         st = ctx.policy_state
         delta = ctx.startup_s + ctx.period_s
+        hold_s = self.scale_in_hold_s(ctx)
         arrivals = ctx.metrics.arrival_rps
         rate_now = mean_last(arrivals, 60.0)
         rate_recent_max = max_block_mean(arrivals, 10, 60.0)
@@ -129,7 +142,7 @@ class EdgewisePolicy:
         pending.append([ctx.now + delta + _CALIB_S / 2, trend])
         # What the forecast expects once the scale-in window has passed: no scale-in
         # right before a ramp (it would be reversed within the window).
-        shape_later = _curve(ctx, forecast, ctx.now + delta + self.scale_in_window_s, "mean")
+        shape_later = _curve(ctx, forecast, ctx.now + delta + hold_s, "mean")
         later = 0.0
         if shape_now is not None and shape_later is not None and shape_now > 0:
             later = rate_now * min(2.0, shape_later / shape_now) * (1.0 + margin)
@@ -149,9 +162,7 @@ class EdgewisePolicy:
 
         # Hysteresis: scale in for the largest rate of the window plus a band.
         window = [
-            [float(t), float(r)]
-            for t, r in st.get("recent", [])
-            if ctx.now - float(t) < self.scale_in_window_s
+            [float(t), float(r)] for t, r in st.get("recent", []) if ctx.now - float(t) < hold_s
         ]
         window.append([ctx.now, rate_q])
         held = max(max(r for _, r in window), later if rate_q > 0 else 0.0)
@@ -159,14 +170,16 @@ class EdgewisePolicy:
         last_up = float(st.get("last_up") or -math.inf)
         if serves_now < rate_q * (1 - 1e-9):
             target, why = resize(sizer, current, rate_q, self.mix_band), "scale out ahead"
-        elif ctx.now - last_up < self.scale_in_window_s:
+        elif ctx.now - last_up < hold_s:
             target, why = current, "hold (scaled out recently)"
         else:
-            plan_down = sizer.plan(held * (1.0 + self.scale_in_band))
+            need = held * (1.0 + self.scale_in_band) + self.scale_in_noise_z * math.sqrt(
+                held / _CALIB_S
+            )
+            plan_down = sizer.plan(need)
             if held == 0.0 and rate_q == 0.0:
                 plan_down = {f.name: 0 for f in flavors}
             if _price(flavors, plan_down) < _price(flavors, current) - 1e-12:
-                need = held * (1.0 + self.scale_in_band)
                 target = resize(sizer, current, need, self.mix_band) if need > 0 else plan_down
                 why = "scale in (held)"
             else:
@@ -190,6 +203,16 @@ class EdgewisePolicy:
         return ScalingDecision(target, cpus, reason), state
 
     # ------------------------------------------------------------------ parts
+    def scale_in_hold_s(self, ctx: ScalingContext) -> float:
+        """How long a lower plan must hold before replicas go: at least a start-up and a period.
+
+        Keeping a replica that turns out unneeded costs its price for the hold; removing
+        one that is needed again costs a start-up (billed, and capacity missing meanwhile).
+        Holding about one start-up plus a control period is the break-even (the
+        ski-rental rule): longer holds pay more than the start-ups they save.
+        """
+        return max(self.scale_in_window_s, ctx.startup_s + ctx.period_s)
+
     def _margin(self, errors: Sequence[float]) -> float:
         if len(errors) < 20:
             return self.initial_margin
