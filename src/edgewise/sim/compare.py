@@ -11,7 +11,7 @@ from typing import Any
 
 from edgewise.sim.serving import SimResult
 
-__all__ = ["compare_oracle", "compare_ours", "vs_hpa"]
+__all__ = ["compare_oracle", "compare_ours", "vs_hpa", "worst_trace"]
 
 
 def vs_hpa(
@@ -62,8 +62,10 @@ def compare_ours(
         out["hpa_reference"] = ref["hpa_reference"]
         out["cost_ratio_vs_hpa"] = ref["cost_ratio_vs_hpa"]
     if "oracle" in per_policy:
-        oc = per_policy["oracle"]["cost"]
+        oracle = per_policy["oracle"]
+        oc = oracle["cost"]
         out["cost_ratio_vs_oracle"] = ours["cost"] / oc if oc > 0 else None
+        out["attainment_vs_oracle_pt"] = 100.0 * (ours["slo_attainment"] - oracle["slo_attainment"])
 
 
 def compare_oracle(
@@ -84,3 +86,36 @@ def compare_oracle(
         best = min(reached, key=lambda e: e["cost_ratio_vs_hpa"])
         out["oracle_best_cost_ratio_vs_hpa"] = best["cost_ratio_vs_hpa"]
         out["oracle_best_setting"] = best["setting"]
+
+
+def worst_trace(reports: dict[str, dict[str, Any]]) -> str:
+    """The trace on which our policy did worst: highest cost over the oracle's.
+
+    Runs without an oracle ratio rank after those with one, by lowest attainment (ours,
+    else the first policy's); ties keep the given order.
+
+    Parameters
+    ----------
+    reports : dict
+        ``bench serving --json`` report of each trace, by trace name (at least one).
+
+    Returns
+    -------
+    str
+        The name of the worst trace.
+    """
+    if not reports:
+        raise ValueError("no trace to compare")
+
+    def badness(item: tuple[int, tuple[str, dict[str, Any]]]) -> tuple[int, float, int]:
+        index, (_, report) = item
+        ratio = report.get("cost_ratio_vs_oracle")
+        if ratio is not None:
+            return (1, float(ratio), -index)
+        attain = report.get("slo_attainment")
+        if attain is None:
+            first: dict[str, Any] = next(iter(report.get("policies", {}).values()), {})
+            attain = first.get("slo_attainment", 1.0)
+        return (0, -float(attain), -index)
+
+    return max(enumerate(reports.items()), key=badness)[1][0]
