@@ -5,20 +5,22 @@ the training series, never seeing what follows (the horizon and step the planner
 uses). The candidates are the seasonal naives (one per season), seasonal medians,
 seasonal exponential smoothing, MSTL, fixed combinations and the mean of the two best
 single candidates; they are ranked by mean absolute error on the latest ``n_windows``
-windows. The winner must beat the best seasonal naive by ``min_gain`` in that backtest,
-and still beat it with its own best window left out, or the best seasonal naive is used: on a trace
-nobody tuned for, a model that only ties the floor in the backtest tends to trail it
-afterwards.
+windows. The winner must beat the best seasonal naive by ``min_gain`` in that
+backtest, and still beat it with its own best window left out, or the best seasonal
+naive is used: on a trace nobody tuned for, a model that only ties the floor in the
+backtest tends to trail it afterwards.
 
-The chosen model's errors on up to ``calibration_windows`` windows (the cheap
-candidates are backtested on all of them anyway; an MSTL-based choice is backtested on
-the extra ones only once chosen, up to fourteen windows: each is one more MSTL fit of
-about 25 ms) calibrate its intervals per horizon step
-(:class:`~edgewise.forecast.intervals.StepConformalCalibrator`). Bad input falls back and says so in ``info['notes']`` and ``info['decision']`` (see
-:mod:`edgewise.forecast.guards`): a constant series forecasts its value; a series shorter
-than two longest seasons tries only the candidates it has history for; a level shift at
-the very end switches to the shortest season's naive, which follows the new level.
-Pure computation.
+The chosen model's errors on up to ``calibration_windows`` windows calibrate its
+intervals per horizon step
+(:class:`~edgewise.forecast.intervals.StepConformalCalibrator`). The cheap candidates
+are backtested on all of them anyway; an MSTL-based choice is backtested on the extra
+ones only once chosen (each is one more MSTL fit of about 25 ms).
+
+Bad input falls back and says so in ``info['notes']`` and ``info['decision']`` (see
+:mod:`edgewise.forecast.guards`): a constant series forecasts its value; a series
+shorter than two longest seasons tries only the candidates it has history for; a level
+shift at the very end switches to the shortest season's naive, which follows the new
+level. Pure computation.
 """
 
 from __future__ import annotations
