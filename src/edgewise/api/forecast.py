@@ -496,8 +496,7 @@ class TraceSetBenchmark:
     @property
     def worst_coverage(self) -> float:
         """The interval coverage farthest from the nominal level."""
-        nominal = self.level / 100.0
-        return max((r.coverage for r in self.results), key=lambda c: abs(c - nominal))
+        return max((r.coverage for r in self.results), key=lambda c: abs(c - self.level / 100))
 
     @staticmethod
     def _summary(r: ForecastBenchmark) -> dict[str, Any]:
@@ -510,7 +509,7 @@ class TraceSetBenchmark:
             "train": r.train,
             "best_naive": r.best_naive,
             "mae_ratio": r.mae_ratio_best_naive,
-            "mae_ratio_mstl": r.mae_ratio_mstl,
+            "mae_ratio_mstl": _rebase(r.mae_ratio_mstl, r),
             f"coverage_{r.level}": r.coverage,
             f"upper_coverage_{r.level}": r.upper_coverage,
             "fit_predict_ms": r.fit_predict_ms,
@@ -531,6 +530,12 @@ class TraceSetBenchmark:
             ),
             "traces": [self._summary(r) for r in self.results],
         }
+
+
+def _rebase(ratio: float | None, r: ForecastBenchmark) -> float | None:
+    """A ratio to the longest season's naive as one to the best naive (``r.best_naive``)."""
+    known = None not in (ratio, r.mae_ratio, r.mae_ratio_best_naive) and r.mae > 0
+    return ratio * r.mae_ratio_best_naive / r.mae_ratio if known else None  # type: ignore[operator]
 
 
 def _relabel(progress: Progress, trace: str, _phase: str, done: int, total: int) -> None:
