@@ -147,3 +147,16 @@ def test_answers_over_the_slo_beyond_what_the_percentile_allows_roll_back_early(
     assert v.reason == "1 of 3 canary answers over the SLO's 50 ms, more than its p99 allows in 20"
     # A p50 SLO tolerates one slow answer in 20: wait for the rest.
     assert judge(make_ctx(canary=early, percentile=50.0), POLICY).action == "wait"
+
+
+def test_a_slow_host_is_not_blamed_on_the_canary() -> None:
+    # The serving version misses the 50 ms SLO too: the canary is held to its tail + 20%.
+    busy = {"latencies_ms": (70.0,) * 40, "stable_latencies_ms": (65.0,) * 40}
+    v = judge(make_ctx(canary=busy), POLICY)
+    assert v.action == "promote" and "the serving version's own p99 65.0 ms +20%" in v.reason
+    slower = dict(busy, latencies_ms=(70.0,) * 30 + (120.0,) * 10)
+    w = judge(make_ctx(canary=slower), POLICY)
+    assert w.action == "rollback" and "it misses the SLO's 50 ms meanwhile" in w.reason
+    # Too few serving answers to tell: the SLO itself is the bound.
+    few = dict(busy, stable_latencies_ms=(65.0,) * 5)
+    assert "over the SLO's 50 ms" in judge(make_ctx(canary=few), POLICY).reason

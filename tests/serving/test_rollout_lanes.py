@@ -23,6 +23,7 @@ def test_the_splitter_sends_exactly_the_share_spread_evenly(share: float) -> Non
 def test_tally_counts_labels_agreement_and_starts_over_when_taken() -> None:
     t = CanaryTally("r1")
     t.latencies_ms += [5.0, 7.0]
+    t.stable_latencies_ms.append(3.0)
     t.count_labels(True, ["cat", "dog"], ["cat", "cat"])
     t.count_labels(False, ["cat"], ["cat"])
     t.count_labels(True, ["cat"], None)
@@ -32,6 +33,7 @@ def test_tally_counts_labels_agreement_and_starts_over_when_taken() -> None:
     assert out == {
         "rollout": "r1",
         "latencies_ms": [5.0, 7.0],
+        "stable_latencies_ms": [3.0],
         "errors": 0,
         "compared": 3,
         "agreed": 2,
@@ -58,11 +60,16 @@ def test_coordinator_carries_the_assignment_and_sums_the_canary() -> None:
     r = s.start_rollout("digits:v2", 0.1)
     lane = {"rollout": r["id"], "canary_ready": True, "promoted": False}
     s.report_canary("h:1", {"rollout": r["id"], "latencies_ms": [4.0], "agreed": 1}, lane)
-    s.report_canary("h:2", {"rollout": r["id"], "latencies_ms": [6.0], "agreed": 1}, lane)
+    s.report_canary(
+        "h:2",
+        {"rollout": r["id"], "latencies_ms": [6.0], "stable_latencies_ms": [2.0], "agreed": 1},
+        lane,
+    )
     s.report_canary("h:2", {"rollout": "old", "latencies_ms": [99.0]}, lane)  # stale: ignored
     view = s.rollout_view()
     stats = CanaryStats.from_dict(view["canary"])
     assert stats.latencies_ms == (4.0, 6.0) and stats.agreed == 2
+    assert stats.stable_latencies_ms == (2.0,)
     assert set(view["lanes"]) == {"h:1", "h:2"}
     s.promote(["h:1"])
     assert s.assignment()["rollout"]["promoted"] == ["h:1"]

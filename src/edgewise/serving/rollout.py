@@ -47,6 +47,10 @@ class RolloutPolicy:
     max_canary_s : float
         Longest the canary may run without a verdict; past it the rollout rolls back
         (too little traffic to judge).
+    max_latency_increase : float
+        When the serving version itself misses the SLO during the canary (a slow host,
+        not a slow version), the canary is held to the serving version's own tail
+        latency at the same time, plus this share.
     """
 
     canary_share: float = 0.1
@@ -56,13 +60,19 @@ class RolloutPolicy:
     min_labelled: int = 30
     max_error_rate: float = 0.0
     max_canary_s: float = 120.0
+    max_latency_increase: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.canary_share < 1.0:
             raise SpecError(f"rollout canary_share {self.canary_share} must lie in (0, 1)")
         if self.min_requests < 1 or self.min_labelled < 1:
             raise SpecError("rollout min_requests and min_labelled must be at least 1")
-        for name in ("min_agreement", "max_accuracy_drop", "max_error_rate"):
+        for name in (
+            "min_agreement",
+            "max_accuracy_drop",
+            "max_error_rate",
+            "max_latency_increase",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SpecError(f"rollout {name} {value} must lie in [0, 1]")
@@ -87,9 +97,12 @@ class CanaryStats:
         Canary requests that carried a label, and how many the canary got right.
     stable_labelled, stable_correct : int
         The same for the serving version over the same period.
+    stable_latencies_ms : tuple of float
+        In-replica latency of the serving version's answers over the same period.
     """
 
     latencies_ms: tuple[float, ...] = ()
+    stable_latencies_ms: tuple[float, ...] = ()
     errors: int = 0
     compared: int = 0
     agreed: int = 0
@@ -105,8 +118,13 @@ class CanaryStats:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CanaryStats:
         """Build from the plain dict the coordinator keeps (unknown keys ignored)."""
-        counts = {k: int(data.get(k, 0)) for k in cls.__dataclass_fields__ if k != "latencies_ms"}
-        return cls(latencies_ms=tuple(float(v) for v in data.get("latencies_ms", ())), **counts)
+        series = ("latencies_ms", "stable_latencies_ms")
+        counts = {k: int(data.get(k, 0)) for k in cls.__dataclass_fields__ if k not in series}
+        return cls(
+            latencies_ms=tuple(float(v) for v in data.get("latencies_ms", ())),
+            stable_latencies_ms=tuple(float(v) for v in data.get("stable_latencies_ms", ())),
+            **counts,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,14 +171,16 @@ def judge(ctx: CanaryContext, policy: RolloutPolicy) -> Verdict:
     if c.errors and c.errors > policy.max_error_rate * attempts:
         return Verdict("rollback", f"the canary failed {c.errors} of {attempts} requests")
     pname = f"p{ctx.percentile:g}"
-    over = sum(v > ctx.slo_ms for v in c.latencies_ms)
-    if over > (1.0 - ctx.percentile / 100.0) * max(policy.min_requests, c.answered):
-        # Already more answers over the SLO than the percentile allows in the sample the
+    bound, bound_words = latency_bound(ctx, policy)
+    over = sum(v > bound for v in c.latencies_ms)
+    judged = max(policy.min_requests, c.answered)
+    if over > (1.0 - ctx.percentile / 100.0) * judged:
+        # Already more answers over the bound than the percentile allows in the sample the
         # gate will judge: waiting for the rest only sends more requests to a bad canary.
         return Verdict(
             "rollback",
-            f"{over} of {c.answered} canary answers over the SLO's {ctx.slo_ms:g} ms, more "
-            f"than its {pname} allows in {max(policy.min_requests, c.answered)}",
+            f"{over} of {c.answered} canary answers over {bound_words}, more than its "
+            f"{pname} allows in {judged}",
         )
     if c.answered < policy.min_requests:
         waited = ctx.now - ctx.started_at
@@ -172,20 +192,38 @@ def judge(ctx: CanaryContext, policy: RolloutPolicy) -> Verdict:
             )
         return Verdict("wait", f"{c.answered} of {policy.min_requests} canary answers")
     tail = canary_percentile(c.latencies_ms, ctx.percentile)
-    if tail > ctx.slo_ms:
+    if tail > bound:
         return Verdict(
-            "rollback",
-            f"canary {pname} {tail:.1f} ms is over the SLO's {ctx.slo_ms:g} ms "
-            f"({c.answered} answers)",
+            "rollback", f"canary {pname} {tail:.1f} ms is over {bound_words} ({c.answered} answers)"
         )
     accuracy = _judge_accuracy(c, policy)
     if accuracy is not None:
         return accuracy
     return Verdict(
         "promote",
-        f"canary {pname} {tail:.1f} ms within the SLO's {ctx.slo_ms:g} ms and "
+        f"canary {pname} {tail:.1f} ms within {bound_words} and "
         f"{_accuracy_words(c, policy)} over {c.answered} answers",
     )
+
+
+def latency_bound(ctx: CanaryContext, policy: RolloutPolicy) -> tuple[float, str]:
+    """The latency the canary's tail is held to, and its name in words.
+
+    The SLO; but when the serving version's own tail over the same period (at least
+    ``min_requests`` answers) is over the SLO too, the host is what is slow, and the
+    canary is held to that tail plus ``max_latency_increase``.
+    """
+    stable = ctx.canary.stable_latencies_ms
+    if len(stable) >= policy.min_requests:
+        stable_tail = canary_percentile(stable, ctx.percentile)
+        if stable_tail > ctx.slo_ms:
+            bound = stable_tail * (1.0 + policy.max_latency_increase)
+            return bound, (
+                f"the serving version's own p{ctx.percentile:g} {stable_tail:.1f} ms "
+                f"+{policy.max_latency_increase:.0%} (it misses the SLO's {ctx.slo_ms:g} ms "
+                "meanwhile)"
+            )
+    return ctx.slo_ms, f"the SLO's {ctx.slo_ms:g} ms"
 
 
 def _judge_accuracy(c: CanaryStats, policy: RolloutPolicy) -> Verdict | None:

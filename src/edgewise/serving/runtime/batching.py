@@ -47,6 +47,11 @@ class MicroBatcher:
         self.batches_run = 0
         self.samples_run = 0
 
+    @property
+    def pending(self) -> int:
+        """Requests waiting for a forward pass (not counting the one running)."""
+        return 0 if self._queue is None else self._queue.qsize()
+
     async def submit(self, batch: np.ndarray) -> Outputs:
         """Run ``batch`` (N samples) with whatever else queued; its N results back."""
         loop = asyncio.get_running_loop()

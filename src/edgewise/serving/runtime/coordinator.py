@@ -122,8 +122,8 @@ class CoordinatorState:
         if self.rollout is None or stats.get("rollout") != self.rollout["id"]:
             return
         for key, value in stats.items():
-            if key == "latencies_ms":
-                self.canary["latencies_ms"].extend(float(v) for v in value)
+            if isinstance(value, list):  # latencies: canary and serving version
+                self.canary.setdefault(key, []).extend(float(v) for v in value)
             elif key != "rollout":
                 self.canary[key] = int(self.canary.get(key, 0)) + int(value)
 
@@ -135,7 +135,7 @@ class CoordinatorState:
         """The driver's view: assignment, the canary's observations, each replica's lane."""
         return {
             **self.assignment(),
-            "canary": {**self.canary, "latencies_ms": list(self.canary.get("latencies_ms", []))},
+            "canary": {k: list(v) if isinstance(v, list) else v for k, v in self.canary.items()},
             "lanes": {  # live replicas only: one heard from in the last 3 s
                 k: dict(v)
                 for k, v in self.lanes.items()

@@ -61,6 +61,7 @@ class CanaryTally:
 
     rollout: str
     latencies_ms: list[float] = field(default_factory=list)
+    stable_latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     compared: int = 0
     agreed: int = 0
@@ -74,7 +75,7 @@ class CanaryTally:
         out = dataclasses.asdict(self)
         for f in dataclasses.fields(self):
             if f.name != "rollout":
-                setattr(self, f.name, [] if f.name == "latencies_ms" else 0)
+                setattr(self, f.name, [] if f.name.endswith("latencies_ms") else 0)
         return out
 
     def count_labels(self, canary: bool, answers: list[Any], labels: list[str] | None) -> None:

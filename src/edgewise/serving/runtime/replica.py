@@ -183,7 +183,12 @@ class ModelReplica:
             tally.count_labels(canary, answers, labels)
             if canary:
                 tally.latencies_ms.append(elapsed_ms)
-                self._spawn(self._compare(batch, answers, tally))
+                # Agreement is measured on spare capacity: a canary input waits for the
+                # serving version only when nothing else does.
+                if self._stable.batcher.pending == 0:
+                    self._spawn(self._compare(batch, answers, tally))
+            elif self._splitter is not None:
+                tally.stable_latencies_ms.append(elapsed_ms)
         return Response(json.dumps(lane.predictor.answer(outputs)), media_type="application/json")
 
     def _route(self) -> tuple[Lane, bool]:
