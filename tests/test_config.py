@@ -217,3 +217,26 @@ def test_retrain_with_an_unknown_background_model_fails_at_once(tmp_path: Path) 
     assert not (home / "retrain").exists()
     leftovers = [p for p in home.rglob("*") if p.is_dir()] if home.exists() else []
     assert leftovers == [], leftovers
+
+
+def test_a_service_variant_names_a_registered_version_or_a_model_file(tmp_path: Path) -> None:
+    from edgewise.config import ServiceSpec, parse_spec
+
+    model_file = tmp_path / "digits.pt"
+    model_file.write_bytes(b"")
+    spec = {
+        "name": "own",
+        "variants": [
+            {"model": "digits:v2", "accuracy": 0.9},
+            {"model": str(model_file), "accuracy": 0.8},
+            {"model": "digits_cnn", "accuracy": 0.7},
+        ],
+        "slo": {"latency_ms": 100, "percentile": 99},
+    }
+    got = parse_spec(spec, ServiceSpec, "own.yaml")
+    assert [v.model for v in got.variants] == ["digits:v2", str(model_file), "digits_cnn"]
+    # a bare name outside the zoo is a typo until proven otherwise; a missing file too
+    for bad in ("digits", str(tmp_path / "missing.pt"), "digits:v0"):
+        wrong = {**spec, "variants": [{"model": bad, "accuracy": 0.9}]}
+        with pytest.raises(SpecError, match=r"variants\[0\]\.model: unknown model"):
+            parse_spec(wrong, ServiceSpec, "own.yaml")

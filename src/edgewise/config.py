@@ -12,6 +12,7 @@ be checked without importing torch or the workloads adapter; the zoo builds from
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -45,7 +46,10 @@ MODEL_NAMES: tuple[str, ...] = (
 
 
 def known_model(name: str) -> str:
-    """Return ``name`` if it names a zoo model; raise ``ValueError`` listing the known ones.
+    """Return ``name`` if it names a zoo model, a registered version or a model file.
+
+    A registered model is written ``NAME:vN``; a path must exist. Anything else raises
+    ``ValueError`` listing the zoo's models.
 
     Parameters
     ----------
@@ -62,9 +66,22 @@ def known_model(name: str) -> str:
     ValueError
         One line: the unknown name and the known names (:data:`MODEL_NAMES`).
     """
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
-    return name
+    if name in MODEL_NAMES or _VERSIONED_REF.fullmatch(name) or _is_model_path(name):
+        return name
+    raise ValueError(
+        f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)} (a registered "
+        "model is named with its version, NAME:vN, or by the path of its file)"
+    )
+
+
+#: A registered model named with its version (``NAME:vN`` or ``NAME:N``); a bare name
+#: that is not in the zoo is refused here, so that a typo is caught when the spec loads.
+_VERSIONED_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}:v?[1-9][0-9]*")
+
+
+def _is_model_path(name: str) -> bool:
+    """Whether ``name`` is the path of a model file or directory that exists."""
+    return any(c in name for c in "/.~") and Path(name).expanduser().exists()
 
 
 def known_neighbour(name: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from edgewise.config import MODEL_NAMES, known_model
+from edgewise.config import MODEL_NAMES
 from edgewise.errors import UnknownNameError
 
 __all__ = ["MODEL_NAMES", "DigitsCNN", "ZooModel", "build_model", "check_model_name", "logits_of"]
@@ -212,12 +212,12 @@ _BUILDERS: dict[str, Callable[[int | None, int], ZooModel]] = {
 def check_model_name(name: str) -> str:
     """Return ``name`` if the zoo knows it; raise :class:`UnknownNameError` otherwise.
 
-    The same rule and message as a spec's model fields (:func:`edgewise.config.known_model`).
+    Only the zoo: a spec's model fields also take registered versions and model files
+    (:func:`edgewise.config.known_model`), which :mod:`edgewise.registry` loads.
     """
-    try:
-        return known_model(name)
-    except ValueError as err:
-        raise UnknownNameError(str(err)) from None
+    if name not in MODEL_NAMES:
+        raise UnknownNameError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+    return name
 
 
 def build_model(
