@@ -251,8 +251,8 @@ def rollout_under_load(
 ) -> list[LoadedRollout]:
     """Serve ``serving``, then roll out each of ``to`` in turn under open-loop load.
 
-    The service's capacity is measured first (closed loop, a few seconds); each rollout
-    then runs while Poisson arrivals at ``load_fraction`` of that capacity reach the
+    The service's capacity is measured first (service times probed through HTTP, then
+    the largest Poisson rate each replica keeps within the SLO); each rollout then runs while Poisson arrivals at ``load_fraction`` of that capacity reach the
     service, and what the clients saw during it is reported.
 
     Parameters
@@ -283,7 +283,8 @@ def rollout_under_load(
     list of LoadedRollout
         One per version in ``to``.
     """
-    from edgewise.serving.loadgen import run_closed_loop
+    from edgewise.serving.capacity import capacity_rps
+    from edgewise.serving.live import probe_live_service
     from edgewise.serving.runtime import RuntimeConfig, ServingRuntime, stdout_to_stderr
 
     gate = policy or RolloutPolicy()
@@ -301,8 +302,10 @@ def rollout_under_load(
     with stdout_to_stderr(), ServingRuntime(cfg) as rt:
         rt.wait_for_replicas(replicas, timeout_s=300)
         url = rt.url + "/predict"
-        saturated = run_closed_loop(url, body, concurrency=4 * replicas, seconds=4.0)
-        capacity = float(saturated["throughput_rps"])
+        # Capacity as edgewise defines it: the largest Poisson rate the replicas keep
+        # within the SLO, from service times probed one request at a time through HTTP.
+        service_ms = probe_live_service(url, body, "application/octet-stream", n=150)
+        capacity = replicas * capacity_rps(service_ms, slo_ms, percentile, seed=seed)
         for i, ref in enumerate(to):
             results.append(
                 _one_under_load(
