@@ -275,6 +275,7 @@ def serve(
         port=port,
         address=address,
         ingress=ingress,
+        kb=store.url,  # the replicas resolve NAME:vN in the same registry
     )
     with ServingRuntime(cfg) as rt:
         rt.wait_for_replicas(1, timeout_s=180)
