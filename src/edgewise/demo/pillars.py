@@ -1,28 +1,23 @@
-"""``edgewise demo``: the three pillars end to end on embedded defaults, in minutes.
+"""The demo's profile and serve steps on the built-in ``digits_cnn``.
 
-1. profile: a short interference campaign for ``digits_cnn`` (the app that runs beside the
-   retraining job and behind the service), with its error on held-out stress mixes;
-2. serve: forecast the bike-share trace, derate the capacity probed through the live HTTP
-   path by the predicted slowdown next to a neighbour (the plan a co-location would need),
-   and replay a compressed day live on Ray Serve with our autoscaler and the HPA baseline;
-3. retrain: update the model on three emulated devices with background apps, kill one
-   device mid-run, recover;
-4. a one-screen summary, and everything in the knowledge base for ``edgewise report``.
-
-Orchestration only: every step calls the same functions as the CLI commands.
+:func:`run_profile`: a short interference campaign with its error on held-out stress
+mixes, and :func:`predicted_slowdown` next to a neighbour; :func:`run_serve`: forecast the
+bike-share trace, derate the capacity probed through the live HTTP path by the predicted
+slowdown (the plan a co-location would need), and replay a compressed day live on Ray
+Serve with our autoscaler and the HPA baseline. Orchestration only: every step calls the
+same use cases as the CLI commands and adds its figures to the summary.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+
+from edgewise.demo.summary import DemoSummary
 
 APP = "digits_cnn"
 APP_RATE = 50.0
@@ -36,19 +31,6 @@ PEAK_FRACTION = 0.5
 #: The demand at which the summary compares plans with and without the prediction:
 #: what this many replicas carry at their capacity alone.
 REFERENCE_REPLICAS = 4
-
-
-@dataclass
-class DemoSummary:
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def add(self, pillar: str, what: str, value: str) -> None:
-        self.rows.append((pillar, what, value))
-
-
-def _step(console: Console, title: str) -> None:
-    console.rule(f"[bold]{title}")
 
 
 def run_profile(kb: Any, console: Console, summary: DemoSummary, seed: int) -> None:
@@ -172,86 +154,4 @@ def _summarise_colocation(summary: DemoSummary, coloc: Any) -> None:
         f"replicas for {ref_rps:.0f} rps without / with the prediction",
         f"{REFERENCE_REPLICAS} / {beside_n} (without: {blind} next to the neighbour, "
         f"SLO {SLO_MS:g} ms)",
-    )
-
-
-def run_retrain(console: Console, summary: DemoSummary, seed: int) -> None:
-    """Re-train on three emulated devices and kill one of them mid-run."""
-    from edgewise.api.retrain import retrain
-
-    devices = Path(__file__).resolve().parents[2] / "examples" / "devices-hetero.yaml"
-    if not devices.exists():
-        from edgewise.paths import data_file
-
-        devices = data_file("devices-hetero.yaml")
-    with console.status("re-training") as status:
-        result = retrain(
-            devices=devices,
-            steps=24,
-            global_batch=512,
-            kill_at_step=10,
-            kill_device="pi-c",
-            seed=seed,
-            progress=lambda phase, done, total: status.update(f"re-training: {phase}"),
-        )
-    job = result.job
-    if job is None:  # only a drift check that found no drift returns no job
-        summary.add("retrain", "drift check", "no update needed")
-        return
-    summary.add(
-        "retrain",
-        "accuracy on drifted split before / after",
-        f"{job.accuracy_before:.3f} / {job.accuracy_after:.3f}",
-    )
-    if job.recovery_s is not None:
-        summary.add(
-            "retrain", "device pi-c killed at step 10: recovery (s)", f"{job.recovery_s:.1f}"
-        )
-    bg = job.background
-    kept = sum(1 for v in bg.values() if v.p99_ms <= v.deadline_ms)
-    summary.add("retrain", "background apps within deadline (p99)", f"{kept} / {len(bg)}")
-
-
-def run_demo(seed: int = 0, console: Console | None = None) -> DemoSummary:
-    from edgewise.kb import KnowledgeBase
-
-    console = console or Console(stderr=True)
-    kb = KnowledgeBase.open()
-    summary = DemoSummary()
-    t = time.perf_counter()
-    _step(console, "1/3 profile: how slow does digits_cnn get next to other work?")
-    run_profile(kb, console, summary, seed)
-    slowdown, source = predicted_slowdown(kb)
-    console.print(
-        f"predicted p50 slowdown of {APP} next to {NEIGHBOUR}: x{slowdown:.2f} ({source})"
-    )
-    summary.add(
-        "profile", f"predicted p50 slowdown next to {NEIGHBOUR} ({source})", f"x{slowdown:.2f}"
-    )
-    summary.timings["profile"] = time.perf_counter() - t
-    t = time.perf_counter()
-    _step(console, "2/3 serve: forecast, plan, replay a day live on Ray Serve")
-    run_serve(kb, console, summary, seed)
-    summary.timings["serve"] = time.perf_counter() - t
-    t = time.perf_counter()
-    _step(console, "3/3 retrain: three emulated devices, one dies mid-run")
-    run_retrain(console, summary, seed)
-    summary.timings["retrain"] = time.perf_counter() - t
-    return summary
-
-
-def print_summary(summary: DemoSummary) -> None:
-    table = Table(title="edgewise demo")
-    table.add_column("pillar")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    for row in summary.rows:
-        table.add_row(*row)
-    Console().print(table)
-    spent = ", ".join(f"{k} {v:.0f} s" for k, v in summary.timings.items())
-    from edgewise.rayenv import log_path
-
-    Console().print(f"time: {spent}; `edgewise report` renders it all from the knowledge base.")
-    Console().print(
-        f"Ray's and Serve's own lines: {log_path()} (`edgewise --verbose demo` shows them)"
     )
