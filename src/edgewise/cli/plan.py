@@ -226,18 +226,17 @@ def capacity(
         raise InfeasibleError(reason)
 
 
+_FLEET_HELP = (
+    "instead of --service/--flavors: a fleet spec (services sharing nodes); place every "
+    "replica with the knowledge base's interference models, next to Ray's spread and "
+    "first-fit packing, at each service's peak rate"
+)
+
+
 def plan(
     service: Annotated[Path | None, typer.Option(help="service YAML file")] = None,
     flavors: Annotated[Path | None, typer.Option(help="flavors YAML file")] = None,
-    fleet: Annotated[
-        Path | None,
-        typer.Option(
-            dir_okay=False,
-            help="instead of --service/--flavors: a fleet spec (services sharing nodes); place "
-            "every replica with the knowledge base's interference models, next to Ray's spread "
-            "and first-fit packing, at each service's peak rate",
-        ),
-    ] = None,
+    fleet: Annotated[Path | None, typer.Option(dir_okay=False, help=_FLEET_HELP)] = None,
     rate: Annotated[
         float | None, typer.Option(min=0.0, help="request rate to serve (requests/s)")
     ] = None,
