@@ -192,6 +192,27 @@ class ModelVariant(_Spec):
     _known_model = field_validator("model")(known_model)
 
 
+class RolloutSettings(_Spec):
+    """How ``edgewise rollout`` gates a new version of the service (its ``rollout:`` block).
+
+    The canary answers ``canary_share`` of live requests until ``min_requests`` answers
+    are in; it must keep the SLO, agree with the serving version on at least
+    ``min_agreement`` of them (or, with ``min_labelled`` labelled requests, lose at most
+    ``max_accuracy_drop`` of accuracy), fail at most ``max_error_rate`` of them, and be
+    judged within ``max_canary_s``; on a host slow for both versions it is held to the
+    serving version's own tail plus ``max_latency_increase``.
+    """
+
+    canary_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    min_requests: Annotated[int, Field(ge=1)] = 50
+    min_agreement: Fraction = 0.9
+    max_accuracy_drop: Fraction = 0.02
+    min_labelled: Annotated[int, Field(ge=1)] = 30
+    max_error_rate: Fraction = 0.0
+    max_canary_s: Annotated[float, Field(gt=0.0)] = 120.0
+    max_latency_increase: NonNegative = 0.2
+
+
 class ServiceSpec(_Spec):
     """A prediction service: one task, one or more model variants, one SLO."""
 
@@ -203,6 +224,8 @@ class ServiceSpec(_Spec):
     neighbours: list[Annotated[str, AfterValidator(known_neighbour)]] = Field(default_factory=list)
     """Workloads beside every replica (see :func:`known_neighbour`): capacity is derated
     by the slowdown the knowledge base's interference model predicts next to them."""
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    """The gate of ``edgewise rollout`` (flags given to the command override it)."""
 
     @model_validator(mode="before")
     @classmethod

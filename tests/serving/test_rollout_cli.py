@@ -118,3 +118,38 @@ def test_bench_versions_are_what_the_benchmark_says(tmp_path: Path) -> None:
     top1 = [[t[0][0] for t in m.top_k(x, 1)] for m in (v1, v2, v3)]
     assert top1[0] == top1[1] == top1[2]  # v2 and v3 agree with v1
     np.testing.assert_allclose(v3.forward(x), v2.forward(x), atol=1e-5)
+
+
+def test_the_gate_comes_from_the_service_yaml_and_a_flag_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgewise.api.rollout as api_rollout
+    from edgewise.serving.rollout import RolloutPolicy
+
+    path = _service(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["rollout"] = {"canary_share": 0.25, "min_requests": 20, "max_canary_s": 30}
+    path.write_text(yaml.safe_dump(spec))
+    seen: list[RolloutPolicy] = []
+
+    def stop(to: str, serving: str | None, kb: str | None) -> None:
+        raise api_rollout.SpecError("stopped after the gate was built")
+
+    real_policy = api_rollout.RolloutPolicy
+
+    def spy(**kwargs: object) -> RolloutPolicy:
+        seen.append(real_policy(**kwargs))  # type: ignore[arg-type]
+        return seen[-1]
+
+    monkeypatch.setattr(api_rollout, "RolloutPolicy", spy)
+    monkeypatch.setattr(api_rollout, "check_version", stop)
+    code, _ = _rollout(str(path), "--to", "digits_cnn", "--min-requests", "80")
+    assert code == 2
+    gate = seen[-1]
+    assert (gate.canary_share, gate.min_requests, gate.max_canary_s) == (0.25, 80, 30.0)
+    assert gate.min_agreement == 0.9  # the default where neither says
+    # a bad setting in the YAML names its field
+    spec["rollout"] = {"canary_share": 1.5}
+    path.write_text(yaml.safe_dump(spec))
+    code, out = _rollout(str(path), "--to", "digits_cnn")
+    assert code == 2 and "rollout.canary_share" in out

@@ -89,11 +89,11 @@ def rollout(
     *,
     service: Path,
     to: str,
-    canary_share: float = 0.1,
-    min_requests: int = 50,
-    min_agreement: float = 0.9,
-    max_accuracy_drop: float = 0.02,
-    max_canary_s: float = 120.0,
+    canary_share: float | None = None,
+    min_requests: int | None = None,
+    min_agreement: float | None = None,
+    max_accuracy_drop: float | None = None,
+    max_canary_s: float | None = None,
     address: str | None = None,
     kb: str | None = None,
 ) -> RolloutResult:
@@ -106,7 +106,8 @@ def rollout(
     to : str
         The new version: ``NAME:vN``, or any model reference the replicas can load.
     canary_share, min_requests, min_agreement, max_accuracy_drop, max_canary_s
-        The gate's thresholds (see :class:`edgewise.serving.rollout.RolloutPolicy`).
+        The gate's thresholds (see :class:`edgewise.serving.rollout.RolloutPolicy`);
+        ``None`` takes the service YAML's ``rollout:`` setting (or its default).
     address : str, optional
         Ray address of the service (default: the one its record names).
     kb : str, optional
@@ -127,13 +128,15 @@ def rollout(
     from edgewise.serving.runtime.services import attach_coordinator, read_record
 
     spec = load_service(service)
-    policy = RolloutPolicy(
-        canary_share=canary_share,
-        min_requests=min_requests,
-        min_agreement=min_agreement,
-        max_accuracy_drop=max_accuracy_drop,
-        max_canary_s=max_canary_s,
-    )
+    given = {
+        "canary_share": canary_share,
+        "min_requests": min_requests,
+        "min_agreement": min_agreement,
+        "max_accuracy_drop": max_accuracy_drop,
+        "max_canary_s": max_canary_s,
+    }
+    settings = {**spec.rollout.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    policy = RolloutPolicy(**settings)
     record = read_record(spec.name) if address is None else {}
     kb = kb or record.get("kb")
     checked = record.get("model")

@@ -20,18 +20,20 @@ console = Console(stderr=True)
 def rollout(
     service: Path = typer.Argument(..., help="Service YAML of the running service."),
     to: str = typer.Option(..., "--to", help="The new version: NAME:vN (or a model file)."),
-    canary_share: float = typer.Option(
-        0.1, "--canary-share", help="Share of live requests the canary answers while judged."
+    canary_share: float | None = typer.Option(
+        None, "--canary-share", help="Share of live requests the canary answers while judged."
     ),
-    min_requests: int = typer.Option(50, "--min-requests", help="Canary answers to judge on."),
-    min_agreement: float = typer.Option(
-        0.9, "--min-agreement", help="Least agreement with the serving version (no labels)."
+    min_requests: int | None = typer.Option(
+        None, "--min-requests", help="Canary answers to judge on."
     ),
-    max_accuracy_drop: float = typer.Option(
-        0.02, "--max-accuracy-drop", help="Largest accuracy drop on labelled requests."
+    min_agreement: float | None = typer.Option(
+        None, "--min-agreement", help="Least agreement with the serving version (no labels)."
     ),
-    max_canary_s: float = typer.Option(
-        120.0, "--max-canary-s", help="Roll back when the canary is not judged by then."
+    max_accuracy_drop: float | None = typer.Option(
+        None, "--max-accuracy-drop", help="Largest accuracy drop on labelled requests."
+    ),
+    max_canary_s: float | None = typer.Option(
+        None, "--max-canary-s", help="Roll back when the canary is not judged by then."
     ),
     address: str | None = typer.Option(
         None, help="Ray address of the service (default: the one it recorded)."
@@ -42,7 +44,10 @@ def rollout(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Canary the new version on live traffic, gate it on the SLO and on accuracy, then
-    promote it replica by replica or roll back, saying why."""
+    promote it replica by replica or roll back, saying why.
+
+    The gate's thresholds come from the service YAML's ``rollout:`` block; a flag
+    overrides one."""
     from edgewise.api.rollout import rollout as roll_out
     from edgewise.serving.runtime import stdout_to_stderr
 
