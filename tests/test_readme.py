@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from edgewise.cli.main import make_app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-GROUPS = {"bench", "kb", "simulate"}
+GROUPS = {"bench", "kb", "simulate", "models"}
 
 
 def _fenced_blocks(lang: str = "") -> list[str]:
@@ -60,7 +60,7 @@ def test_readme_command_exists_with_its_options(line: str) -> None:
 
 #: README Python blocks cheap enough to run for real in the suite (seconds); the others
 #: (a profiling campaign, a re-training) are checked against the API's signatures only.
-RUN_FOR_REAL = ("stress(", "simulate_serving(")
+RUN_FOR_REAL = ("stress(", "simulate_serving(", "add_model(")
 
 
 def _python_blocks() -> list[str]:
@@ -113,7 +113,7 @@ def test_readme_python_example_runs(code: str, tmp_path: Path) -> None:
     env = dict(os.environ, EDGEWISE_HOME=str(tmp_path))
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=README.parent,
+        cwd=tmp_path,  # the examples write their files where they run
         env=env,
         capture_output=True,
         text=True,
