@@ -8,6 +8,9 @@
 # printed; without CUDA it is skipped and writes nothing); "host" is the machine's
 # fingerprint over the run: CPU model, cores, memory, GPU, CPU steal and load average
 # from /proc/stat and /proc/loadavg before, during and after, the dates, the commit.
+# A benchmark with a setup step (SETUP below, e.g. fleet's synthetic knowledge base) runs
+# it first with the project's Python; "$RUN" in a command or setup stands for the run's
+# temporary directory, and the JSON keeps the step under "setup" as written here.
 # A benchmark that fails leaves its previous JSON in place; the script names its log.
 # All of them take several hours on 2 cores; run it on a quiet machine, e.g.
 #   flock /tmp/edgewise-slow.lock scripts/bench-all.sh --only telemetry,plan
@@ -31,11 +34,19 @@ declare -A CMD=(
   [serving-live]="bench serving-live --trace bikeshare --hours 12 --speedup 240 --policies edgewise,hpa --model digits_cnn --slo-ms 50 --json"
   [interference]="bench interference --apps mobilenet_v2,vit_tiny,resnet18 --budget 30 --holdout 10 --holdout-repeats 2 --load 0.2 --min-requests 60 --seconds 8 --warmup 1 --repeats 3 --solo-every 10 --seed 0 --json"
   [gpu-check]="scripts/gpu-check.sh"
+  [forecast-traces]="bench forecast --all-traces --origins 14 --seed 0 --json"
+  [serving-traces]="bench serving --traces bikeshare,electricity,pedestrians --days 14 --startup-s 60 --slo-ms 100 --policies edgewise,oracle --seed 0 --json"
+  [fleet]="bench fleet --kb sqlite:///\$RUN/fleet-kb.sqlite --trace bikeshare --days 14 --seed 0 --json"
+  [rollout]="bench rollout --slo-ms 150 --load 0.7 --replicas 2 --canary-share 0.1 --seed 0 --json"
   [capacity]="capacity mobilenet_v2 --flavors examples/flavors.yaml --slo-ms 150 --validate --samples 1000 --time-budget-s 240 --validate-requests 2000 --validate-max-s 1500 --max-reprofiles 1 --seed 0 --json"
 )
-ORDER=(telemetry forecast plan serving scale retrain retrain-kill serving-overhead serving-live interference capacity gpu-check)
+# SETUP: run with $PY before the benchmark; fleet's knowledge base holds SYNTHETIC models
+declare -A SETUP=(
+  [fleet]="tests/fleet/make_fleet_kb.py \$RUN/fleet-kb.sqlite"
+)
+ORDER=(telemetry forecast forecast-traces plan serving serving-traces fleet scale retrain retrain-kill serving-overhead serving-live rollout interference capacity gpu-check)
 
-usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,19s/^# \{0,1\}//p' "$0"; }
 names=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -103,6 +114,8 @@ host = {
 result = json.loads(open(stdout).read())
 shown = command if command.startswith("scripts/") else f"edgewise {command}"
 doc = {"benchmark": name, "command": shown, "host": host, "result": result}
+if os.environ.get("BENCH_SETUP"):  # as written in the script, "$RUN" its temp directory
+    doc = {"benchmark": name, "setup": os.environ["BENCH_SETUP"], **doc}
 with open(dest + ".tmp", "w") as f:
     json.dump(doc, f, indent=1)
     f.write("\n")
@@ -112,10 +125,21 @@ PYEOF
 
 failed=0
 for name in "${names[@]}"; do
-  cmd=${CMD[$name]}
+  cmd=${CMD[$name]//\$RUN/$LOGS}
+  setup=${SETUP[$name]:-}
   log="$LOGS/$name.log"
   shown="edgewise $cmd"; [[ $cmd == scripts/* ]] && shown=$cmd
   echo "== $name: $shown" >&2
+  if [ -n "$setup" ]; then
+    echo "   setup: $PY ${setup//\$RUN/$LOGS}" >&2
+    # shellcheck disable=SC2086  # the step is a list of words
+    if ! "$PY" ${setup//\$RUN/$LOGS} >"$log" 2>&1; then
+      echo "   FAILED setup; see $log" >&2
+      failed=1
+      continue
+    fi
+  fi
+  export BENCH_SETUP=${setup:+python $setup}
   cat /proc/stat >"$LOGS/$name.stat0"
   : >"$LOGS/$name.loads"
   ( while :; do cat /proc/loadavg >>"$LOGS/$name.loads"; sleep 5; done ) &
@@ -126,7 +150,7 @@ for name in "${names[@]}"; do
   t0=$(date +%s)
   run=("$EW"); [[ $cmd == scripts/* ]] && run=()
   # shellcheck disable=SC2086  # the command is a list of words
-  "${run[@]}" $cmd >"$LOGS/$name.json" 2>"$log"
+  "${run[@]}" $cmd >"$LOGS/$name.json" 2>>"$log"
   rc=$?
   t1=$(date +%s)
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
@@ -134,7 +158,7 @@ for name in "${names[@]}"; do
   cat /proc/loadavg >>"$LOGS/$name.loads"
   if [ $rc -eq 0 ] && grep -q '^gpu-check: skipped' "$LOGS/$name.json"; then
     echo "   $(cat "$LOGS/$name.json")" >&2
-  elif [ $rc -eq 0 ] && wrap "$name" "$cmd" "$LOGS/$name.json" "$LOGS/$name.stat0" \
+  elif [ $rc -eq 0 ] && wrap "$name" "${CMD[$name]}" "$LOGS/$name.json" "$LOGS/$name.stat0" \
        "$LOGS/$name.stat1" "$LOGS/$name.loads" "$t0" "$t1" "$OUT/$name.json" 2>>"$log"; then
     echo "   done in $(( t1 - t0 )) s: $OUT/$name.json" >&2
   else

@@ -74,6 +74,34 @@ def _forecast(r: Result) -> str:
     )
 
 
+def _forecast_traces(r: Result) -> str:
+    traces = {str(t["trace"]): t for t in _get(r, "traces")}
+    median, worst = float(_get(r, "median_mae_ratio")), float(_get(r, "worst_mae_ratio"))
+    cov = float(_get(r, "worst_coverage_90"))
+    bike = traces.get("bikeshare", {}).get("mae_ratio")
+    slowest = max(float(t["fit_predict_ms"]) for t in traces.values())
+    parts = [
+        f"{len(traces)} traces: median MAE {median:.3f} of the best seasonal naive "
+        f"(≤ 0.85{_met(median <= 0.85)}), worst {worst:.3f} (≤ 1.0{_met(worst <= 1.0)})"
+    ]
+    if bike is not None:
+        parts.append(f"bikeshare {float(bike):.3f} (≤ 0.75{_met(float(bike) <= 0.75)})")
+    parts.append(
+        f"90% coverage farthest from 0.90: {cov:.3f} (0.85–0.95{_met(0.85 <= cov <= 0.95)})"
+    )
+    parts.append(f"slowest trace {slowest:.0f} ms median per fit (≤ 250{_met(slowest <= 250)})")
+    missed = [
+        name
+        for name, t in traces.items()
+        if t.get("mae_ratio") is None
+        or float(t["mae_ratio"]) > 1.0
+        or not 0.85 <= float(t["coverage_90"]) <= 0.95
+    ]
+    if missed:
+        parts.append(f"outside the per-trace targets: {', '.join(missed)}")
+    return ", ".join(parts)
+
+
 def _plan(r: Result) -> str:
     p99 = float(_get(r, "solve_ms_p99"))
     exact = (
@@ -124,6 +152,23 @@ def _serving(r: Result) -> str:
     )
 
 
+def _serving_traces(r: Result) -> str:
+    shown, ok = [], True
+    for name, t in _get(r, "traces").items():
+        ratio = float(_get(t, "cost_ratio_vs_oracle"))
+        gap = float(_get(t, "slo_attainment")) - float(_get(t, "policies.oracle.slo_attainment"))
+        met = ratio <= 1.05 and gap >= -0.001
+        ok = ok and met
+        shown.append(
+            f"{name} cost {ratio:.3f} of the oracle at {100 * gap:+.2f} pt attainment"
+            + ("" if met else " (**not met**)")
+        )
+    return (
+        f"{'; '.join(shown)} (≤ 1.05 at ≥ the oracle's −0.1 pt{_met(ok)}); "
+        f"worst {_get(r, 'worst_trace')}"
+    )
+
+
 def _serving_live(r: Result) -> str:
     att = float(_get(r, "slo_attainment"))
     return (
@@ -138,6 +183,43 @@ def _serving_overhead(r: Result) -> str:
     return (
         f"throughput {ratio:.2f} of plain loops (≥ 0.7{_met(ratio >= 0.7)}), "
         f"+{added:.1f} ms p50 (≤ 5{_met(added <= 5)})"
+    )
+
+
+def _fleet(r: Result) -> str:
+    below = int(_get(r, "services_below_slo"))
+    ratio = r.get("cost_ratio_vs_best_blind")
+    cost = (
+        f"cost {float(ratio):.3f} of {r.get('best_blind', 'the best blind placement')} "
+        f"(≤ 1.0{_met(float(ratio) <= 1.0)})"
+        if ratio is not None
+        else "no blind placement to compare the cost with"
+    )
+    synthetic = list(_get(r, "interference_synthetic"))
+    source = (
+        f"interference from SYNTHETIC models ({', '.join(synthetic)}): not measured"
+        if synthetic
+        else f"interference from {_get(r, 'interference_source')}"
+    )
+    return (
+        f"{len(_get(r, 'services'))} services on {_get(r, 'nodes')} nodes: "
+        f"{below} below their SLO (0{_met(below == 0)}), {cost}; {source}"
+    )
+
+
+def _rollout(r: Result) -> str:
+    failed, p99 = int(_get(r, "failed_requests")), float(_get(r, "p99_during_rollout_ms"))
+    slo, back = float(_get(r, "slo_ms")), bool(_get(r, "rolled_back"))
+    promote_s = _get(r, "promote_s")
+    promoted = (
+        f"promoted in {float(promote_s):.1f} s"
+        if _get(r, "promoted") and promote_s is not None
+        else "**not promoted**"
+    )
+    return (
+        f"{failed} failed requests (0{_met(failed == 0)}), p99 {p99:.0f} ms during the "
+        f"rollout (≤ {slo:.0f}{_met(p99 <= slo)}), {promoted}, slow canary "
+        + ("rolled back" if back else "**not rolled back**")
     )
 
 
@@ -177,12 +259,16 @@ def _gpu_check(r: Result) -> str:
 HEADLINES: dict[str, Callable[[Result], str]] = {
     "telemetry": _telemetry,
     "forecast": _forecast,
+    "forecast-traces": _forecast_traces,
     "plan": _plan,
     "interference": _interference,
     "capacity": _capacity,
     "serving": _serving,
+    "serving-traces": _serving_traces,
+    "fleet": _fleet,
     "serving-live": _serving_live,
     "serving-overhead": _serving_overhead,
+    "rollout": _rollout,
     "retrain": _retrain,
     "retrain-kill": _retrain_kill,
     "scale": _scale,
@@ -244,6 +330,8 @@ def _section(name: str, prose: Mapping[str, str], doc: Result | None) -> list[st
         out += [f"**Current figures:** {NOT_RUN}. Run `scripts/bench-all.sh --only {name}`.", ""]
         return out
     host = doc.get("host") or {}
+    if doc.get("setup"):
+        out += [f"**Setup.** `{doc['setup']}` (`$RUN`: the run's temporary directory)", ""]
     out += [f"**Command.** `{doc.get('command', '?')}`", ""]
     out += [f"**Current figures:** {headline(name, doc)}.", ""]
     out += [f"Measured on {machine(host)}; {conditions(host)}.", ""]

@@ -182,3 +182,103 @@ def test_bench_all_refuses_an_unknown_benchmark(tmp_path: Path) -> None:
     )
     assert run.returncode == 2 and "unknown benchmark nope" in run.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_forecast_traces_names_each_target_and_the_traces_that_miss() -> None:
+    traces = [
+        {"trace": "bikeshare", "mae_ratio": 0.70, "coverage_90": 0.90, "fit_predict_ms": 120.0},
+        {"trace": "wikipedia", "mae_ratio": 1.10, "coverage_90": 0.80, "fit_predict_ms": 300.0},
+    ]
+    doc = _wrapped(
+        {
+            "median_mae_ratio": 0.9,
+            "worst_mae_ratio": 1.1,
+            "worst_coverage_90": 0.80,
+            "traces": traces,
+        }
+    )
+    text = render.headline("forecast-traces", doc)
+    assert "2 traces: median MAE 0.900 of the best seasonal naive (≤ 0.85: **not met**)" in text
+    assert "worst 1.100 (≤ 1.0: **not met**)" in text and "bikeshare 0.700 (≤ 0.75)," in text
+    assert "0.800 (0.85–0.95: **not met**)" in text and "300 ms median per fit (≤ 250: **" in text
+    assert text.endswith("outside the per-trace targets: wikipedia")
+
+
+def _serving_trace(ours_cost: float, ours_att: float, oracle_att: float) -> dict[str, Any]:
+    return {
+        "cost_ratio_vs_oracle": ours_cost,
+        "slo_attainment": ours_att,
+        "policies": {"oracle": {"slo_attainment": oracle_att}},
+    }
+
+
+def test_serving_traces_holds_every_trace_to_the_oracle() -> None:
+    good = {"a": _serving_trace(1.02, 0.999, 0.9985), "b": _serving_trace(1.04, 0.998, 0.998)}
+    text = render.headline("serving-traces", _wrapped({"traces": good, "worst_trace": "b"}))
+    assert "a cost 1.020 of the oracle at +0.05 pt attainment" in text
+    assert "(≤ 1.05 at ≥ the oracle's −0.1 pt); worst b" in text and "not met" not in text
+    low = good | {"c": _serving_trace(1.01, 0.990, 0.995)}
+    text = render.headline("serving-traces", _wrapped({"traces": low, "worst_trace": "b"}))
+    assert "c cost 1.010 of the oracle at -0.50 pt attainment (**not met**)" in text
+
+
+def test_fleet_says_plainly_that_its_interference_is_synthetic() -> None:
+    result = {
+        "services": [{"name": n} for n in "abcdef"],
+        "nodes": 24,
+        "services_below_slo": 0,
+        "best_blind": "first-fit",
+        "cost_ratio_vs_best_blind": 0.8,
+        "interference_synthetic": ["resnet50", "vit_tiny"],
+        "interference_source": "knowledge base (synthetic fixture models for resnet50, vit_tiny)",
+    }
+    text = render.headline("fleet", _wrapped(result))
+    assert text.startswith("6 services on 24 nodes: 0 below their SLO (0), cost 0.800 of")
+    assert "interference from SYNTHETIC models (resnet50, vit_tiny): not measured" in text
+    real = result | {"interference_synthetic": [], "interference_source": "knowledge base"}
+    assert "SYNTHETIC" not in render.headline("fleet", _wrapped(real))
+
+
+def test_rollout_reports_failures_the_tail_and_both_canaries() -> None:
+    result = {
+        "failed_requests": 0,
+        "p99_during_rollout_ms": 120.4,
+        "slo_ms": 150.0,
+        "promote_s": 31.25,
+        "promoted": True,
+        "rolled_back": True,
+    }
+    text = render.headline("rollout", _wrapped(result))
+    assert text == (
+        "0 failed requests (0), p99 120 ms during the rollout (≤ 150), promoted in 31.2 s, "
+        "slow canary rolled back"
+    )
+    bad = result | {"failed_requests": 3, "promoted": False, "promote_s": None}
+    text = render.headline("rollout", _wrapped(bad))
+    assert "3 failed requests (0: **not met**)" in text and "**not promoted**" in text
+
+
+def test_bench_all_runs_a_setup_step_in_its_temporary_directory(tmp_path: Path) -> None:
+    fake = tmp_path / "edgewise"
+    fake.write_text('#!/bin/sh\necho \'{"argv": "\'"$*"\'"}\'\n')
+    fake.chmod(0o755)
+    python = tmp_path / "python"  # the setup step only creates its file
+    python.write_text(
+        f'#!/bin/sh\ncase "$1" in tests/*) : >"$2"; exit 0;; esac\nexec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    env = os.environ | {"EDGEWISE": str(fake), "PYTHON": str(python)}
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [str(ROOT / "scripts" / "bench-all.sh"), "--only", "fleet", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    doc = json.loads((out / "fleet.json").read_text())
+    assert doc["setup"] == "python tests/fleet/make_fleet_kb.py $RUN/fleet-kb.sqlite"
+    assert doc["command"].startswith("edgewise bench fleet --kb sqlite:///$RUN/fleet-kb.sqlite")
+    kb = doc["result"]["argv"].split()[3].removeprefix("sqlite:///")
+    assert kb.endswith("/fleet-kb.sqlite") and "$RUN" not in kb and Path(kb).exists()
