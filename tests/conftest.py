@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +51,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _starts_ray(item):
             item.add_marker(pytest.mark.xdist_group("ray"))
+
+
+_RAY_ENV = ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_METRICS_PORT")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_ray_outlives_its_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module that starts Ray leaves none behind, even when one of its tests failed.
+
+    Without it, one failure cascades: the next module finds a Ray instance (perhaps one
+    started for the other ingress) already joined by this process.
+    """
+    saved = {k: os.environ.get(k) for k in _RAY_ENV}
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        serve = sys.modules.get("ray.serve")
+        if serve is not None:
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+        ray.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
