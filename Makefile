@@ -37,7 +37,7 @@ unit: $(STAMP)
 
 test: export EDGEWISE_NEED_CHROMIUM := 1
 test: bootstrap lint typecheck
-	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=15
+	$(BIN)/pytest -q --durations=15
 
 clean-venv:
 	rm -rf $(VENV)

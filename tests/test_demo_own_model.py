@@ -15,6 +15,7 @@ from rich.console import Console
 
 from edgewise.demo import DemoSummary
 from edgewise.demo.ownloop import MODEL_NAME, LoopSettings, run_own_model
+from edgewise.procs import free_port
 
 
 def _devices(tmp_path: Path) -> Path:
@@ -41,7 +42,7 @@ def test_the_loop_registers_serves_retrains_rolls_out_and_recovers(tmp_path: Pat
         devices=_devices(tmp_path),
         kill_at_step=None,
         min_requests=30,  # the gate judges by labels from 30 labelled canary answers
-        port=18531,
+        port=free_port(),
     )
     out = run_own_model(kb, Console(stderr=True, quiet=True), summary, 0, settings)
     assert out.v1 == f"{MODEL_NAME}:v1" and out.v2 == f"{MODEL_NAME}:v2", summary.rows

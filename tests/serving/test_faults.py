@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgewise.procs import free_port
 from edgewise.serving.live import sample_body
 from edgewise.serving.loadgen import LoadResult, constant_arrivals, run_closed_loop, run_load
 from edgewise.serving.payload import MAX_BATCH
@@ -52,7 +53,7 @@ def runtime() -> Iterator[ServingRuntime]:
         cpus_per_replica=0.5,
         initial_replicas=REPLICAS,
         max_replicas=REPLICAS,
-        port=18262,
+        port=free_port(),
         num_cpus=2,  # the default queue limits: what `edgewise serve` runs with
     )
     with ServingRuntime(cfg) as rt:

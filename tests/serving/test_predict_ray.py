@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
+from edgewise.procs import free_port
 from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def test_http_predictions_equal_offline_predictions(tmp_path: Path) -> None:
         app="predtest",
         cpus_per_replica=0.5,
         max_replicas=1,
-        port=18241,
+        port=free_port(),
         num_cpus=2,
         use_cgroup=False,
     )

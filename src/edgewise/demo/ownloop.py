@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from rich.console import Console
 
 from edgewise.demo.owndata import ANGLE_DEG, ARCH, DigitsFolders
 from edgewise.demo.summary import DemoSummary
+from edgewise.procs import free_port
 
 __all__ = ["LoopOutcome", "LoopSettings", "ServedAccuracy", "run_own_model", "served_accuracy"]
 
@@ -60,7 +61,8 @@ class LoopSettings:
         clients send rather than by agreement with the old version, which a better
         version must lack on drifted data).
     port : int
-        HTTP port of the service (loopback).
+        HTTP port of the service (loopback; default: one free when the settings are made,
+        outside the range Ray hands its own workers).
     """
 
     epochs: int = 8
@@ -71,7 +73,7 @@ class LoopSettings:
     kill_device: str = "pi-c"
     canary_share: float = 0.2
     min_requests: int = 50
-    port: int = 18510
+    port: int = field(default_factory=free_port)
 
 
 @dataclass(frozen=True)
