@@ -494,20 +494,6 @@ def _killed_run(
     return KilledRun(victim, at_step, run, plot)
 
 
-def training_stressor(intensity_threads: int, nice: int, cpus: float) -> str:
-    """The stressor name that stands for training at an intensity on a device.
-
-    CPU pressure in fractions of the host: the device's share the trainer can use
-    (``min(threads, cpus)``), down-weighted at nice 19 (it then yields to the app).
-    An approximation: the profile pillar has no footprint of our training loop.
-    """
-    import os
-
-    host = max(1, len(os.sched_getaffinity(0)))
-    load = min(float(intensity_threads), cpus) / host * (0.25 if nice >= 10 else 1.0)
-    return f"stress:cpu={min(1.0, load):.3f}"
-
-
 def compare_prediction(
     predicted: dict[str, dict[str, Any]] | None, profiles: Mapping[str, DeviceProfile]
 ) -> dict[str, Any]:
