@@ -36,8 +36,11 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 test: export EDGEWISE_NEED_CHROMIUM := 1
+# Two phases: everything on both cores (the tests that start Ray one after another on one
+# worker), then the tests that judge live latency, alone on the host (marked `alone`).
 test: bootstrap lint typecheck
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q -n 2 --dist loadgroup -m "not alone" --durations=10
+	$(BIN)/pytest -q -p no:xdist -m alone --durations=5
 
 clean-venv:
 	rm -rf $(VENV)

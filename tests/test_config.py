@@ -235,8 +235,18 @@ def test_a_service_variant_names_a_registered_version_or_a_model_file(tmp_path: 
     }
     got = parse_spec(spec, ServiceSpec, "own.yaml")
     assert [v.model for v in got.variants] == ["digits:v2", str(model_file), "digits_cnn"]
-    # a bare name outside the zoo is a typo until proven otherwise; a missing file too
-    for bad in ("digits", str(tmp_path / "missing.pt"), "digits:v0"):
+    # a bare name outside the zoo is a typo until proven otherwise; a missing file too, and
+    # a path that exists but holds no model (the home directory, a text file)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model")
+    for bad in (
+        "digits",
+        str(tmp_path / "missing.pt"),
+        "digits:v0",
+        "~",
+        str(tmp_path),
+        str(notes),
+    ):
         wrong = {**spec, "variants": [{"model": bad, "accuracy": 0.9}]}
         with pytest.raises(SpecError, match=r"variants\[0\]\.model: unknown model"):
             parse_spec(wrong, ServiceSpec, "own.yaml")

@@ -3,7 +3,7 @@
 Real Ray Serve, real emulated devices and the real rollout gate (about a minute): the
 model trained on clean digits is registered, served, re-trained on two devices on the
 turned digits into the next version, rolled out, and measured through HTTP before and
-after.
+after; the knowledge base shows v1 serving until the promotion, then v2 until the stop.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rich.console import Console
 
 from edgewise.demo import DemoSummary
 from edgewise.demo.ownloop import MODEL_NAME, LoopSettings, run_own_model
-from edgewise.procs import free_port
+from edgewise.kb.served import CANARY, SERVING, served_history
 
 
 def _devices(tmp_path: Path) -> Path:
@@ -42,7 +42,7 @@ def test_the_loop_registers_serves_retrains_rolls_out_and_recovers(tmp_path: Pat
         devices=_devices(tmp_path),
         kill_at_step=None,
         min_requests=30,  # the gate judges by labels from 30 labelled canary answers
-        port=free_port(),
+        port=0,
     )
     out = run_own_model(kb, Console(stderr=True, quiet=True), summary, 0, settings)
     assert out.v1 == f"{MODEL_NAME}:v1" and out.v2 == f"{MODEL_NAME}:v2", summary.rows
@@ -69,3 +69,12 @@ def test_the_loop_registers_serves_retrains_rolls_out_and_recovers(tmp_path: Pat
     v2 = {v.ref: v for v in list_models(kb)}[out.v2]
     assert v2.parent == out.v1 and v2.data_fingerprint is not None
     assert "own model" in summary.timings
+    served = [
+        (i.served.ref, i.role, i.started_because, i.ended_because)
+        for i in served_history(kb, MODEL_NAME)
+    ]
+    assert served == [
+        (out.v1, SERVING, "serve started", "rollout promoted"),
+        (out.v2, CANARY, "rollout started", "rollout promoted"),
+        (out.v2, SERVING, "rollout promoted", "stopped"),
+    ], served

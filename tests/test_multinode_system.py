@@ -31,7 +31,6 @@ from edgewise.planning.retrain import (
     RetrainConstraints,
     plan,
 )
-from edgewise.procs import free_port
 from edgewise.retrain.controller import JobSpec, run_training
 
 MODEL, DATA, DRIFT, SEED = "digits_cnn", "digits", "rotation", 0
@@ -298,7 +297,7 @@ def test_retrain_and_serve_on_three_node_cluster(tmp_path: Path) -> None:
             cpus_per_replica=0.75,
             initial_replicas=2,
             max_replicas=2,
-            port=free_port(),
+            port=0,
             address=cluster.address,
         )
         with ServingRuntime(cfg) as rt:

@@ -9,12 +9,12 @@ it an error. ``serve`` plans with the capacity derated by the predicted slowdown
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from edgewise.api.colocation import Slowdown
-from edgewise.api.serve import _choose
 from edgewise.bench.serving_live import replay_in_fitting_flavor
 from edgewise.config import FlavorSpec, ServiceSpec
 from edgewise.errors import InfeasibleError
@@ -106,44 +106,62 @@ def _slowdown(factor: float) -> Slowdown:
     return Slowdown("mobilenet_v2", ("stress:cpu=0.5",), factor, "measured")
 
 
+def _pool(tmp_path: Path, slowdown: float | None = None, flavor: str | None = None) -> Any:
+    """The pool serve runs on the catalog, capacities probed (fake) and derated."""
+    from edgewise.api.serve import pick_flavor
+    from edgewise.api.serve_pool import build_pool, derated
+    from edgewise.config import load_flavors
+    from edgewise.serving.policies import make_policy
+
+    path = catalog(tmp_path)
+    flavors = load_flavors(path).flavors if flavor is None else [pick_flavor(path, flavor)]
+
+    def capacity_of(model: str, f: FlavorSpec) -> FlavorCapacity:
+        cap = probe(f)
+        return cap if slowdown is None else derated(cap, slowdown, slo_ms=150.0, percentile=99.0)
+
+    return build_pool(SPEC, flavors, capacity_of, make_policy("edgewise"))
+
+
 def test_serve_plans_with_the_derated_capacity(tmp_path: Path) -> None:
-    alone = _choose(catalog(tmp_path), None, probe, None, SPEC)
-    assert alone.flavor.name == "medium"
-    assert alone.cap.option.capacity_rps == alone.alone_rps
-    beside = _choose(catalog(tmp_path), None, probe, _slowdown(1.5), SPEC)
+    alone = _pool(tmp_path)
+    assert [o.name for o in alone.options] == ["medium", "large"]
+    beside = _pool(tmp_path, 1.5)
     # medium's p99 (about 76 ms) slowed 1.5x still meets 150 ms, at a lower capacity
-    assert beside.flavor.name == "medium" and beside.alone_rps == alone.alone_rps
-    assert 0 < beside.cap.option.capacity_rps < alone.cap.option.capacity_rps
-    assert beside.cap.option.service_ms_mean == pytest.approx(
-        1.5 * alone.cap.option.service_ms_mean
+    assert [o.name for o in beside.options] == ["medium", "large"]
+    assert 0 < beside.options[0].capacity_rps < alone.options[0].capacity_rps
+    assert beside.options[0].service_ms_mean == pytest.approx(
+        1.5 * alone.options[0].service_ms_mean
     )
 
 
 def test_serve_leaves_out_a_flavor_too_small_next_to_the_neighbours(tmp_path: Path) -> None:
-    got = _choose(catalog(tmp_path), None, probe, _slowdown(2.2), SPEC)
-    assert got.flavor.name == "large"
+    got = _pool(tmp_path, 2.2)
+    assert [o.name for o in got.options] == ["large"]
     assert [n.split(":")[0] for n in got.notes] == [
         "flavor small left out",
         "flavor medium left out",
     ]
     assert "takes next to the neighbours in flavor medium" in got.notes[1]
     # a named flavor is the only candidate
-    with pytest.raises(FlavorTooSmall, match="next to the neighbours in flavor medium"):
-        _choose(catalog(tmp_path), "medium", probe, _slowdown(2.2), SPEC)
+    with pytest.raises(InfeasibleError, match="next to the neighbours in flavor medium"):
+        _pool(tmp_path, 2.2, "medium")
 
 
 def test_serve_says_what_it_derated_by(tmp_path: Path) -> None:
+    from dataclasses import replace
+
     from edgewise.api.serve import _started
 
-    chosen = _choose(catalog(tmp_path), None, probe, _slowdown(2.2), SPEC)
-    got = _started("mobilenet_v2", SPEC, "http://x/predict", "edgewise", chosen, _slowdown(2.2))
+    pool = _pool(tmp_path, 2.2)
+    pool = replace(pool, alone_rps={("mobilenet_v2", "large"): 1e3})
+    got = _started(pool, SPEC, "http://x/predict", "edgewise", _slowdown(2.2))
     out = got.as_dict()
     assert out["flavor"] == "large" and out["slowdown"] == 2.2
     assert out["capacity_alone_rps"] > out["capacity_rps"] > 0
     assert list(out["neighbours"]) == ["stress:cpu=0.5"] and len(out["notes"]) == 2
     assert out["slowdown_source"].startswith("interference model for mobilenet_v2")
-    alone = _choose(catalog(tmp_path), None, probe, None, SPEC)
-    plain = _started("mobilenet_v2", SPEC, "u", "hpa", alone, None)
+    plain = _started(_pool(tmp_path), SPEC, "u", "hpa", None)
     assert plain.capacity_alone_rps is None and plain.slowdown == 1.0 and plain.notes
 
 

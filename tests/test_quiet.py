@@ -104,6 +104,32 @@ def test_an_unwritable_log_file_drops_records_silently(
     assert "nowhere to go" not in err and "Logging error" not in err
 
 
+def test_rays_own_error_prints_go_to_the_file_and_come_back_with_verbose(
+    home: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+    error = {
+        "lines": ["Task ServeController.graceful_shutdown failed: the actor died"],
+        "pid": "raylet",
+        "is_err": False,
+    }
+    try:
+        route_logs(verbose=False)
+        # looked up as a module global at call time, as listen_error_messages does
+        worker.print_to_stdstream(error, ignore_prefix=False)
+    finally:
+        route_logs(verbose=True)
+    out, err = capfd.readouterr()
+    assert "graceful_shutdown" not in out + err
+    text = (home / "logs" / "edgewise.log").read_text()
+    assert "(raylet) Task ServeController.graceful_shutdown failed: the actor died" in text
+    assert worker.print_to_stdstream is original
+    worker.print_to_stdstream(error, ignore_prefix=False)
+    assert "graceful_shutdown failed" in capfd.readouterr().out
+
+
 def test_the_cli_has_verbose_next_to_debug(home: Path) -> None:
     res = CliRunner().invoke(make_app(["models"]), ["--help"])
     assert res.exit_code == 0 and "--verbose" in res.output and "--debug" in res.output
@@ -112,12 +138,22 @@ def test_the_cli_has_verbose_next_to_debug(home: Path) -> None:
 
 
 _RAY_SCRIPT = """
+import os
 import sys
+import time
 import ray
 from edgewise.rayenv import RaySession, route_logs
 route_logs(verbose=sys.argv[1] == "verbose")
 with RaySession(num_cpus=1):
     print("answer", ray.get(ray.remote(lambda: 42).remote()))
+    # a worker dying makes the raylet publish an error, which Ray's driver thread
+    # prints to stdout itself ("(raylet) A worker died ..."), not through a logger
+    die = ray.remote(max_retries=0)(lambda: os._exit(1))
+    try:
+        ray.get(die.remote())
+    except ray.exceptions.WorkerCrashedError:
+        pass
+    time.sleep(3)  # the driver's error thread polls the published errors
 """
 
 
@@ -139,7 +175,10 @@ def test_a_real_ray_start_keeps_the_terminal_quiet(tmp_path: Path, mode: str) ->
     if mode == "quiet":
         assert " INFO " not in res.stderr and started not in res.stderr, res.stderr
         assert "WARNING" not in res.stderr, res.stderr
+        assert "(raylet)" not in res.stdout + res.stderr, res.stdout
         assert started in log.read_text()
+        assert "(raylet) A worker died" in log.read_text()
     else:
         assert started in res.stderr
+        assert "(raylet)" in res.stdout and "A worker died" in res.stdout
         assert not log.exists()

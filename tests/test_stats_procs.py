@@ -78,6 +78,19 @@ def test_free_port_is_on_loopback_and_bindable() -> None:
         s.bind((procs.LOOPBACK, port))
 
 
+def test_free_port_avoids_the_ports_the_kernel_hands_out() -> None:
+    import socket
+
+    lo, hi = procs.PORT_BAND
+    ports = {procs.free_port() for _ in range(20)}
+    assert all(lo <= p < hi for p in ports), ports
+    assert len(ports) > 1, "the same port every time: two callers would collide"
+    with socket.socket() as held:  # a taken port is never offered
+        held.bind((procs.LOOPBACK, procs.free_port()))
+        taken = held.getsockname()[1]
+        assert taken not in {procs.free_port() for _ in range(50)}
+
+
 def test_stop_group_stops_the_child_and_its_children() -> None:
     code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)

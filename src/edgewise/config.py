@@ -28,6 +28,8 @@ from pydantic import (
 )
 
 from edgewise.errors import SpecError
+from edgewise.modelfiles import is_model_path
+from edgewise.paths import user_path
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -80,8 +82,9 @@ _VERSIONED_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}:v?[1-9][0-9]*")
 
 
 def _is_model_path(name: str) -> bool:
-    """Whether ``name`` is the path of a model file or directory that exists."""
-    return any(c in name for c in "/.~") and Path(name).expanduser().exists()
+    """Whether ``name`` is the path of a model file or directory the registry reads
+    (``~`` alone is the home directory, not a model)."""
+    return any(c in name for c in "/.~") and is_model_path(user_path(name))
 
 
 def known_neighbour(name: str) -> str:
@@ -156,6 +159,14 @@ class DevicePool(_Spec):
     def _unique_names(self) -> DevicePool:
         _check_unique([d.name for d in self.devices], "devices")
         return self
+
+    def background_models(self) -> dict[str, str]:
+        """Each background app's model reference, keyed by where the spec names it."""
+        return {
+            f"device {d.name!r}, background app": d.background.model
+            for d in self.devices
+            if d.background is not None
+        }
 
 
 class FlavorSpec(_Spec):

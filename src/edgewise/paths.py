@@ -32,6 +32,15 @@ def home() -> Path:
     return root
 
 
+def user_path(text: str | os.PathLike[str]) -> Path:
+    """``text`` as a path with ``~`` expanded; left as given where ``~user`` names a user
+    without a home directory (``Path.expanduser`` raises ``RuntimeError`` there)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 def data_file(name: str) -> Path:
     """A file shipped inside the package (``edgewise/data``)."""
     return Path(__file__).parent / "data" / name

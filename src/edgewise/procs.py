@@ -12,17 +12,40 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 
 LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
 
 
+#: Where :func:`free_port` looks first: below Linux's ephemeral range (32768-60999 by
+#: default), above the ports Ray gives its workers (10002-19999) and below those of
+#: Serve's HAProxy replicas (30000-31000). A port the kernel hands out (``bind`` to port
+#: 0, or the source port of an outgoing connection, of which a starting Ray makes many)
+#: comes from the ephemeral range: one probed there and used a moment later can be
+#: taken in between (seen: Serve's proxy failing to bind a port probed before ray.init).
+PORT_BAND = (20000, 30000)
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port on ``host`` (loopback by default) that is free right now."""
+    """A TCP port on ``host`` (loopback by default) that is free right now.
+
+    Tried at random in :data:`PORT_BAND` first, then any the kernel offers.
+    """
+    pick = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(64):
+        port = pick.randrange(*PORT_BAND)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

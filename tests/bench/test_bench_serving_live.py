@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from edgewise.bench.serving_live import live, overhead
-from edgewise.procs import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +16,7 @@ def test_serving_overhead_measures_both_sides() -> None:
         cpus=1.0,
         seconds=3.0,
         concurrency=4,
-        port=free_port(),
+        port=0,
         rounds=1,
         ingress="haproxy",
     )
@@ -44,7 +43,7 @@ def test_serving_live_compares_with_the_simulator() -> None:
         "digits_cnn",
         None,
         0,
-        port=free_port(),
+        port=0,
     )
     res = out["policies"]["hpa"]
     assert res["requests"] > 0 and 0 <= res["slo_attainment"] <= 1

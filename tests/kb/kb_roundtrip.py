@@ -110,6 +110,17 @@ def _row_kwargs(ids: dict[str, int]) -> dict[type[m.Base], dict[str, Any]]:
             accuracy_before=0.41,
             accuracy_after=0.93,
         ),
+        m.ServedVersion: dict(
+            service="digits-svc",
+            model="digits",
+            version=2,
+            ref="digits:v2",
+            role="serving",
+            since=T0,
+            until=T0 + timedelta(minutes=5),
+            started_because="rollout promoted",
+            ended_because="stopped",
+        ),
     }
 
 

@@ -45,6 +45,7 @@ def test_schema_and_round_trip_on_postgresql(
             created = {c["name"]: c for c in inspect(kb.engine).get_columns("runs")}
             assert getattr(created["created_at"]["type"], "timezone", False) is True
             run_all_checks(kb)
+            check_served_history(kb)
             # Reopening finds the schema and keeps one version row.
             with KnowledgeBase.open(url) as again:
                 assert again.counts() == kb.counts()
@@ -58,6 +59,25 @@ def test_schema_and_round_trip_on_postgresql(
         result = CliRunner().invoke(make_app(["kb"]), ["kb", "list"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert "edgewise_kb" in result.output and "fitted_models" in result.output
+
+
+def check_served_history(kb: KnowledgeBase) -> None:
+    """Which version served when, on PostgreSQL: open and closed intervals, time zones kept."""
+    from datetime import UTC, datetime, timedelta
+
+    from edgewise.kb.served import ServedChange, ServedModel, record_change, served_history
+
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    v1, v2 = ServedModel("m:v1", "m", 1), ServedModel("m:v2", "m", 2)
+    record_change(kb, ServedChange("pg-svc", "serve started", t0, v1))
+    later = t0 + timedelta(seconds=30)
+    record_change(kb, ServedChange("pg-svc", "rollout promoted", later, v2, t0))
+    got = [(i.served.ref, i.role, i.since, i.until) for i in served_history(kb, "pg-svc")]
+    assert got == [
+        ("m:v1", "serving", t0, later),
+        ("m:v2", "canary", t0, later),
+        ("m:v2", "serving", later, None),
+    ]
 
 
 def check_migration_from_release(base_url: str, admin: str) -> None:

@@ -170,7 +170,31 @@ def fill_kb(kb: KnowledgeBase, seed: int = 0, app: str = "mobilenet_v2@20rps") -
                 },
             )
         )
+    fill_served(kb)
     return {"holdout": holdout, "mean": mean, "actual": actual}
+
+
+def fill_served(kb: KnowledgeBase) -> None:
+    """A service that served digits:v1, rolled back a slow canary, promoted v2 and runs."""
+    from datetime import timedelta
+
+    from edgewise.kb.served import ServedChange, ServedModel, record_change
+
+    v1, v2 = ServedModel("digits:v1", "digits", 1), ServedModel("digits:v2", "digits", 2)
+    slow = ServedModel("/models/slow.pt", "/models/slow.pt")
+    t0 = GENERATED - timedelta(hours=1)
+
+    def at(s: float) -> datetime:
+        return t0 + timedelta(seconds=s)
+
+    for change in (
+        ServedChange("digits-svc", "serve started", at(0), v1),
+        ServedChange(
+            "digits-svc", "rollout rolled back", at(400), slow, at(380), "canary p99 over the SLO"
+        ),
+        ServedChange("digits-svc", "rollout promoted", at(900), v2, at(870)),
+    ):
+        record_change(kb, change)
 
 
 @pytest.fixture

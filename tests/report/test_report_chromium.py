@@ -116,7 +116,7 @@ def test_report_renders_every_image_in_chromium(
     page.write_text(filled_report.html, encoding="utf-8")
     result = filled_report.result
     got = probe(chromium, page, tmp_path)
-    assert got["total"] == sum(result.figures.values()) == 10
+    assert got["total"] == sum(result.figures.values()) == 11
     assert got["ok"] == got["total"]
     assert got["errors"] == []
 

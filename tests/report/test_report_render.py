@@ -74,7 +74,13 @@ def test_every_section_embeds_png_figures(rendered: Rendered) -> None:
         assert len(sizes) == result.figures[key] >= 1, key
         assert all(w > 100 and h > 100 for w, h in sizes)
     # Profile: held-out scatter, learning curve, campaign; serving: trade-off + 3 policies.
-    assert result.figures == {"profile": 3, "forecast": 1, "serving": 4, "retrain": 2}
+    assert result.figures == {
+        "profile": 3,
+        "forecast": 1,
+        "serving": 4,
+        "versions": 1,
+        "retrain": 2,
+    }
     assert 'class="empty"' not in html
     # Self-contained: no external resources, no script.
     assert not re.search(r'(src|href)="(https?:)?//', html)
@@ -96,6 +102,7 @@ def test_summary_numbers_come_from_the_rows(rendered: Rendered) -> None:
     assert summary["retrain-digits: resumed after failure of dev-c"] == "6.00 s"
     assert summary["retrain-digits: background deadlines kept"] == "2 of 3 devices"
     assert summary["profiling runs (ok)"] == "10 in the 1 campaigns"
+    assert summary["digits-svc: serving"] == "digits:v2"
     # The scaling events of the one run key are counted.
     assert "<td>replay-predictive</td><td>predictive</td><td>5</td>" in rendered.html
 
@@ -111,6 +118,7 @@ def test_empty_kb_says_which_command_fills_each_section(kb: KnowledgeBase, tmp_p
         "profile": ["edgewise profile APP"],
         "forecast": ["edgewise demo"],
         "serving": ["edgewise replay", "edgewise serve"],
+        "versions": ["edgewise serve", "edgewise rollout"],
         "retrain": ["edgewise retrain"],
     }
     for key, commands in expected.items():
@@ -229,3 +237,24 @@ def test_long_serving_series_are_bucketed(kb: KnowledgeBase) -> None:
     serving = next(s for s in sections if s.key == "serving")
     assert serving.figures == 2  # trade-off scatter + the policy
     assert bucket(p99, -(-n // MAX_PLOT_POINTS), np.nanmax).max() == 900.0
+
+
+def test_the_versions_section_lists_each_interval_with_its_reasons(rendered: Rendered) -> None:
+    part = sections_of(rendered.html)["versions"]
+    rows = [
+        [unescape(c) for c in re.findall(r"<td>([^<]*)</td>", row)]
+        for row in re.findall(r"<tr>(<td>.*?)</tr>", part)
+    ]
+    assert [(r[0], r[1], r[4], r[5]) for r in rows] == [
+        ("digits:v1", "serving", "serve started", "rollout promoted"),
+        (
+            "/models/slow.pt",
+            "canary",
+            "rollout started",
+            "rollout rolled back: canary p99 over the SLO",
+        ),
+        ("digits:v2", "canary", "rollout started", "rollout promoted"),
+        ("digits:v2", "serving", "rollout promoted", "-"),
+    ]
+    assert rows[-1][3] == "serving" and rows[0][3] == "2025-03-01T11:15:00+00:00"
+    assert "digits-svc: 4 intervals of 3 versions; digits:v2 serving now." in unescape(part)

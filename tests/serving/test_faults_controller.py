@@ -33,7 +33,6 @@ from sqlalchemy import select
 
 from edgewise.kb import KnowledgeBase
 from edgewise.kb import models as m
-from edgewise.procs import free_port
 from edgewise.rayenv import LOCAL_ONLY_ENV
 from edgewise.serving.controller import LiveController
 from edgewise.serving.live import sample_body
@@ -61,7 +60,7 @@ def runtime() -> Iterator[ServingRuntime]:
         cpus_per_replica=FLAVOR.cpus,
         initial_replicas=1,
         max_replicas=FLAVOR.max_replicas,
-        port=free_port(),
+        port=0,
         num_cpus=2,
     )
     with ServingRuntime(cfg) as rt:

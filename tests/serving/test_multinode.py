@@ -8,8 +8,6 @@ import httpx
 import numpy as np
 import pytest
 
-from edgewise.procs import free_port
-
 pytestmark = pytest.mark.slow
 
 
@@ -36,7 +34,7 @@ def test_replicas_spread_over_cluster_nodes_and_serve() -> None:
             cpus_per_replica=0.75,
             initial_replicas=1,
             max_replicas=2,
-            port=free_port(),
+            port=0,
             address=cluster.address,
         )
         with ServingRuntime(cfg) as rt:

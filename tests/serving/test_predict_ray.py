@@ -14,7 +14,6 @@ import yaml
 from PIL import Image
 from torch import nn
 
-from edgewise.procs import free_port
 from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
 
 pytestmark = pytest.mark.slow
@@ -53,7 +52,7 @@ def test_http_predictions_equal_offline_predictions(tmp_path: Path) -> None:
         app="predtest",
         cpus_per_replica=0.5,
         max_replicas=1,
-        port=free_port(),
+        port=0,
         num_cpus=2,
         use_cgroup=False,
     )

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from edgewise.cli.main import make_app
 from edgewise.kb import KnowledgeBase
 from edgewise.kb import models as m
-from edgewise.procs import free_port
 from edgewise.serving.replay import select_segment
 from edgewise.workloads.traces import load_trace
 
@@ -54,7 +53,7 @@ def test_replay_cli_runs_live_and_stores_results(tmp_path: Path) -> None:
             "--slo-ms",
             "100",
             "--port",
-            str(free_port()),
+            "0",
             "--plot",
             str(plot),
             "--json",

@@ -153,3 +153,18 @@ def test_the_gate_comes_from_the_service_yaml_and_a_flag_overrides_it(
     path.write_text(yaml.safe_dump(spec))
     code, out = _rollout(str(path), "--to", "digits_cnn")
     assert code == 2 and "rollout.canary_share" in out
+
+
+def test_an_unreachable_ray_instance_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    write_record("digits", ray_address=address, url="http://x", model="digits_cnn", kb=None)
+    t0 = time.monotonic()
+    code, out = _rollout(str(_service(tmp_path)), "--to", "digits_cnn")
+    assert code == 2 and len(out.strip().splitlines()) == 1
+    assert f"cannot start or reach Ray at {address}" in out
+    assert time.monotonic() - t0 < 60

@@ -16,7 +16,6 @@ import yaml
 from torch import nn
 
 from edgewise.clock import WallClock
-from edgewise.procs import free_port
 from edgewise.serving.loadgen import constant_arrivals, run_load
 from edgewise.serving.rollout import RolloutPolicy
 from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
@@ -87,7 +86,7 @@ def test_rollout_promotes_a_good_version_and_rolls_back_a_slow_one(tmp_path: Pat
         cpus_per_replica=0.5,
         initial_replicas=2,
         max_replicas=2,
-        port=free_port(),
+        port=0,
         num_cpus=2,
         use_cgroup=False,
     )

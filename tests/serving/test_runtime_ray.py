@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from edgewise.isolation import cgroups_writable
-from edgewise.procs import free_port
 from edgewise.serving.loadgen import constant_arrivals, run_load
 from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
 
@@ -61,7 +60,7 @@ def test_live_serving_scale_out_in_place_and_bad_requests(ingress: str) -> None:
         cpus_per_replica=0.5,
         initial_replicas=1,
         max_replicas=2,
-        port=free_port(),
+        port=0,
         num_cpus=2,
         ingress=ingress,
     )

@@ -17,11 +17,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from edgewise.procs import free_port, stop_group
+from edgewise.procs import stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -164,7 +165,7 @@ def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, timeout_s: floa
     raise AssertionError(f"edgewise serve did not answer on {url} within {timeout_s:.0f} s")
 
 
-def test_default_serve_listens_on_loopback_only(tmp_path: Path) -> None:
+def test_default_serve_listens_on_loopback_only(tmp_path: Path, service_url: Any) -> None:
     service = tmp_path / "service.yaml"
     service.write_text(
         "name: digits\n"
@@ -172,10 +173,9 @@ def test_default_serve_listens_on_loopback_only(tmp_path: Path) -> None:
         "min_accuracy: 0.9\n"
         "slo: {latency_ms: 200, percentile: 95}\n"
     )
-    port = free_port()
     env = {**os.environ, "EDGEWISE_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgewise.cli.main", "serve", str(service), "--port", str(port)],
+        [sys.executable, "-m", "edgewise.cli.main", "serve", str(service), "--port", "0"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -183,7 +183,9 @@ def test_default_serve_listens_on_loopback_only(tmp_path: Path) -> None:
     )
     started: set[int] = set()
     try:
-        _wait_until_serving(proc, f"http://127.0.0.1:{port}/healthz", timeout_s=400)
+        url = service_url(proc, tmp_path / "home", "digits", timeout_s=400)
+        port = int(url.rsplit(":", 1)[1])
+        _wait_until_serving(proc, f"{url}/healthz", timeout_s=60)
         started = _process_tree(proc.pid)
         found = listeners(proc.pid)
     finally:

@@ -1,9 +1,11 @@
 """Capacity use case: measure a model's service times per flavor and store each capacity.
 
-:func:`capacity` profiles a zoo model in each flavor of a catalog (a real cgroup with the
+:func:`capacity` profiles a model in each flavor of a catalog (a real cgroup with the
 flavor's CPU quota, :func:`edgewise.serving.profiles.profile_flavor`), derives each
 flavor's capacity under the SLO, optionally checks it with an open-loop load test, and
-stores every profile in the knowledge base. Next to declared neighbours (``--with``) each
+stores every profile in the knowledge base. The model is any reference: a zoo name, a
+registered ``NAME[:vN]`` (profiles are stored under the ``NAME:vN`` it resolves to) or a
+model file, timed on an example batch of its card's input. Next to declared neighbours (``--with``) each
 flavor's capacity is also derated by the slowdown the knowledge base's interference model
 predicts (:func:`edgewise.api.colocation.neighbour_slowdown`; the stored profile stays the
 solo measurement). :func:`measure_profiles` is the measuring step alone, shared with
@@ -135,7 +137,7 @@ def measure_profiles(
     Parameters
     ----------
     model : str
-        Zoo model name.
+        A zoo name, a registry entry ``NAME:vN`` (looked up in ``kb``) or a model file.
     flavors : sequence of FlavorSpec
         The flavors to measure, in order.
     kb : KnowledgeBase
@@ -144,7 +146,8 @@ def measure_profiles(
         ``progress("MODEL/FLAVOR/STEP", done, total)``.
     **options
         Keyword arguments of :func:`edgewise.serving.profiles.profile_flavor`
-        (``slo_ms`` is required).
+        (``slo_ms`` is required; ``kb_url`` defaults to ``kb``'s URL, so that the
+        replica resolves a registry entry where the profile is stored).
 
     Returns
     -------
@@ -152,6 +155,7 @@ def measure_profiles(
         One per flavor, with its row id.
     """
     samples = int(options.get("samples", 200))
+    options.setdefault("kb_url", kb.url)
     out: list[SavedProfile] = []
     for flavor in flavors:
         prefix = f"{model}/{flavor.name}/"
@@ -207,7 +211,8 @@ def capacity(
     Parameters
     ----------
     model : str
-        Zoo model name (see ``edgewise models``).
+        A zoo name (see ``edgewise models``), a registered ``NAME[:vN]`` (profiled and
+        stored as the ``NAME:vN`` it resolves to) or the path of a model file.
     flavors : str or Path
         Flavors YAML file.
     slo_ms, percentile : float
@@ -247,12 +252,16 @@ def capacity(
     """
     from edgewise.api.colocation import check_neighbours
     from edgewise.kb import KnowledgeBase
-    from edgewise.workloads.zoo import check_model_name
+    from edgewise.registry import canonical_ref, parse_ref
 
-    check_model_name(model)
+    registered = parse_ref(model).kind == "registry"
+    if not registered:  # a zoo name or a file is checked before anything is opened
+        model = canonical_ref(model)
     near = check_neighbours(neighbours)
     chosen = _chosen_flavors(flavors, only_flavors)
     store = KnowledgeBase.open(kb)
+    if registered:
+        model = canonical_ref(model, store)
     saved = measure_profiles(
         model,
         chosen,

@@ -138,12 +138,11 @@ def kb_slowdown(
 ) -> tuple[SlowdownFn, dict[str, InterferenceModelInfo]]:
     """The planner's slowdown function from the knowledge base's interference models.
 
-    A replica of ``model`` next to neighbour models is predicted as
-    :func:`edgewise.api.colocation.predicted_slowdown` predicts it (p50 next to the
-    neighbours over p50 alone, at least 1), with each model's newest profiled workload
-    (one with a fitted model and a footprint). One predictor serves every question, so
-    each model is read from the knowledge base once (``predicted_slowdown`` reads it
-    again on every call, 50 ms each, and the planner asks hundreds of questions). Where
+    A replica of ``model`` next to neighbour models is predicted by
+    :func:`edgewise.api.colocation.predicted_slowdown` (p50 next to the neighbours over
+    p50 alone, at least 1), with each model's newest profiled workload (one with a fitted
+    model and a footprint). One predictor serves every question, so each model is read
+    from the knowledge base once (the planner asks hundreds of questions). Where
     the model or a neighbour was never profiled the answer is 1.0 with the source
     ``solo (no model for X next to Y: ... never profiled)``. Answers are cached per
     (model, neighbours).
@@ -160,6 +159,7 @@ def kb_slowdown(
     (SlowdownFn, dict)
         The function, and the interference model found for each model.
     """
+    from edgewise.api.colocation import predicted_slowdown
     from edgewise.interference.predictor import Predictor
     from edgewise.kb import KnowledgeBase
 
@@ -172,7 +172,6 @@ def kb_slowdown(
         for model, (name, meta) in found.items()
     }
     predictor = Predictor(store)
-    alone: dict[str, float] = {}
     cache: dict[tuple[str, tuple[str, ...]], SlowdownEstimate] = {}
 
     def slowdown(model: str, neighbours: tuple[str, ...]) -> SlowdownEstimate:
@@ -189,12 +188,14 @@ def kb_slowdown(
                 f"{', '.join(missing)} never profiled)",
             )
         else:
-            app = info[model].workload
-            if app not in alone:
-                alone[app] = predictor.predict(app, []).p50
-            beside = predictor.predict(app, [info[n].workload for n in neighbours])
-            factor = max(1.0, beside.p50 / alone[app])
-            got = SlowdownEstimate(factor, f"knowledge base ({beside.source})")
+            found_slowdown = predicted_slowdown(
+                app=info[model].workload,
+                neighbours=[info[n].workload for n in neighbours],
+                predictor=predictor,
+            )
+            got = SlowdownEstimate(
+                found_slowdown.factor, f"knowledge base ({found_slowdown.source})"
+            )
         cache[key] = got
         return got
 

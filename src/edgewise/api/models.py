@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from edgewise.paths import user_path
 from edgewise.registry.card import ModelCard, Task, parse_input_flag, read_labels
 from edgewise.registry.store import ModelVersion
 
@@ -214,7 +215,7 @@ def add_model(
     """
     from edgewise.registry.loading import register_model
 
-    path = Path(path).expanduser()
+    path = user_path(path)
     if not path.exists():
         from edgewise.registry.formats import ModelFileError
 
@@ -298,5 +299,5 @@ def export_model(*, ref: str, out: Path, kb: KnowledgeBase | str | None = None) 
 
     with _opened(kb) as opened:
         version = resolve(opened, ref)
-    target = export_version(version, Path(out).expanduser())
+    target = export_version(version, user_path(out))
     return ExportedModel(version.ref, version.format, target, card_path_for(target))

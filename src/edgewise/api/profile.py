@@ -212,7 +212,8 @@ def profile(
     Parameters
     ----------
     app : str
-        A zoo model, ``model@RATErps`` or ``cmd:COMMAND``.
+        A zoo model, a registered ``NAME[:vN]`` (profiled, and stored, as the version it
+        resolves to), ``model@RATErps`` of either, or ``cmd:COMMAND``.
     budget, solo_every : int
         Stressed runs; a solo baseline every ``solo_every`` runs.
     rate_rps, load, batch_size, device
@@ -242,12 +243,12 @@ def profile(
     from edgewise.interference.campaign import CampaignRunner
     from edgewise.interference.campaign.setup import profile_campaign
     from edgewise.interference.stressors import require_stress_ng
-    from edgewise.interference.target import check_app
+    from edgewise.interference.target import resolve_app
 
     _check_choice("method", method, ("active", "lhs", "sobol"))
     _check_choice("confine", confine, ("none", "taskset", "cgroup", "split"))
     _check_choice("device", device, ("cpu", "cuda"))
-    check_app(app)
+    app = resolve_app(app, kb)
     space_map = _stress_space(space, device)
     require_stress_ng()
     db = _open_kb(kb)
@@ -312,7 +313,9 @@ def predict(
     Parameters
     ----------
     app : str
-        A profiled workload (a bare zoo model finds the rate it was profiled at).
+        A profiled workload (a bare zoo model or ``NAME:vN`` finds the rate it was
+        profiled at); a registry version may be spelled ``N`` or ``vN``, a bare
+        registered ``NAME`` is its latest version.
     neighbours : sequence of str
         Co-located workloads or ``stress:RES=V,...`` mixes.
     solo_p50_ms : float, optional
@@ -325,9 +328,12 @@ def predict(
     Prediction
         p50/p95/p99 (ms) with interval bounds and the resource vector used.
     """
+    from edgewise.interference.apps import stored_app
     from edgewise.interference.predictor import Predictor
 
-    pred = Predictor(_open_kb(kb)).predict(app, list(neighbours), solo_p50_ms)
+    db = _open_kb(kb)
+    app = stored_app(app, db)
+    pred = Predictor(db).predict(app, [stored_app(n, db) for n in neighbours], solo_p50_ms)
     return Prediction(app, pred)
 
 
@@ -425,6 +431,7 @@ def _evaluate(setup: EvaluationSetup, app: str, say: Progress) -> AppEvaluation:
         cpus=setup.target_cpus,
         seed=setup.seed,
         device=setup.device,
+        kb=setup.kb,
     )
     rate_of = getattr(target, "rate_rps", None)
     window = max(setup.seconds, setup.min_requests / rate_of) if rate_of else setup.seconds

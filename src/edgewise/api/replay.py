@@ -7,6 +7,8 @@ which stores each run in the knowledge base). With ``simulate`` it also runs the
 simulator over the same segment with the same policy, profile and start-up time
 (:func:`edgewise.api.simulate.simulate_segment`), so the two can be compared. Ray, the
 load generator and the knowledge base are the effects; the policies decide purely.
+A service's pool (several flavors at once, model variants under ``min_accuracy``) is
+replayed by :func:`edgewise.api.replay_pool.replay_pool`, which shares the checks here.
 """
 
 from __future__ import annotations
@@ -131,10 +133,16 @@ class ReplayOutcome:
         }
 
 
-def _check_inputs(
+def check_replay_inputs(
     model: str, slo_ms: float, percentile: float, hours: float, speedup: float
 ) -> None:
-    """Refuse wrong inputs before anything starts (Ray, a replica, a load generator)."""
+    """Refuse wrong inputs before anything starts (Ray, a replica, a load generator).
+
+    Raises
+    ------
+    UnknownNameError, SpecError
+        A model the zoo does not know, or an option out of range (named as its flag).
+    """
     from edgewise.workloads.zoo import check_model_name
 
     check_model_name(model)
@@ -148,7 +156,8 @@ def _check_inputs(
             raise SpecError(f"{option}: {value:g} is out of range")
 
 
-def _check_policies(policies: Sequence[str]) -> list[str]:
+def check_policy_names(policies: Sequence[str]) -> list[str]:
+    """The policy names, in order, once every one is known (else one line naming it)."""
     from edgewise.serving.policies import POLICY_NAMES
 
     for p in policies:
@@ -356,8 +365,8 @@ def replay(
     from edgewise.serving.runtime import RaySession
     from edgewise.workloads.traces import load_trace
 
-    names = _check_policies(policies)
-    _check_inputs(model, slo_ms, percentile, hours, speedup)
+    names = check_policy_names(policies)
+    check_replay_inputs(model, slo_ms, percentile, hours, speedup)
     series = load_trace(trace, time_col, value_col)
     fl = pick_flavor(flavors, flavor)
     store = KnowledgeBase.open(kb)

@@ -443,6 +443,7 @@ def _run_job(
 ) -> RetrainedModel:
     """Start the pool, profile, plan, train and record; the pool stops on return."""
     from edgewise.planning.retrain import plan_exact
+    from edgewise.registry import check_refs
     from edgewise.retrain import records
     from edgewise.retrain.background import BackgroundMonitor
     from edgewise.retrain.controller import JobSpec
@@ -454,10 +455,11 @@ def _run_job(
     model, data, drift, seed = setup.task
     key = records.pool_key(spec.devices, *setup.names, setup.profile_batch)
     states = device_states(spec)
+    check_refs(spec.background_models(), kb)
     pool_cm: EmulatedPool | RayPool = (
         RayPool(spec.devices, setup.work / "pool", seed=seed, address=address)
         if address
-        else EmulatedPool(spec.devices, setup.work / "pool", seed=seed)
+        else EmulatedPool(spec.devices, setup.work / "pool", seed=seed, kb_url=kb.url)
     )
     with pool_cm as pool:
         profiles, source, prediction = _first_profiles(pool, setup, kb, key, reprofile, say)

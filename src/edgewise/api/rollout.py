@@ -6,7 +6,8 @@ serving model's input, then runs the rollout driver
 (:func:`edgewise.serving.runtime.rollout.run_rollout`): a canary share of live traffic,
 the gate on the service's SLO percentile and on accuracy (labelled requests, else
 agreement with the serving version), then promotion replica by replica or a rollback
-with the reason. :func:`rollout_under_load` is the benchmark's use case: a service of its
+with the reason; the canary and the verdict are recorded in the service's knowledge base
+(:mod:`edgewise.api.served`). :func:`rollout_under_load` is the benchmark's use case: a service of its
 own, open-loop load at a share of its measured capacity, and a rollout during that load.
 Effects: Ray, HTTP and the clock; every verdict is the pure gate's.
 """
@@ -17,6 +18,7 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,7 @@ def rollout(
         serving = view.get("serving_ref")
         if serving and serving != checked:  # an earlier rollout promoted another version
             check_version(to, serving, kb)
+        canary_since = datetime.now(UTC)
         outcome = run_rollout(
             port,
             to,
@@ -160,7 +163,51 @@ def rollout(
             percentile=spec.slo.percentile,
             clock=WallClock(),
         )
+    outcome.steps.extend(record_outcome(kb, spec.name, outcome, canary_since))
     return _result(spec.name, spec.slo.latency_ms, spec.slo.percentile, policy, outcome)
+
+
+def record_outcome(kb: str | None, service: str, outcome: Any, canary_since: datetime) -> list[str]:
+    """Record the canary and the verdict in the service's knowledge base.
+
+    Parameters
+    ----------
+    kb : str or None
+        The service's knowledge-base URL (``None``: the default one).
+    service : str
+        The service's name.
+    outcome : RolloutOutcome
+        How the rollout ended.
+    canary_since : datetime
+        When the canary began.
+
+    Returns
+    -------
+    list of str
+        Nothing, or one step saying why the record could not be written (the rollout
+        has happened either way, so that is no error of the rollout).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from edgewise.api.served import record_served
+    from edgewise.errors import EdgewiseError
+    from edgewise.kb import KnowledgeBase
+    from edgewise.kb.served import Change
+
+    change: Change = "rollout promoted" if outcome.promoted else "rollout rolled back"
+    try:
+        with KnowledgeBase.open(kb) as store:
+            record_served(
+                store,
+                service,
+                change,
+                outcome.ref,
+                canary_since=canary_since,
+                reason="" if outcome.promoted else outcome.reason,
+            )
+    except (SQLAlchemyError, EdgewiseError) as err:
+        return [f"not recorded in the knowledge base: {err}"]
+    return []
 
 
 def check_version(to: str, serving: str | None, kb: str | None) -> None:

@@ -3,12 +3,18 @@
 :func:`serve` reads the service and flavor specs, finds (or measures) the model's
 capacity in the flavor, starts the deployment and runs the live controller with the
 policy until ``seconds`` pass or ``stop`` is set. Starting Ray, the knowledge base and
-the clock are the effects; every scaling decision is the policy's pure ``decide``.
+the clock are the effects; every scaling decision is the policy's pure ``decide``. The
+knowledge base records which version served from when (``serve started``) until when
+(``stopped``), and each switch of model variant in between (``variant switched``), see
+:mod:`edgewise.api.served`.
 :func:`pick_flavor` is the flavor choice every live command shares. Next to declared
 neighbours (``neighbours=``, or the service spec's ``neighbours:``; ``host`` as observed)
 the capacity the controller plans with is derated by the predicted slowdown
-(:mod:`edgewise.api.colocation`). Without a named flavor, the smallest flavor of the
-catalog that meets the SLO serves, and each smaller one is left out with a note.
+(:mod:`edgewise.api.colocation`). The controller runs the service's pool
+(:func:`edgewise.api.serve_pool.service_pool`): every flavor of the catalog that meets
+the SLO (or the one named), a flavor too small left out with a note, and with several
+model variants the cheapest one at or above ``min_accuracy`` for the rate, switched in
+place.
 """
 
 from __future__ import annotations
@@ -20,15 +26,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgewise.api.colocation import Slowdown, colocated_capacity, neighbour_slowdown, observed
+from edgewise.api.colocation import (
+    Slowdown,
+    neighbour_slowdown,
+    observed,
+)
 from edgewise.config import FlavorSpec, load_flavors, load_service
 from edgewise.errors import SpecError
 
 if TYPE_CHECKING:
+    from edgewise.api.serve_pool import ServicePool
     from edgewise.config import ServiceSpec
     from edgewise.serving.controller import ControllerResult
-    from edgewise.serving.live import FlavorCapacity
-    from edgewise.serving.policies import FlavorOption, Policy
 
 __all__ = ["ServeOutcome", "ServingStarted", "pick_flavor", "serve"]
 
@@ -103,91 +112,35 @@ class ServeOutcome:
         return asdict(self)
 
 
-def _capacity(
-    model: str, flavor: FlavorSpec, spec: ServiceSpec, store: Any, *, measure: bool, local: bool
-) -> FlavorCapacity:
-    """One replica's capacity under the service's SLO (limited to what fits a local host)."""
-    from edgewise.serving.live import flavor_option, replicas_that_fit
-
-    return flavor_option(
-        model,
-        flavor,
-        slo_ms=spec.slo.latency_ms,
-        percentile=spec.slo.percentile,
-        kb=store,
-        measure=measure,
-        max_replicas=replicas_that_fit(flavor) if local else None,
-    )
-
-
-@dataclass(frozen=True)
-class _Chosen:
-    """The flavor that serves, the capacity planned with, and how it was derived."""
-
-    flavor: FlavorSpec
-    cap: FlavorCapacity
-    alone_rps: float
-    notes: tuple[str, ...]
-
-
-def _choose(
-    flavors: Path | None,
-    flavor: str | None,
-    capacity_alone: Callable[[FlavorSpec], FlavorCapacity],
-    slowdown: Slowdown | None,
-    spec: ServiceSpec,
-) -> _Chosen:
-    """The named flavor, or the smallest of the catalog that meets the SLO (derated)."""
-    from edgewise.serving.live import FlavorCapacity, first_fitting, too_small
-
-    candidates = (
-        load_flavors(flavors).flavors
-        if flavors is not None and flavor is None
-        else [pick_flavor(flavors, flavor)]
-    )
-    alone: dict[str, float] = {}
-    factor = 1.0 if slowdown is None else slowdown.factor
-
-    def capacity_of(fl: FlavorSpec) -> FlavorCapacity:
-        cap = capacity_alone(fl)
-        alone[fl.name] = cap.option.capacity_rps
-        if factor <= 1.0:
-            return cap
-        slo, pct = spec.slo.latency_ms, spec.slo.percentile
-        beside = colocated_capacity(cap, factor, slo_ms=slo, percentile=pct)
-        slowed = cap.service_ms * factor
-        if not beside.reachable:
-            takes = "takes next to the neighbours"
-            raise too_small(fl.name, slowed, slo_ms=slo, percentile=pct, takes=takes)
-        return FlavorCapacity(beside.colocated, slowed, f"{cap.source}, derated x{factor:.2f}")
-
-    got = first_fitting(candidates, capacity_of)
-    return _Chosen(got.flavor, got.capacity, alone[got.flavor.name], got.notes)
-
-
 def _control(
     runtime: Any,
-    policy: Policy,
-    option: FlavorOption,
+    pool: ServicePool,
     spec: ServiceSpec,
     store: Any,
     seconds: float,
     stop: threading.Event | None,
+    on_variant: Callable[[str], None] | None = None,
 ) -> ControllerResult:
-    """Run the live controller on ``runtime`` from one replica until ``seconds`` or ``stop``."""
+    """Run the live controller on ``runtime`` from the pool's start until ``seconds`` or ``stop``.
+
+    ``on_variant(ref)`` is called after each switch of model variant.
+    """
     from edgewise.serving.controller import LiveController
 
     ctl = LiveController(
         runtime,
-        policy,
-        option,
+        pool.policy,
+        pool.options,
+        variant=pool.variant,
         slo_ms=spec.slo.latency_ms,
         slo_percentile=spec.slo.percentile,
         startup_s=spec.startup_s,
         kb=store,
         run_key=f"serve-{spec.name}",
+        gate=True,
+        on_variant=on_variant,
     )
-    ctl.start(1)
+    ctl.start_pool(pool.initial)
     return ctl.run(seconds if seconds > 0 else math.inf, stop)
 
 
@@ -213,12 +166,12 @@ def serve(
     Parameters
     ----------
     service : Path
-        Service YAML (model variants and SLO); the most accurate variant that meets
-        the service's accuracy floor is served.
+        Service YAML (model variants and SLO): the most accurate variant at or above
+        ``min_accuracy`` serves first, a cheaper eligible one when the rate asks for it.
     flavors, flavor
         Flavors YAML and the flavor to run replicas in (:func:`pick_flavor`); without
-        ``flavor``, the smallest of the catalog that meets the SLO (next to the
-        neighbours), each smaller one left out with a note.
+        ``flavor``, every flavor of the catalog that meets the SLO (next to the
+        neighbours) joins the pool, each too small left out with a note.
     host, port : str, int
         Where the HTTP ingress listens.
     address : str, optional
@@ -248,41 +201,37 @@ def serve(
     ServeOutcome
         The controller's decisions, actions and cost.
     """
+    from edgewise.api.served import recorded_serving
     from edgewise.kb import KnowledgeBase
-    from edgewise.serving.policies import make_policy
-    from edgewise.serving.runtime import RuntimeConfig, ServingRuntime
+    from edgewise.serving.runtime import ServingRuntime
 
     spec = load_service(service)
-    variant = max(spec.variants, key=lambda v: (v.accuracy >= spec.min_accuracy, -v.accuracy))
     store = KnowledgeBase.open(kb)
-    slowdown = _slowdown(variant.model, spec, neighbours, store)
-    chosen = _choose(
+    # the neighbours are checked (and each variant's slowdown predicted) before any
+    # capacity is measured: an unknown neighbour is one line before anything starts
+    slowdowns: dict[str, Slowdown | None] = {
+        v.model: _slowdown(v.model, spec, neighbours, store) for v in spec.variants
+    }
+    pool = _pool(
+        spec,
+        service,
         flavors,
         flavor,
-        lambda f: _capacity(variant.model, f, spec, store, measure=measure, local=address is None),
-        slowdown,
-        spec,
+        store,
+        policy,
+        measure,
+        address,
+        neighbours,
+        slowdowns,
     )
-    fl, cap = chosen.flavor, chosen.cap
-    pol = make_policy(policy)
-    cfg = RuntimeConfig(
-        model=variant.model,
-        app=spec.name,
-        cpus_per_replica=fl.cpus,
-        initial_replicas=1,
-        max_replicas=cap.option.max_replicas,
-        host=host,
-        port=port,
-        address=address,
-        ingress=ingress,
-        kb=store.url,  # the replicas resolve NAME:vN in the same registry
-    )
+    cfg = _runtime_config(pool, spec, store.url, host, port, address, ingress)
     with ServingRuntime(cfg) as rt:
         rt.wait_for_replicas(1, timeout_s=180)
-        started = _started(variant.model, spec, f"{rt.url}/predict", policy, chosen, slowdown)
-        if on_ready is not None:
-            on_ready(started)
-        res = _control(rt, pol, cap.option, spec, store, seconds, stop)
+        with recorded_serving(store, spec.name, pool.model) as served:
+            started = _started(pool, spec, f"{rt.url}/predict", policy, slowdowns.get(pool.model))
+            if on_ready is not None:
+                on_ready(started)
+            res = _control(rt, pool, spec, store, seconds, stop, served.switched)
     return ServeOutcome(
         started=started,
         decisions=res.decisions,
@@ -290,6 +239,75 @@ def serve(
         vertical_actions=res.vertical_actions,
         cost=res.cost,
         resumed=res.resumed,
+    )
+
+
+def _pool(
+    spec: ServiceSpec,
+    service: Path,
+    flavors: Path | None,
+    flavor: str | None,
+    store: Any,
+    policy: str,
+    measure: bool,
+    address: str | None,
+    neighbours: Sequence[str] | None,
+    slowdowns: dict[str, Slowdown | None],
+) -> ServicePool:
+    """The pool the controller runs: every eligible variant in every flavor that fits.
+
+    The catalog's flavors (or the one named) that meet the SLO next to the neighbours
+    join it; ``slowdowns`` gets each variant's predicted slowdown as it is looked up.
+    """
+    from edgewise.api.serve_pool import service_pool
+    from edgewise.serving.policies import make_policy
+
+    def slowdown_of(model: str) -> float:
+        if model not in slowdowns:
+            slowdowns[model] = _slowdown(model, spec, neighbours, store)
+        got = slowdowns[model]
+        return 1.0 if got is None else got.factor
+
+    candidates = (
+        load_flavors(flavors).flavors
+        if flavors is not None and flavor is None
+        else [pick_flavor(flavors, flavor)]
+    )
+    return service_pool(
+        spec,
+        candidates,
+        store,
+        make_policy(policy),
+        measure=measure,
+        local=address is None,
+        slowdown_of=slowdown_of,
+        where=str(service),
+    )
+
+
+def _runtime_config(
+    pool: ServicePool,
+    spec: ServiceSpec,
+    kb_url: str,
+    host: str,
+    port: int,
+    address: str | None,
+    ingress: str,
+) -> Any:
+    """The live deployment: Ray reserves the smallest flavor's CPUs, one replica to start."""
+    from edgewise.serving.runtime import RuntimeConfig
+
+    return RuntimeConfig(
+        model=pool.model,
+        app=spec.name,
+        cpus_per_replica=pool.cpus_per_replica,
+        initial_replicas=1,
+        max_replicas=pool.max_replicas,
+        host=host,
+        port=port,
+        address=address,
+        ingress=ingress,
+        kb=kb_url,  # the replicas resolve NAME:vN in the same registry
     )
 
 
@@ -302,31 +320,31 @@ def _slowdown(
 
 
 def _started(
-    model: str,
+    pool: ServicePool,
     spec: ServiceSpec,
     url: str,
     policy: str,
-    chosen: _Chosen,
     slowdown: Slowdown | None,
 ) -> ServingStarted:
-    """What is served where, with how the flavor and the capacity were chosen."""
+    """What is served where: the pool's flavors, the capacity in its smallest, the notes."""
+    first = pool.options[0]
     beside: dict[str, Any] = {}
     if slowdown is not None:
         beside = {
-            "capacity_alone_rps": chosen.alone_rps,
+            "capacity_alone_rps": pool.alone_rps[(pool.model, first.name)],
             "neighbours": slowdown.neighbours,
             "slowdown": slowdown.factor,
             "slowdown_source": slowdown.origin(),
         }
     return ServingStarted(
-        model=model,
+        model=pool.model,
         service=spec.name,
         url=url,
         slo_ms=spec.slo.latency_ms,
         slo_percentile=spec.slo.percentile,
-        flavor=chosen.flavor.name,
-        capacity_rps=chosen.cap.option.capacity_rps,
+        flavor=", ".join(o.name for o in pool.options),
+        capacity_rps=first.capacity_rps,
         policy=policy,
-        notes=chosen.notes,
+        notes=pool.notes,
         **beside,
     )

@@ -578,11 +578,11 @@ def simulate_segment(
     SimResult
         Its cost is in wall time: multiply by ``segment.speedup`` for trace time.
     """
-    per_s = segment.per_second()
-    params = {"peak_rps": float(per_s.max())} if policy == "static" else {}
+    from edgewise.serving.replay import replay_policy_for
+
     return simulate(
-        make_policy(policy, **params),
-        per_s,
+        replay_policy_for(policy, segment, [option], trace_time=True),
+        segment.per_second(),
         [SimFlavor(option, ServiceProfile(np.asarray(service_ms), option.cpus, "measured"))],
         SimConfig(
             slo_ms=slo_ms,

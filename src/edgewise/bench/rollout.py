@@ -89,7 +89,7 @@ def run(
     cpus_per_replica: float = 0.5,
     canary_share: float = 0.1,
     min_requests: int = 100,
-    port: int = 8000,
+    port: int = 0,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The benchmark's figures (see the module docstring) as JSON-ready data."""
@@ -140,7 +140,7 @@ def rollout_cmd(
     ),
     replicas: int = typer.Option(2, "--replicas", min=1, help="Replicas of the service."),
     canary_share: float = typer.Option(0.1, "--canary-share", help="Canary share of traffic."),
-    port: int = typer.Option(8000, "--port", help="HTTP port of the service."),
+    port: int = typer.Option(0, "--port", help="HTTP port of the service (0: any free one)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

@@ -134,7 +134,7 @@ def overhead(
     cpus: float = 1.0,
     seconds: float = 15.0,
     concurrency: int = 16,
-    port: int = 18300,
+    port: int = 0,
     max_batch: int = 8,
     rounds: int = 3,
     ingress: str = "proxy",
@@ -265,7 +265,7 @@ def live(
     peak_rps: float | None,
     seed: int,
     *,
-    port: int = 18400,
+    port: int = 0,
     ingress: str = "proxy",
     flavors: Path | None = None,
 ) -> dict[str, Any]:

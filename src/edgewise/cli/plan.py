@@ -136,7 +136,10 @@ def slowdown_line(slowdown: Slowdown) -> str:
 
 
 def capacity(
-    model: Annotated[str, typer.Argument(help="zoo model name (see `edgewise models`)")],
+    model: Annotated[
+        str,
+        typer.Argument(help="zoo model, registered NAME[:vN] or model file (`edgewise models`)"),
+    ],
     flavors: Annotated[Path, typer.Option(help="flavors YAML file")],
     slo_ms: Annotated[float, typer.Option(min=0.001, help="latency bound (ms)")],
     percentile: Annotated[float, typer.Option(min=0.1, max=100.0, help="SLO percentile")] = 99.0,

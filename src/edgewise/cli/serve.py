@@ -1,7 +1,8 @@
 """``edgewise serve`` and ``edgewise replay``: the live serve pillar on Ray Serve.
 
 Both parse their options, call :mod:`edgewise.api.serve` or :mod:`edgewise.api.replay`
-and render what comes back; the signals that stop ``serve`` are caught here.
+(:mod:`edgewise.api.replay_pool` for a service spec's pool of flavors and variants) and
+render what comes back; the signals that stop ``serve`` are caught here.
 """
 
 from __future__ import annotations
@@ -9,11 +10,17 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from edgewise.api.replay_pool import PoolReplayOutcome
+    from edgewise.serving.replay import ReplayResult
 
 __all__ = ["register", "replay", "serve"]
 
@@ -25,7 +32,7 @@ def serve(
     flavors: Path | None = typer.Option(None, help="Flavors YAML (default: a 0.5-CPU flavor)."),
     flavor: str | None = typer.Option(None, help="Flavor to run replicas in (default: smallest)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind the HTTP proxy to."),
-    port: int = typer.Option(8000, help="HTTP port."),
+    port: int = typer.Option(8000, help="HTTP port (0: any free one, named when serving)."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: local Ray)."),
     policy: str = typer.Option("edgewise", help="Autoscaling policy."),
     seconds: float = typer.Option(0.0, help="Stop after this long (0: until Ctrl-C)."),
@@ -96,13 +103,19 @@ def replay(
     hours: float = typer.Option(12.0, help="Trace hours to replay."),
     speedup: float = typer.Option(120.0, help="Trace seconds per wall second."),
     policy: str = typer.Option("edgewise", help="Policy, or several comma-separated."),
-    slo_ms: float = typer.Option(150.0, help="Latency SLO in ms."),
-    percentile: float = typer.Option(99.0, help="SLO percentile."),
-    model: str = typer.Option("mobilenet_v2", help="Zoo model to serve."),
+    slo_ms: float | None = typer.Option(None, help="Latency SLO in ms (default: 150)."),
+    percentile: float | None = typer.Option(None, help="SLO percentile (default: 99)."),
+    model: str | None = typer.Option(None, help="Zoo model to serve (default: mobilenet_v2)."),
+    service: Path | None = typer.Option(
+        None,
+        help="Service YAML instead of --model/--slo-ms/--percentile: its model variants "
+        "(chosen under min_accuracy) in every flavor of --flavors that meets its SLO, "
+        "compared with the simulator decision by decision.",
+    ),
     flavors: Path | None = typer.Option(None, help="Flavors YAML."),
     flavor: str | None = typer.Option(None, help="Flavor name (default: smallest)."),
     peak_rps: float | None = typer.Option(None, help="Scale the trace to this peak rate."),
-    port: int = typer.Option(8000, help="HTTP port of the deployment."),
+    port: int = typer.Option(8000, help="HTTP port of the deployment (0: any free one)."),
     seed: int = typer.Option(0, help="Seed of the arrivals."),
     plot: Path = typer.Option(Path("replay.png"), help="Where to write the plot."),
     ingress: str = typer.Option("proxy", help="'proxy' (Ray Serve's) or 'haproxy'."),
@@ -115,55 +128,78 @@ def replay(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Replay a compressed trace segment against the live system, one run per policy."""
-    from edgewise.api.replay import replay as replay_segment
-    from edgewise.serving.replay import plot_replay
+    from edgewise.errors import SpecError
     from edgewise.serving.runtime import stdout_to_stderr
 
+    common: dict[str, Any] = {
+        "trace": trace,
+        "time_col": time_col,
+        "value_col": value_col,
+        "start": start,
+        "hours": hours,
+        "speedup": speedup,
+        "policies": [p.strip() for p in policy.split(",") if p.strip()],
+        "flavors": flavors,
+        "flavor": flavor,
+        "peak_rps": peak_rps,
+        "port": port,
+        "seed": seed,
+        "ingress": ingress,
+        "progress": lambda phase, _done, _total: console.print(phase),
+    }
+    if service is not None:
+        given = [
+            o
+            for o, v in (
+                ("--model", model),
+                ("--slo-ms", slo_ms),
+                ("--percentile", percentile),
+                ("--with", neighbours),
+            )
+            if v
+        ]
+        if given:
+            raise SpecError(f"{', '.join(given)}: the service spec {service} sets them")
+        with stdout_to_stderr():
+            pooled = _replay_pool(service=service, **common)
+        _render_pool(pooled, trace, hours, speedup, plot, as_json)
+        return
+    from edgewise.api.replay import replay as replay_segment
+
+    slo = 150.0 if slo_ms is None else slo_ms
     with stdout_to_stderr():
         outcome = replay_segment(
-            trace=trace,
-            time_col=time_col,
-            value_col=value_col,
-            start=start,
-            hours=hours,
-            speedup=speedup,
-            policies=[p.strip() for p in policy.split(",") if p.strip()],
-            slo_ms=slo_ms,
-            percentile=percentile,
-            model=model,
-            flavors=flavors,
-            flavor=flavor,
-            peak_rps=peak_rps,
-            port=port,
-            seed=seed,
-            ingress=ingress,
+            slo_ms=slo,
+            percentile=99.0 if percentile is None else percentile,
+            model=model or "mobilenet_v2",
             neighbours=neighbours,
-            progress=lambda phase, _done, _total: console.print(phase),
+            **common,
         )
     if outcome.colocation is not None and outcome.slowdown is not None:
         c = outcome.colocation
         console.print(
-            f"predicted slowdown of {model} next to {', '.join(outcome.slowdown.neighbours)}: "
-            f"x{c.slowdown:.2f} ({outcome.slowdown.source}); capacity per replica "
+            f"predicted slowdown of {outcome.model} next to "
+            f"{', '.join(outcome.slowdown.neighbours)}: x{c.slowdown:.2f} "
+            f"({outcome.slowdown.source}); capacity per replica "
             f"{c.alone.capacity_rps:.1f} rps alone, {c.colocated.capacity_rps:.1f} beside them"
         )
-    results = outcome.results
-    out = plot_replay(results, slo_ms, plot)
-    if as_json:
-        typer.echo(json.dumps({r.policy: r.to_dict() for r in results} | {"plot": str(out)}))
-        return
-    table = Table(title=f"replay of {trace}: {hours:g} h from {outcome.start}, x{speedup:g}")
-    for col in (
-        "policy",
-        "attainment %",
-        "cost",
-        "scale actions",
-        "vertical",
-        "p99 ms",
-        "requests",
-        "503",
-        "failed",
-    ):
+    _render_runs(outcome.results, slo, trace, hours, outcome.start, speedup, plot, as_json)
+
+
+def _replay_pool(**kwargs: Any) -> PoolReplayOutcome:
+    """:func:`edgewise.api.replay_pool.replay_pool` (imported when it is needed)."""
+    from edgewise.api.replay_pool import replay_pool
+
+    return replay_pool(**kwargs)
+
+
+_COLUMNS = ("policy", "attainment %", "cost", "scale actions", "vertical", "p99 ms", "requests")
+
+
+def _runs_table(results: list[ReplayResult], title: str, extra: Sequence[str] = ()) -> Table:
+    """One row per live run: attainment, cost, actions, tail latency, requests."""
+    table = Table(title=title)
+    for col in (*_COLUMNS, "503", "failed", *extra):
         table.add_column(col)
     for r in results:
         table.add_row(
@@ -177,8 +213,78 @@ def replay(
             str(r.rejected),
             str(r.failed),
         )
-    Console().print(table)
+    return table
+
+
+def _render_runs(
+    results: list[ReplayResult],
+    slo_ms: float,
+    trace: str,
+    hours: float,
+    start: Any,
+    speedup: float,
+    plot: Path,
+    as_json: bool,
+) -> None:
+    """The plot, then one JSON object or a table of the live runs."""
+    from edgewise.serving.replay import plot_replay
+
+    out = plot_replay(results, slo_ms, plot)
+    if as_json:
+        typer.echo(json.dumps({r.policy: r.to_dict() for r in results} | {"plot": str(out)}))
+        return
+    Console().print(
+        _runs_table(results, f"replay of {trace}: {hours:g} h from {start}, x{speedup:g}")
+    )
     console.print(f"plot: {out}")
+
+
+def _render_pool(
+    outcome: PoolReplayOutcome, trace: str, hours: float, speedup: float, plot: Path, as_json: bool
+) -> None:
+    """The pool's capacities and notes, the live runs, and their agreement with the simulator."""
+    from edgewise.serving.replay import plot_replay
+
+    out = plot_replay(outcome.results, outcome.slo_ms, plot)
+    if as_json:
+        doc = outcome.as_dict()
+        policies = doc.pop("policies")
+        typer.echo(json.dumps(policies | {"plot": str(out), "pool": doc}))
+        return
+    for c in outcome.capacities:
+        console.print(
+            f"capacity of {c['model']} in {c['flavor']}: {c['capacity_rps_per_replica']:.1f} "
+            f"rps per replica ({c['source']})",
+            soft_wrap=True,
+        )
+    for note in outcome.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    title = (
+        f"replay of {trace} on {outcome.service}'s pool: {hours:g} h from {outcome.start}, "
+        f"x{speedup:g}"
+    )
+    table = _runs_table(outcome.results, title)
+    Console().print(table)
+    for run in outcome.runs:
+        a, live = run.agreement, run.run
+        sim = (
+            ""
+            if live.simulated is None
+            else (f", simulated attainment {100 * live.simulated.slo_attainment:.2f} %")
+        )
+        console.print(
+            f"{run.policy}: live executed {a.matched} of {a.decisions} simulated decisions; "
+            f"replicas at most live {_counts(a.live_flavors)}, simulated "
+            f"{_counts(a.sim_flavors)}; variant switches live {a.live_switches}, simulated "
+            f"{a.sim_switches}{sim}",
+            soft_wrap=True,
+        )
+    console.print(f"plot: {out}")
+
+
+def _counts(per_flavor: dict[str, int]) -> str:
+    """``2 large + 1 small`` (flavors with no replica left out)."""
+    return " + ".join(f"{n} {name}" for name, n in per_flavor.items() if n) or "none"
 
 
 def register(app: typer.Typer) -> None:

@@ -14,14 +14,15 @@
 Each step adds a row with its figure to the summary. Orchestration only: registering,
 re-training and the rollout are the use cases the CLI calls (``models add``,
 ``retrain``, ``rollout``); the service is the serving runtime on loopback, its state in
-``$EDGEWISE_HOME``. HTTP measurement is :func:`served_accuracy`.
+``$EDGEWISE_HOME``, and the knowledge base records which version it served when, as for
+``edgewise serve`` (:func:`edgewise.api.served.recorded_serving`). HTTP measurement is :func:`served_accuracy`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,6 @@ from rich.console import Console
 
 from edgewise.demo.owndata import ANGLE_DEG, ARCH, DigitsFolders
 from edgewise.demo.summary import DemoSummary
-from edgewise.procs import free_port
 
 __all__ = ["LoopOutcome", "LoopSettings", "ServedAccuracy", "run_own_model", "served_accuracy"]
 
@@ -61,8 +61,7 @@ class LoopSettings:
         clients send rather than by agreement with the old version, which a better
         version must lack on drifted data).
     port : int
-        HTTP port of the service (loopback; default: one free when the settings are made,
-        outside the range Ray hands its own workers).
+        HTTP port of the service (loopback; default 0: one free once Ray is up).
     """
 
     epochs: int = 8
@@ -73,7 +72,7 @@ class LoopSettings:
     kill_device: str = "pi-c"
     canary_share: float = 0.2
     min_requests: int = 50
-    port: int = field(default_factory=free_port)
+    port: int = 0
 
 
 @dataclass(frozen=True)
@@ -326,6 +325,7 @@ def run_own_model(
     """
     import time
 
+    from edgewise.api.served import recorded_serving
     from edgewise.demo.owndata import digits_parts, write_folders
     from edgewise.paths import home
     from edgewise.serving.runtime import ServingRuntime
@@ -337,32 +337,37 @@ def run_own_model(
     v1 = _register_v1(kb, folders, parts.clean_train[0], summary, s, seed)
     with ServingRuntime(_serve_config(v1, kb, s)) as rt:
         rt.wait_for_replicas(1, timeout_s=180)
-        url = f"{rt.url}/predict"
-        console.print(f"serving {v1} at {url}")
-        clean = served_accuracy(url, folders.clean_test)
-        before = served_accuracy(url, folders.drift_test)
-        summary.add("serve", "served accuracy, clean held-out digits (HTTP)", clean.words())
-        summary.add(
-            "serve",
-            f"served accuracy, digits turned {ANGLE_DEG:g} deg, before the loop (HTTP)",
-            before.words(),
-        )
-        outcome = LoopOutcome(v1, clean, before, before)
-        job = _retrain(kb, v1, folders, console, s, seed)
-        _summarise_retrain(summary, job, s)
-        if job.registered is None:
-            return outcome
-        result, sent, failed = _rollout(kb, url, job.registered, folders.drift_test, s)
-        verdict = "promoted" if result.promoted else "rolled back"
-        summary.add(
-            "rollout",
-            f"{job.registered}: canary {s.canary_share:.0%}, gate on p{PERCENTILE:g} "
-            f"{SLO_MS:g} ms and labels",
-            f"{verdict} in {result.load_s + result.canary_s + result.promote_s:.1f} s "
-            f"({result.reason})",
-        )
-        summary.add("rollout", "client requests during the rollout: failed", f"{failed} / {sent}")
-        after = served_accuracy(url, folders.drift_test)
+        # which version served when, as edgewise serve records it: v1 from now, v2 from
+        # the promotion (recorded by the rollout), until the service stops
+        with recorded_serving(kb, MODEL_NAME, v1):
+            url = f"{rt.url}/predict"
+            console.print(f"serving {v1} at {url}")
+            clean = served_accuracy(url, folders.clean_test)
+            before = served_accuracy(url, folders.drift_test)
+            summary.add("serve", "served accuracy, clean held-out digits (HTTP)", clean.words())
+            summary.add(
+                "serve",
+                f"served accuracy, digits turned {ANGLE_DEG:g} deg, before the loop (HTTP)",
+                before.words(),
+            )
+            outcome = LoopOutcome(v1, clean, before, before)
+            job = _retrain(kb, v1, folders, console, s, seed)
+            _summarise_retrain(summary, job, s)
+            if job.registered is None:
+                return outcome
+            result, sent, failed = _rollout(kb, url, job.registered, folders.drift_test, s)
+            verdict = "promoted" if result.promoted else "rolled back"
+            summary.add(
+                "rollout",
+                f"{job.registered}: canary {s.canary_share:.0%}, gate on p{PERCENTILE:g} "
+                f"{SLO_MS:g} ms and labels",
+                f"{verdict} in {result.load_s + result.canary_s + result.promote_s:.1f} s "
+                f"({result.reason})",
+            )
+            summary.add(
+                "rollout", "client requests during the rollout: failed", f"{failed} / {sent}"
+            )
+            after = served_accuracy(url, folders.drift_test)
     gain = 100 * (after.accuracy - before.accuracy)
     summary.add(
         "serve",

@@ -100,7 +100,7 @@ def run_serve(kb: Any, console: Console, summary: DemoSummary, seed: int) -> Non
             slo_ms=SLO_MS,
             percentile=PERCENTILE,
             model=APP,
-            port=18500,
+            port=0,
             seed=seed,
             neighbours=[NEIGHBOUR],
             peak_fraction=PEAK_FRACTION,

@@ -5,8 +5,9 @@ statsmodels' STL) plus trend and remainder, forecasts the seasonally adjusted pa
 a simple trend model and adds the seasonal components back. Its cost is the
 decompositions: with statsmodels' default LOESS steps one fit of eight weeks of hourly
 data takes about 250 ms here; evaluating the LOESS fits every few points
-(``*_jump``, as R's ``stl`` does by default) brings it to about 20 ms at the same
-accuracy. AutoETS picks an exponential-smoothing model by AICc; statsforecast supports
+(``*_jump``, as R's ``stl`` does, every quarter season for the trend) brings it to
+about 15 ms at the same accuracy, and R's two STL inner iterations instead of
+statsmodels' five to about 6 ms (:mod:`edgewise.forecast.decompose`). AutoETS picks an exponential-smoothing model by AICc; statsforecast supports
 its seasonality only up to 24 steps, longer seasons give a non-seasonal model.
 :class:`SeasonalES` smooths each phase of the season exponentially (statsforecast
 ``SeasonalExponentialSmoothingOptimized``): between the seasonal naive (weight 1 on the
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgewise.forecast.base import BaseForecaster
+from edgewise.forecast.decompose import mstl_decompose
 from edgewise.forecast.intervals import empirical_bounds
 
 __all__ = ["MSTL", "AutoETS", "SeasonalES", "default_stl_kwargs"]
@@ -33,15 +35,17 @@ _ETS_MAX_SEASON = 24
 
 
 def default_stl_kwargs(season_lengths: Sequence[int]) -> dict[str, int]:
-    """LOESS step sizes for :func:`statsforecast.models.mstl`.
+    """LOESS step sizes for :func:`~edgewise.forecast.decompose.mstl_decompose`.
 
     The seasonal smoother keeps a step of 2 (R's ``ceiling(s.window / 10)`` for its
     seasonal windows of 11 and 15); the trend and low-pass smoothers, whose windows are
-    about 1.7 and 1 times the longest season, are evaluated every ``season / 8`` points,
-    at most once per shortest season.
+    about 1.7 and 1 times the longest season, are evaluated every quarter of the longest
+    season and interpolated in between, in every season's STL. On the hourly traces
+    (seasons 24 and 168) that took 27 % less time than every eighth of a season, with
+    the same or a lower MAE and coverage within a point; the shorter seasons' STLs are
+    smoothed again by the longest one's within each MSTL pass.
     """
-    longest, shortest = max(season_lengths), min(season_lengths)
-    jump = max(1, min(math.ceil(longest / 8), shortest + 1))
+    jump = max(1, math.ceil(max(season_lengths) / 4))
     return {"seasonal_jump": 2, "trend_jump": jump, "low_pass_jump": jump}
 
 
@@ -78,7 +82,12 @@ def _unpack(
 
 
 class MSTL(BaseForecaster):
-    """Multiple seasonal-trend decomposition by LOESS (statsforecast ``MSTL``).
+    """Multiple seasonal-trend decomposition by LOESS, then a trend model.
+
+    The decomposition is :func:`~edgewise.forecast.decompose.mstl_decompose` (statsforecast's
+    ``mstl`` with R's two STL inner iterations); the seasonally adjusted series is
+    forecast by a statsforecast trend model, whose intervals are the model's, and each
+    seasonal component by its last season (as statsforecast's ``MSTL``).
 
     Parameters
     ----------
@@ -92,6 +101,9 @@ class MSTL(BaseForecaster):
         Passed to statsmodels' STL; default :func:`default_stl_kwargs`.
     max_train : int, optional
         Use only the last ``max_train`` points (cost grows with the length).
+    inner_iter : int
+        STL inner loop iterations (R's default 2; statsmodels' own default of 5 took
+        twice the time for a forecast within a fraction of a percent).
     """
 
     name = "mstl"
@@ -102,11 +114,13 @@ class MSTL(BaseForecaster):
         trend: str = "naive",
         stl_kwargs: dict[str, Any] | None = None,
         max_train: int | None = None,
+        inner_iter: int = 2,
     ) -> None:
         self.season_lengths = season_lengths
         self.trend = trend
         self.stl_kwargs = stl_kwargs
         self.max_train = max_train
+        self.inner_iter = inner_iter
 
     def _seasons(self) -> list[int]:
         seasons = sorted({int(s) for s in self.season_lengths if int(s) > 1})
@@ -121,22 +135,27 @@ class MSTL(BaseForecaster):
         return f"mstl({','.join(map(str, self._seasons()))})"
 
     def _fit(self, y: np.ndarray) -> None:
-        from statsforecast.models import MSTL as SfMSTL
-
         seasons = self._seasons()
         if self.max_train is not None:
             y = y[-max(int(self.max_train), self.min_length()) :]
         kwargs = default_stl_kwargs(seasons) if self.stl_kwargs is None else dict(self.stl_kwargs)
+        self.decomposition_ = mstl_decompose(
+            y, seasons, inner_iter=int(self.inner_iter), stl_kwargs=kwargs
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.model_ = SfMSTL(
-                season_length=seasons, trend_forecaster=_trend_model(self.trend), stl_kwargs=kwargs
-            ).fit(y)
+            self.model_ = _trend_model(self.trend).fit(y=self.decomposition_.adjusted)
 
     def _predict(
         self, h: int, levels: tuple[int, ...]
     ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
-        return _predict_quietly(self.model_, h, levels)
+        mean, lower, upper = _predict_quietly(self.model_, h, levels)
+        seasonal = self.decomposition_.seasonal_forecast(h)
+        return (
+            mean + seasonal,
+            {lv: b + seasonal for lv, b in lower.items()},
+            {lv: b + seasonal for lv, b in upper.items()},
+        )
 
 
 class AutoETS(BaseForecaster):

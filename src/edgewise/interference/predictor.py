@@ -170,7 +170,7 @@ class Predictor:
         """The error for an app without a model: advice to profile it where ``profile``
         accepts it, else the zoo models and the workloads that have a model."""
         try:
-            check_app(app)
+            check_app(app, self.kb)
         except EdgewiseError as err:
             from sqlalchemy import select
 

@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -26,14 +25,41 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import psutil
 
 from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
+from edgewise.interference.apps import (
+    check_app,
+    check_program,
+    parse_workload_name,
+    resolve_app,
+    workload_device,
+    workload_name,
+    zoo_names,
+)
 from edgewise.procs import child_preexec, kill_group
 from edgewise.stats import latency_summary, poisson_times
+
+if TYPE_CHECKING:
+    from edgewise.kb import KnowledgeBase
+
+__all__ = [
+    "CommandTarget",
+    "Target",
+    "TargetResult",
+    "ZooTarget",
+    "check_app",
+    "make_target",
+    "parse_workload_name",
+    "rate_for_load",
+    "resolve_app",
+    "solo_service_ms",
+    "workload_device",
+    "workload_name",
+]
 
 
 @dataclass(frozen=True)
@@ -80,34 +106,6 @@ def _tree_cpu(pid: int) -> float:
         return 0.0
 
 
-def workload_name(model: str, rate_rps: float, batch_size: int = 1, device: str = "cpu") -> str:
-    """KB name of a zoo model served at a rate, e.g. ``mobilenet_v2@20rps`` (``:cuda`` on GPU)."""
-    return (
-        f"{model}@{rate_rps:g}rps"
-        + (f"x{batch_size}" if batch_size > 1 else "")
-        + (":cuda" if device == "cuda" else "")
-    )
-
-
-_WORKLOAD_RE = re.compile(
-    r"^(?P<model>[A-Za-z0-9_]+)@(?P<rate>[0-9.]+)rps(?:x(?P<batch>[0-9]+))?(?P<cuda>:cuda)?$"
-)
-
-
-def parse_workload_name(name: str) -> tuple[str, float, int] | None:
-    """Inverse of :func:`workload_name` (None if ``name`` is not of that form)."""
-    m = _WORKLOAD_RE.match(name)
-    if not m:
-        return None
-    return m["model"], float(m["rate"]), int(m["batch"] or 1)
-
-
-def workload_device(name: str) -> str:
-    """``'cuda'`` for a GPU-served workload name, else ``'cpu'``."""
-    m = _WORKLOAD_RE.match(name)
-    return "cuda" if m and m["cuda"] else "cpu"
-
-
 def _child_command(
     model: str, batch_size: int, threads: int, device: str, *extra: str
 ) -> list[str]:
@@ -128,8 +126,28 @@ def _child_command(
     ]
 
 
-def _child_env(threads: int) -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+def _child_env(threads: int, kb_url: str | None = None) -> dict[str, str]:
+    """The child's environment: its thread counts, and the knowledge base that holds a
+    registered model (``$EDGEWISE_DB_URL``, never on its command line: it may hold a
+    password)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if kb_url:
+        env["EDGEWISE_DB_URL"] = kb_url
+    return env
+
+
+def _check_model(model: str, device: str, kb_url: str | None) -> None:
+    """UnknownNameError unless ``model`` is a zoo model or a registered version that
+    resolves (in the knowledge base of ``kb_url``); SpecError for a registered one on a GPU."""
+    known = zoo_names()
+    if known is None or model in known:
+        return
+    resolve_app(model, kb_url)
+    if device == "cuda":
+        raise SpecError(
+            f"model {model!r} is a registered model: the profiler serves those on the CPU "
+            "only (zoo models also on cuda)"
+        )
 
 
 def _pinner(cpus: Sequence[int] | None) -> Callable[[], None]:
@@ -143,7 +161,11 @@ def _pinner(cpus: Sequence[int] | None) -> Callable[[], None]:
 
 
 class ZooTarget:
-    """A zoo model served open-loop at ``rate_rps`` in a pinned child process."""
+    """A model served open-loop at ``rate_rps`` in a pinned child process.
+
+    ``model`` is a zoo name or a registered ``NAME:vN`` (looked up in the knowledge base
+    of ``kb_url``; ``None``: ``$EDGEWISE_DB_URL`` or the default one).
+    """
 
     kind = "zoo"
 
@@ -157,6 +179,7 @@ class ZooTarget:
         seed: int = 0,
         start_timeout_s: float = 120.0,
         device: str = "cpu",
+        kb_url: str | None = None,
     ) -> None:
         if device not in ("cpu", "cuda"):
             raise UnknownNameError(f"unknown device {device!r}: expected cpu or cuda")
@@ -168,6 +191,7 @@ class ZooTarget:
         self.cpus = list(cpus) if cpus else None
         self.seed = int(seed)
         self.start_timeout_s = start_timeout_s
+        self.kb_url = kb_url
         self.name = workload_name(model, rate_rps, batch_size, device)
         self.params = {
             "model": model,
@@ -179,11 +203,7 @@ class ZooTarget:
         self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        known = _zoo_names()
-        if known is not None and self.model not in known:
-            raise UnknownNameError(
-                f"unknown zoo model {self.model!r}: expected one of {', '.join(known)}"
-            )
+        _check_model(self.model, self.device, self.kb_url)
         cmd = _child_command(
             self.model,
             self.batch_size,
@@ -206,7 +226,7 @@ class ZooTarget:
             text=True,
             bufsize=1,
             preexec_fn=child_preexec(_pinner(self.cpus)),
-            env=_child_env(self.threads),
+            env=_child_env(self.threads, self.kb_url),
             start_new_session=True,
         )
         line = self._readline(self.start_timeout_s)
@@ -288,7 +308,7 @@ class CommandTarget:
         self.params = {"argv": self.argv}
 
     def start(self) -> None:
-        _check_program(self.argv[0])
+        check_program(self.argv[0])
 
     def measure(self, seconds: float, seed: int) -> TargetResult:
         lat: list[float] = []
@@ -350,9 +370,11 @@ def solo_service_ms(
     device: str = "cpu",
     n: int = 20,
     timeout_s: float = 180.0,
+    kb_url: str | None = None,
 ) -> float:
     """Mean service time (ms) of ``n`` back-to-back inferences of ``model``, measured in
-    a child pinned to ``cpus`` exactly as a :class:`ZooTarget` serves it."""
+    a child pinned to ``cpus`` exactly as a :class:`ZooTarget` serves it (a registered
+    model looked up in the knowledge base of ``kb_url``)."""
     cmd = _child_command(model, batch_size, threads, device, "--probe", str(n))
     try:
         out = subprocess.run(
@@ -361,7 +383,7 @@ def solo_service_ms(
             text=True,
             timeout=timeout_s,
             preexec_fn=child_preexec(_pinner(cpus)),
-            env=_child_env(threads),
+            env=_child_env(threads, kb_url),
         )
     except subprocess.TimeoutExpired:
         raise EnvironmentProblem(f"timing {model} took longer than {timeout_s:g} s") from None
@@ -370,63 +392,6 @@ def solo_service_ms(
     except (IndexError, KeyError, ValueError):
         last = (out.stdout + out.stderr).strip().splitlines() or ["no output"]
         raise EnvironmentProblem(f"timing {model} failed: {last[-1]}") from None
-
-
-def _zoo_names() -> tuple[str, ...] | None:
-    try:
-        from edgewise.workloads.zoo import MODEL_NAMES
-    except ImportError:
-        return None
-    return tuple(MODEL_NAMES)
-
-
-def _check_program(program: str) -> None:
-    """UnknownNameError unless ``program`` is on PATH or an existing path."""
-    import shutil
-
-    if shutil.which(program) is None and not os.path.exists(program):
-        raise UnknownNameError(f"command not found: {program}")
-
-
-def check_app(app: str) -> None:
-    """Check an app reference without starting anything: one-line error if it is unknown.
-
-    Parameters
-    ----------
-    app : str
-        A zoo model, ``model@RATErps[xB][:cuda]`` or ``cmd:COMMAND``.
-
-    Raises
-    ------
-    UnknownNameError
-        A model the zoo does not have (the message lists the ones it has), or a command
-        whose program is not found.
-    SpecError
-        ``cmd:`` with no command line.
-    EnvironmentProblem
-        The zoo cannot be imported.
-    """
-    if app.startswith("cmd:"):
-        try:
-            argv = shlex.split(app[4:])
-        except ValueError as err:
-            raise SpecError(f"bad command in {app!r}: {err}") from None
-        if not argv:
-            raise SpecError(f"empty command in {app!r}: expected cmd:COMMAND [ARGS...]")
-        _check_program(argv[0])
-        return
-    parsed = parse_workload_name(app)
-    model = parsed[0] if parsed is not None else app
-    known = _zoo_names()
-    if known is None:
-        raise EnvironmentProblem(
-            "edgewise.workloads.zoo is not available: cannot serve a zoo model"
-        )
-    if model not in known:
-        raise UnknownNameError(
-            f"unknown app {app!r}: expected a zoo model ({', '.join(known)}), "
-            "model@RATErps or cmd:COMMAND"
-        )
 
 
 def make_target(
@@ -439,14 +404,21 @@ def make_target(
     seed: int = 0,
     device: str = "cpu",
     load: float | None = None,
+    kb: KnowledgeBase | str | None = None,
 ) -> ZooTarget | CommandTarget:
-    """A target from an app name: a zoo model, ``model@Rrps[:cuda]``, or ``cmd:<command line>``.
+    """A target from an app name: a zoo model, a registered ``NAME:vN``, ``model@Rrps[:cuda]``
+    of either, or ``cmd:<command line>``.
 
-    With ``load`` (and no rate in the name) a zoo model is served at that fraction of its
+    With ``load`` (and no rate in the name) a model is served at that fraction of its
     solo capacity on ``cpus``, timed first (:func:`solo_service_ms`): one rate for every
-    model would overload a large one and leave a small one idle.
+    model would overload a large one and leave a small one idle. A registered model is
+    looked up in ``kb`` (an open knowledge base or its URL; ``None``: the default one)
+    and named by the version it resolves to (:func:`~edgewise.interference.apps.resolve_app`).
     """
-    check_app(app)
+    from edgewise.kb import KnowledgeBase
+
+    app = resolve_app(app, kb)
+    kb_url = kb.url if isinstance(kb, KnowledgeBase) else kb
     if app.startswith("cmd:"):
         return CommandTarget(shlex.split(app[4:]), cpus=cpus, name=app)
     parsed = parse_workload_name(app)
@@ -457,27 +429,32 @@ def make_target(
         model = app
     if load is not None and parsed is None:
         svc = solo_service_ms(
-            model, batch_size=batch_size, threads=threads, cpus=cpus, device=device
+            model, batch_size=batch_size, threads=threads, cpus=cpus, device=device, kb_url=kb_url
         )
         rate_rps = rate_for_load(svc, load)
-    return ZooTarget(model, rate_rps, batch_size, threads, cpus, seed, device=device)
+    return ZooTarget(model, rate_rps, batch_size, threads, cpus, seed, device=device, kb_url=kb_url)
 
 
 # --------------------------------------------------------------------------- child
 def _load(
     model: str, batch_size: int, threads: int, device: str
 ) -> tuple[Any, Any]:  # pragma: no cover - child
-    """The child's inference function and its input batch, warmed up."""
+    """The child's inference function and its input batch, warmed up.
+
+    On the CPU the model comes from :func:`~edgewise.workloads.runner.runner_for`: a zoo
+    model built with seed 0 (its weights and batch as always), a registered one loaded
+    from the knowledge base of ``$EDGEWISE_DB_URL``.
+    """
     import torch
 
-    from edgewise.workloads.runner import InferenceRunner, set_threads
+    from edgewise.workloads.runner import runner_for, set_threads
     from edgewise.workloads.zoo import build_model, logits_of
 
     set_threads(threads)
-    zm = build_model(model, seed=0)
-    batch = zm.example_batch(batch_size, seed=0)
     infer: Callable[[torch.Tensor], object]
     if device == "cuda":
+        zm = build_model(model, seed=0)
+        batch = zm.example_batch(batch_size, seed=0)
         dev = torch.device("cuda", 0)
         module = zm.module.to(dev).eval()
         batch = batch.to(dev)
@@ -488,7 +465,8 @@ def _load(
             return out
 
     else:
-        infer = InferenceRunner(zm, batch_size=batch_size, threads=threads).infer
+        runner = runner_for(model, batch_size=batch_size, threads=threads, seed=0)
+        infer, batch = runner.infer, runner.batch
     with torch.inference_mode():
         for _ in range(5):
             infer(batch)

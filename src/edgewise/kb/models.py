@@ -391,6 +391,32 @@ class RegisteredModel(Base):
     meta: Mapped[JSONDict] = mapped_column(JSON, default=_json_dict, nullable=False)
 
 
+class ServedVersion(Base):
+    """An interval during which a model version answered a running service's requests.
+
+    One row per version and role: ``serving`` answers every request (one open row per
+    running service), ``canary`` answered a rollout's canary share. ``since`` and
+    ``until`` are UTC (``until`` is ``None`` while it serves); ``started_because`` and
+    ``ended_because`` say why (``serve started``, ``rollout promoted``, ``rollout rolled
+    back: <reason>``, ``stopped``). ``model`` and ``version`` are the registry name and
+    version number, or the zoo name or file path with no version; ``ref`` is the
+    reference as the service resolved it. Written by :mod:`edgewise.kb.served`.
+    """
+
+    __tablename__ = "served_versions"
+
+    service: Mapped[str] = mapped_column(String, nullable=False, index=True)
+    model: Mapped[str] = mapped_column(String, nullable=False)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ref: Mapped[str] = mapped_column(String, nullable=False)
+    role: Mapped[str] = mapped_column(String, nullable=False)
+    since: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started_because: Mapped[str] = mapped_column(String, nullable=False)
+    ended_because: Mapped[str | None] = mapped_column(String, nullable=True)
+    meta: Mapped[JSONDict] = mapped_column(JSON, default=_json_dict, nullable=False)
+
+
 # The user-facing tables in a stable order (parents before children); the schema
 # bookkeeping table is left out.
 MODELS: tuple[type[Base], ...] = (
@@ -408,6 +434,7 @@ MODELS: tuple[type[Base], ...] = (
     TrainingJob,
     Checkpoint,
     RegisteredModel,
+    ServedVersion,
 )
 
 __all__ = [
@@ -426,6 +453,7 @@ __all__ = [
     "Sample",
     "ScalingEvent",
     "SchemaVersion",
+    "ServedVersion",
     "TrainingJob",
     "Workload",
     "utcnow",

@@ -28,7 +28,9 @@ from edgewise.registry.card import (
 from edgewise.registry.formats import FORMATS, TRAINABLE_FORMATS, ModelFileError, detect_format
 from edgewise.registry.loaded import InputMismatchError, LoadedModel
 from edgewise.registry.loading import (
+    canonical_ref,
     check_model,
+    check_refs,
     load_model,
     load_version,
     open_path,
@@ -57,7 +59,9 @@ __all__ = [
     "ModelRef",
     "ModelVersion",
     "NotTrainableError",
+    "canonical_ref",
     "check_model",
+    "check_refs",
     "content_sha256",
     "detect_format",
     "export_version",

@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from edgewise.errors import SpecError
+from edgewise.paths import user_path
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -366,7 +367,7 @@ class ModelCard:
                 f"the card's input is {spec.kind} without a tokenizer; set input.tokenizer "
                 "to a Hugging Face tokenizer directory"
             )
-        directory = Path(spec.tokenizer).expanduser()
+        directory = user_path(spec.tokenizer)
         if not directory.is_absolute() and base is not None:
             directory = base / directory
         encoded = _tokenizer(str(directory.resolve()))(

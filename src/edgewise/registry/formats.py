@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from edgewise.errors import EdgewiseError
+from edgewise.modelfiles import WEIGHTS_FILE, ModelFileError, detect_format
 from edgewise.registry.card import InputSpec, ModelCard, ModelCardError
 
 if TYPE_CHECKING:
@@ -54,60 +55,15 @@ FORMATS: tuple[str, ...] = ("torchscript", "export", "onnx", "huggingface", "saf
 #: Formats that :func:`edgewise.registry.trainable_module` can re-train.
 TRAINABLE_FORMATS: tuple[str, ...] = ("huggingface", "safetensors", "zoo")
 
-_SUFFIXES: dict[str, str] = {
-    ".pt": "torchscript",
-    ".ts": "torchscript",
-    ".torchscript": "torchscript",
-    ".pt2": "export",
-    ".onnx": "onnx",
-    ".safetensors": "safetensors",
-}
-WEIGHTS_FILE = "model.safetensors"
 
 #: A model as a function: a numpy batch in, the raw output (numpy) out.
 Runner = Callable[[np.ndarray], np.ndarray]
-
-
-class ModelFileError(EdgewiseError):
-    """A model file or directory that cannot be used: unknown, corrupt or unsafe."""
 
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(err).__name__)
     return line[:240]
-
-
-def detect_format(path: Path) -> str:
-    """The format of the model at ``path``, from its extension or directory contents.
-
-    Raises
-    ------
-    ModelFileError
-        If ``path`` does not exist, has an unknown extension, or is a directory that
-        holds no model this registry reads (pickled ``pytorch_model.bin`` included).
-    """
-    if not path.exists():
-        raise ModelFileError(f"model path {path} does not exist")
-    if path.is_dir():
-        if (path / WEIGHTS_FILE).is_file():
-            return "huggingface" if (path / "config.json").is_file() else "safetensors"
-        if (path / "pytorch_model.bin").exists():
-            raise ModelFileError(
-                f"{path}: pytorch_model.bin is a pickle and is not loaded; save the model "
-                "with safetensors (save_pretrained(..., safe_serialization=True))"
-            )
-        raise ModelFileError(
-            f"{path}: a model directory needs {WEIGHTS_FILE} (and config.json for a "
-            "Hugging Face model)"
-        )
-    fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise ModelFileError(
-            f"{path}: unknown model extension {path.suffix or '(none)'!r}; known: "
-            f"{', '.join(sorted(_SUFFIXES))} or a Hugging Face directory"
-        )
-    return fmt
 
 
 def weights_file(path: Path) -> Path:

@@ -80,6 +80,30 @@ class LoadedModel:
     def __repr__(self) -> str:
         return f"LoadedModel({self.ref!r}, format={self.format!r})"
 
+    def example_batch(self, batch_size: int = 1, seed: int = 0) -> np.ndarray:
+        """An input batch of the card's shape and dtype, for timing the model.
+
+        Float inputs (images, float tensors) are standard normal, drawn from a private
+        ``numpy.random.Generator`` seeded with ``seed``; integer inputs (token ids,
+        integer tensors) are zeros, the one id every vocabulary has (the value the
+        registration check runs the model on).
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples in the batch (at least 1).
+        seed : int
+            Seed of the float values.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        spec = self.card.input
+        shape = (batch_size, *spec.shape)
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind != "f":
+            return np.zeros(shape, dtype=dtype)
+        return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
         """``batch`` as the card's dtype, after checking its shape and kind.
 

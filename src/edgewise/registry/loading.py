@@ -9,14 +9,15 @@ artifact and adds the version row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgewise.errors import EdgewiseError
+from edgewise.errors import EdgewiseError, UnknownNameError
+from edgewise.paths import user_path
 from edgewise.registry.card import InputSpec, ModelCard, ModelCardError, card_path_for
 from edgewise.registry.formats import detect_format, open_runner, torch_runner
 from edgewise.registry.loaded import InputMismatchError, LoadedModel
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from edgewise.kb import KnowledgeBase
 
 __all__ = [
+    "canonical_ref",
     "check_model",
     "kb_or_default",
     "load_model",
@@ -193,6 +195,79 @@ def load_model(ref: str, kb: KnowledgeBase | None = None) -> LoadedModel:
     return load_version(version)
 
 
+def canonical_ref(ref: str, kb: KnowledgeBase | None = None) -> str:
+    """The reference ``ref`` as results are stored under it, checked without loading.
+
+    A zoo name stays as it is; a registry entry becomes the ``NAME:vN`` it resolves to
+    in ``kb`` (``NAME`` alone: its latest version), so that what is measured of it is
+    kept per version; a path stays as written once its format is recognised.
+
+    Parameters
+    ----------
+    ref
+        A zoo name, ``NAME``/``NAME:vN``/``NAME:N`` or a path to a model file or directory.
+    kb
+        The knowledge base holding the registry (default: the default knowledge base,
+        opened only for registry references).
+
+    Raises
+    ------
+    UnknownNameError
+        An empty reference, or a registry name or version that does not exist (for a
+        name never registered the message also lists the zoo's models).
+    ModelFileError
+        A path that does not exist or is of no known format.
+    """
+    parsed = parse_ref(ref)
+    if parsed.kind == "zoo":
+        return parsed.name
+    from edgewise.workloads._names import MODEL_NAMES
+
+    if parsed.kind == "path":
+        assert parsed.path is not None
+        from edgewise.registry.formats import ModelFileError
+
+        if not parsed.path.exists():
+            raise ModelFileError(
+                f"unknown model {ref.strip()!r}: no such file (the path {parsed.path} does "
+                f"not exist); known models: {', '.join(MODEL_NAMES)} (or a registered "
+                "NAME[:vN], see `edgewise models list`)"
+            )
+        try:
+            detect_format(parsed.path)
+        except ModelFileError as err:
+            if str(parsed.path) == ref.strip():
+                raise
+            raise ModelFileError(f"model {ref.strip()!r}: {err}") from None
+        return ref.strip()
+    with kb_or_default(kb) as opened:
+        try:
+            return resolve(opened, ref).ref
+        except UnknownNameError as err:
+            if parsed.version is not None or "no registered model" not in str(err):
+                raise
+            raise UnknownNameError(
+                f"unknown model {parsed.name!r}; known models: {', '.join(MODEL_NAMES)} "
+                "(or a registered NAME[:vN], see `edgewise models list`, or a model file)"
+            ) from None
+
+
+def check_refs(refs: Mapping[str, str], kb: KnowledgeBase | None = None) -> None:
+    """Check several model references before anything starts: the first one that names
+    nothing raises its error, prefixed with where it was written (the mapping's key).
+
+    Raises
+    ------
+    EdgewiseError
+        As :func:`canonical_ref`, the message starting ``WHERE: ``.
+    """
+    for where, ref in refs.items():
+        try:
+            canonical_ref(ref, kb)
+        except EdgewiseError as err:
+            raise type(err)(f"{where}: {err}") from None
+
+
 def load_version(version: ModelVersion) -> LoadedModel:
     """Open a registered version with its stored card."""
     if not version.path.exists():
@@ -247,7 +322,7 @@ def register_model(
         The artifact cannot be opened, has no card, or fails the check.
     """
     check_name(name)
-    path = Path(path).expanduser()
+    path = user_path(path)
     if parent is not None:
         parent = resolve(kb, parent).ref
     model = open_path(path, card, name=name)

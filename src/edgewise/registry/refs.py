@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgewise.errors import UnknownNameError
+from edgewise.paths import user_path
 from edgewise.workloads._names import MODEL_NAMES
 
 __all__ = ["NAME_PATTERN", "ModelRef", "check_name", "format_ref", "parse_ref"]
@@ -85,13 +86,14 @@ def parse_ref(ref: str) -> ModelRef:
         raise UnknownNameError("empty model reference: give a zoo name, NAME[:vN] or a path")
     if text in MODEL_NAMES:
         return ModelRef("zoo", text)
-    path = Path(text).expanduser()
+    path = user_path(text)
     match = _REGISTRY.match(text)
     if path.exists() or any(c in text for c in "/.~\\") or (match is None and ":" not in text):
         return ModelRef("path", text, path=path)
     if match is None:
         raise UnknownNameError(
-            f"model reference {text!r}: expected a zoo name, NAME, NAME:vN (N >= 1) or a path"
+            f"unknown model {text!r}: expected a zoo name ({', '.join(MODEL_NAMES)}), "
+            "a registered NAME or NAME:vN (N >= 1), or a path"
         )
     version = int(match.group(2)) if match.group(2) is not None else None
     if version is not None and version < 1:

@@ -52,7 +52,13 @@ milliseconds, fractions in [0, 1].
    one attainment-vs-cost scatter over all runs, each point labelled by policy. Also
    ``ScalingEvent`` counts grouped by ``(run_key, policy)``.
 
-4. **Retrain**: ``TrainingJob`` rows (newest first). ``metrics`` =
+4. **Model versions served**: ``ServedVersion`` rows (``served_versions``, written by
+   ``edgewise serve`` and ``edgewise rollout``), grouped by ``service``: per service a
+   timeline (one bar row per version, ``serving`` intervals solid, ``canary`` ones
+   hatched, an open interval drawn to the report's time) and a table
+   of version, role, from, until and the reasons each interval began and ended.
+
+5. **Retrain**: ``TrainingJob`` rows (newest first). ``metrics`` =
    ``{"accuracy_before", "accuracy_after", "train_s",
    "timeline": [{"device", "step", "t_start", "t_end"}],
    "failure": {"device", "t_kill", "t_detect", "t_resume"} (optional),
@@ -61,7 +67,7 @@ milliseconds, fractions in [0, 1].
    resumption marked, the recovery window shaded) and background p99 vs deadline bars
    per device.
 
-5. **Summary**: the key numbers of each section, from the same rows.
+6. **Summary**: the key numbers of each section, from the same rows.
 
 Usage
 -----

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from edgewise.errors import EnvironmentProblem
 from edgewise.kb import KnowledgeBase
-from edgewise.report import forecast, profile, retrain, serving
+from edgewise.report import forecast, profile, retrain, serving, versions
 from edgewise.report.html import Section, page
 
 #: Names of the sections, in page order (after the summary).
-SECTIONS: tuple[str, ...] = ("profile", "forecast", "serving", "retrain")
+SECTIONS: tuple[str, ...] = ("profile", "forecast", "serving", "versions", "retrain")
 
 TITLE = "edgewise report"
 
@@ -44,18 +44,23 @@ class ReportResult:
 
 
 def build_sections(
-    kb: KnowledgeBase, on_section: Callable[[str], None] | None = None
+    kb: KnowledgeBase,
+    on_section: Callable[[str], None] | None = None,
+    now: datetime | None = None,
 ) -> list[Section]:
-    """Read the knowledge base and render every section (``on_section`` after each)."""
+    """Read the knowledge base and render every section (``on_section`` after each);
+    ``now`` is where a version still serving ends on its timeline."""
     with kb.snapshot() as session:
         prof = profile.load(session)
         fcs, more_fcs = forecast.load(session)
         serv = serving.load(session)
+        served = versions.load(session)
         jobs, more_jobs = retrain.load(session)
     renderers: dict[str, Callable[[], Section]] = {
         "profile": lambda: profile.render(prof),
         "forecast": lambda: forecast.render(fcs, more_fcs),
         "serving": lambda: serving.render(serv),
+        "versions": lambda: versions.render(served, now=now),
         "retrain": lambda: retrain.render(jobs, more_jobs),
     }
     sections = []
@@ -72,7 +77,7 @@ def render_html(
     on_section: Callable[[str], None] | None = None,
 ) -> tuple[str, list[Section]]:
     """The report page as a string and its sections; ``generated`` is stamped on the page."""
-    sections = build_sections(kb, on_section)
+    sections = build_sections(kb, on_section, now=generated)
     html = page(
         TITLE,
         generated.isoformat(timespec="seconds"),

@@ -111,19 +111,22 @@ def serve(
     batch_size: int = 1,
     duration_s: float | None = None,
 ) -> None:
-    """Serve open-loop requests until killed (or for ``duration_s``)."""
+    """Serve open-loop requests until killed (or for ``duration_s``).
+
+    ``model`` is a zoo name (seeded weights) or a registered ``NAME:vN`` (loaded from the
+    knowledge base of ``$EDGEWISE_DB_URL``), as :func:`~edgewise.workloads.runner.runner_for`.
+    """
     import torch
 
     from edgewise.procs import die_with_parent
-    from edgewise.workloads.zoo import build_model
+    from edgewise.workloads.runner import runner_for
 
     die_with_parent()
-    torch.set_num_threads(1)
-    zoo = build_model(model, seed=seed)
-    batch = zoo.example_batch(batch_size, seed=seed)
-    with torch.no_grad():
+    runner = runner_for(model, batch_size=batch_size, threads=1, seed=seed)
+    infer, batch = runner.infer, runner.batch
+    with torch.inference_mode():
         for _ in range(5):
-            zoo.module(batch)
+            infer(batch)
     from edgewise.retrain.devices import join_device_group
 
     join_device_group()
@@ -148,8 +151,8 @@ def serve(
             if nxt > now:
                 time.sleep(min(nxt - now, 0.5))
                 continue
-            with torch.no_grad():
-                zoo.module(batch)
+            with torch.inference_mode():
+                infer(batch)
             done = time.time()
             pending.append(f"{nxt:.6f} {(done - nxt) * 1e3:.3f} {rate_rps:g}\n")
             nxt += rng.exponential(1.0 / rate_rps)

@@ -118,6 +118,9 @@ class EmulatedPool:
         CPU weight of each device group (v2 scale).
     pin : bool
         Pin devices to distinct host CPUs where their quotas fit (:func:`pack_cpus`).
+    kb_url : str, optional
+        The knowledge base a registered background model (``NAME:vN``) is loaded from
+        (default: ``$EDGEWISE_DB_URL`` or the default one).
     """
 
     def __init__(
@@ -127,8 +130,10 @@ class EmulatedPool:
         seed: int = 0,
         cpu_weight: int = DEVICE_CPU_WEIGHT,
         pin: bool = True,
+        kb_url: str | None = None,
     ) -> None:
         self.specs = {d.name: d for d in devices}
+        self.kb_url = kb_url
         self.workdir = Path(workdir)
         self.seed = seed
         self.cpu_weight = cpu_weight
@@ -189,7 +194,10 @@ class EmulatedPool:
                     "--batch-size",
                     str(spec.background.batch_size),
                 ]
-                self._bg[name] = self._spawn(name, cmd, late_join=True, stderr=subprocess.DEVNULL)
+                env = dict(os.environ, EDGEWISE_DB_URL=self.kb_url) if self.kb_url else None
+                self._bg[name] = self._spawn(
+                    name, cmd, late_join=True, stderr=subprocess.DEVNULL, env=env
+                )
         except BaseException:
             self.close()
             raise

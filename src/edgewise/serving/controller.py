@@ -7,6 +7,15 @@ period asks ``policy.decide(ctx)``, applies the decision (replica count, CPUs pe
 replica) and hands the policy state, the last plan and the action to a
 :class:`StateWriter`, which stores them in the knowledge base off the control loop.
 
+It executes the planner's whole pool, as the simulator does: with several flavors the
+decision's count and CPUs of every flavor go to the runtime at once
+(:meth:`PoolRuntimePort.set_pool`: one deployment whose replicas differ in CPU quota),
+and a decision naming a model variant other than the one served switches every replica
+to it in place (:meth:`PoolRuntimePort.set_variant`). With one flavor and no variant it
+drives the runtime as before (``scale_to``, ``set_cpus``). Every decision it executed is
+kept in :attr:`ControllerResult.executed`, in the simulator's form, so the two can be
+compared decision by decision.
+
 Two faults are handled here rather than by the caller:
 
 * **The controller dies.** Everything a policy needs to go on (its state, the rate
@@ -26,10 +35,10 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import numpy as np
 
@@ -68,6 +77,16 @@ class RuntimePort(Protocol):
     def set_cpus(self, cpus: float) -> None: ...
 
     def set_info(self, **info: Any) -> None: ...
+
+
+class PoolRuntimePort(RuntimePort, Protocol):
+    """A deployment that runs several flavors at once and switches model variant."""
+
+    def set_pool(self, replicas: Mapping[str, int], cpus: Mapping[str, float]) -> None: ...
+
+    def set_variant(self, ref: str) -> None: ...
+
+    def running_by_flavor(self) -> dict[str, int]: ...
 
 
 @dataclass
@@ -123,7 +142,8 @@ def observe_second(
     """Turn two coordinator snapshots into (arrivals/s, ongoing, utilisation, p99 ms).
 
     Arrivals are completions + rejections + growth of the in-system count over the
-    interval; utilisation is replica CPU time over the quota of the replicas seen.
+    interval; utilisation is replica CPU time over the quota of the replicas seen (each
+    replica's own quota in a pool of several flavors, else ``cpus`` each).
     """
     dt = max(1e-3, float(cur["time"]) - float(prev["time"]))
     done = (cur["completed"] - prev["completed"]) + (cur["rejected"] - prev["rejected"])
@@ -132,19 +152,28 @@ def observe_second(
     arrivals = max(0.0, (done + in_sys_cur - in_sys_prev) / dt)
     cpu_prev, cpu_cur = prev.get("cpu_s", {}), cur.get("cpu_s", {})
     used = sum(max(0.0, v - cpu_prev.get(k, v)) for k, v in cpu_cur.items())
-    n = max(1, len(cur.get("replicas", {})))
-    util = min(1.0, used / (dt * n * max(cpus, 1e-6))) if cur.get("replicas") else 0.0
+    reps = cur.get("replicas", {})
+    if cur.get("pool"):
+        quota = sum(float(r.get("cpus", cpus)) for r in reps.values())
+    else:
+        quota = max(1, len(reps)) * cpus
+    util = min(1.0, used / (dt * max(quota, 1e-6))) if reps else 0.0
     lat = [v for t, v in cur.get("recent", []) if t > float(prev["time"])]
     p99 = float(np.percentile(lat, 99)) if lat else math.nan
     return arrivals, in_sys_cur, util, p99
 
 
 class ReplicaStep(NamedTuple):
-    """From ``t`` (seconds since the start) on, ``replicas`` targeted at ``cpus`` each."""
+    """From ``t`` (seconds since the start) on, ``replicas`` targeted at ``cpus`` each.
+
+    In a pool of several flavors ``cpus`` is the mean quota (``replicas * cpus`` is the
+    pool's CPUs) and ``by_flavor`` has each flavor's count.
+    """
 
     t: float
     replicas: int
     cpus: float
+    by_flavor: Mapping[str, int] | None = None
 
 
 @dataclass
@@ -163,19 +192,26 @@ class ControllerResult:
     resumed: bool
     kb_write_failures: int = 0
     unsaved_writes: int = 0
+    executed: list[dict[str, Any]] = field(default_factory=list)
+    """Every decision as executed: ``t`` (policy clock), ``replicas`` per flavor, ``variant``."""
+    variant_switches: int = 0
 
 
 class LiveController:
-    """Run ``policy`` against ``runtime`` for one flavor, persisting state per ``run_key``.
+    """Run ``policy`` against ``runtime`` for a pool of flavors, persisting state per ``run_key``.
 
     Parameters
     ----------
     runtime : RuntimePort
-        The deployment (``ServingRuntime`` or a fake).
+        The deployment (``ServingRuntime`` or a fake); a :class:`PoolRuntimePort` when
+        there are several flavors or a variant to switch.
     policy : Policy
         Any policy from :mod:`edgewise.serving.policies`.
-    flavor : FlavorOption
-        The flavor the deployment's replicas run in (its capacity from the profiles).
+    flavors : FlavorOption or sequence of FlavorOption
+        The flavors the deployment's replicas may run in (capacities from the profiles).
+    variant : str or None
+        The model reference the deployment serves at the start (a decision naming
+        another one switches to it).
     slo_ms, slo_percentile : float
         The service's SLO.
     startup_s : float
@@ -197,6 +233,13 @@ class LiveController:
     resume_within_s : float
         Resume a stored state only when it was saved less than this long ago (clock
         seconds); an older one is left alone and the controller starts cold.
+    gate : bool
+        Keep Serve's proxy admitting only what the asked-for replicas serve within the
+        SLO (:meth:`admission_limit`, published after every change); the excess gets a
+        503 at once instead of a queue a flood would grow (``edgewise serve`` sets it).
+    on_variant : callable, optional
+        Called with the new variant's reference after each switch (``edgewise serve``
+        records it; the callback must not block the loop).
 
     """
 
@@ -204,8 +247,9 @@ class LiveController:
         self,
         runtime: RuntimePort,
         policy: Policy,
-        flavor: FlavorOption,
+        flavors: FlavorOption | Sequence[FlavorOption],
         *,
+        variant: str | None = None,
         slo_ms: float,
         slo_percentile: float = 99.0,
         startup_s: float = 5.0,
@@ -217,10 +261,18 @@ class LiveController:
         time_scale: float = 1.0,
         future_rate: Any = None,
         resume_within_s: float = RESUME_WITHIN_S,
+        gate: bool = False,
+        on_variant: Callable[[str], None] | None = None,
     ) -> None:
         self.runtime = runtime
+        self.gate = gate
+        self.on_variant = on_variant
         self.policy = policy
-        self.flavor = flavor
+        self.flavors = (flavors,) if isinstance(flavors, FlavorOption) else tuple(flavors)
+        if not self.flavors:
+            raise ValueError("the live controller needs at least one flavor")
+        self.flavor = self.flavors[0]
+        self.variant = variant
         self.slo_ms = slo_ms
         self.slo_percentile = slo_percentile
         self.startup_s = startup_s
@@ -236,8 +288,8 @@ class LiveController:
         self._bin_sum = 0.0
         self._bin_n = 0
         self._state: dict[str, Any] = {}
-        self._target = 0
-        self._cpus = flavor.cpus
+        self._targets = {f.name: 0 for f in self.flavors}
+        self._cpus_of = {f.name: f.cpus for f in self.flavors}
         self._plan: dict[str, Any] | None = None
         self._prev: dict[str, Any] | None = None
         self._last_decide = -math.inf
@@ -248,18 +300,43 @@ class LiveController:
         self.decisions = 0
         self.scale_actions = 0
         self.vertical_actions = 0
+        self.variant_switches = 0
         self.series: list[ReplicaStep] = []
+        self.executed: list[dict[str, Any]] = []
         self.meter = CostMeter(
-            {flavor.name: FlavorPrice(flavor.name, flavor.cpus, flavor.price_per_hour)},
+            {f.name: FlavorPrice(f.name, f.cpus, f.price_per_hour) for f in self.flavors},
             start=0.0,
         )
         self.writer = StateWriter(kb, run_key, policy.name) if kb is not None else None
         self.resumed = self._load_state()
 
     @property
+    def pooled(self) -> bool:
+        """Whether the runtime is driven as a pool of several flavors."""
+        return len(self.flavors) > 1
+
+    @property
+    def _pool_port(self) -> PoolRuntimePort:
+        """The runtime as a pool (only called with several flavors or a variant switch)."""
+        return cast(PoolRuntimePort, self.runtime)
+
+    @property
     def target(self) -> int:
-        """Replicas the controller currently asks for."""
-        return self._target
+        """Replicas the controller currently asks for (every flavor together)."""
+        return sum(self._targets.values())
+
+    @property
+    def targets(self) -> dict[str, int]:
+        """Replicas the controller currently asks for, per flavor."""
+        return dict(self._targets)
+
+    @property
+    def _cpus(self) -> float:
+        """The mean CPU quota of the replicas asked for (the one flavor's quota alone)."""
+        n = self.target
+        if not self.pooled or n == 0:
+            return self._cpus_of[self.flavor.name]
+        return sum(self._targets[k] * self._cpus_of[k] for k in self._targets) / n
 
     @property
     def history(self) -> list[float]:
@@ -293,8 +370,12 @@ class LiveController:
             return False
         self._state = dict(saved.get("policy", {}))
         self._history = [float(v) for v in ctl.get("history", self._history)]
-        self._target = int(ctl.get("target", 0))
-        self._cpus = float(ctl.get("cpus", self.flavor.cpus))
+        targets = ctl.get("targets") or {self.flavor.name: ctl.get("target", 0)}
+        cpus = ctl.get("cpus_of") or {self.flavor.name: ctl.get("cpus", self.flavor.cpus)}
+        for f in self.flavors:
+            self._targets[f.name] = int(targets.get(f.name, 0))
+            self._cpus_of[f.name] = float(cpus.get(f.name, f.cpus))
+        self.variant = ctl.get("variant", self.variant)
         self._plan = ctl.get("plan")
         bin_sum, bin_n = ctl.get("bin", (0.0, 0))
         self._bin_sum, self._bin_n = float(bin_sum), int(bin_n)
@@ -313,8 +394,11 @@ class LiveController:
                 "history": self._history[-_HISTORY_KEPT:],
                 "bin": [self._bin_sum, self._bin_n],
                 "series": self._series.to_json(),
-                "target": self._target,
+                "target": self.target,
                 "cpus": self._cpus,
+                "targets": dict(self._targets),
+                "cpus_of": dict(self._cpus_of),
+                "variant": self.variant,
                 "plan": self._plan,
                 "elapsed_s": now,
                 "saved_at": self.clock.now(),
@@ -337,19 +421,18 @@ class LiveController:
 
     def context(self, now: float) -> ScalingContext:
         """What the policy sees at ``now`` (seconds on the policy's clock)."""
-        running = self.runtime.running_replicas()
-        starting = max(0, self._target - running)
+        running = self._running()
         return ScalingContext(
             now=now,
             period_s=self.policy.period_s,
             startup_s=self.startup_s,
-            replicas={self.flavor.name: max(self._target, running)},
-            starting={self.flavor.name: starting},
-            cpus_per_replica={self.flavor.name: self._cpus},
+            replicas={k: max(n, running[k]) for k, n in self._targets.items()},
+            starting={k: max(0, n - running[k]) for k, n in self._targets.items()},
+            cpus_per_replica=dict(self._cpus_of),
             metrics=self._series.metrics(),
             slo_ms=self.slo_ms,
             slo_percentile=self.slo_percentile,
-            flavors=(self.flavor,),
+            flavors=self.flavors,
             rate_history=tuple(self._history),
             history_bin_s=self.history_bin_s,
             time_scale=self.time_scale,
@@ -358,6 +441,13 @@ class LiveController:
             future_rate=self.future_rate,
         )
 
+    def _running(self) -> dict[str, int]:
+        """Replicas running per flavor (a pool's runtime says; one flavor: all of them)."""
+        if self.pooled:
+            by_flavor = self._pool_port.running_by_flavor()
+            return {f.name: int(by_flavor.get(f.name, 0)) for f in self.flavors}
+        return {self.flavor.name: self.runtime.running_replicas()}
+
     def decide(self) -> ScalingDecision:
         """Ask the policy, apply its decision and hand the new state to the writer."""
         wall = self.clock.now()
@@ -365,35 +455,105 @@ class LiveController:
         decision, state = self.policy.decide(self.context(now))
         self._state = json.loads(json.dumps(state))
         self.decisions += 1
-        target = int(decision.replicas.get(self.flavor.name, 0))
-        cpus = float(decision.cpus_per_replica.get(self.flavor.name, self._cpus))
-        changed = False
-        if target != self._target:
-            self.runtime.scale_to(target)
-            self.scale_actions += 1
-            self._target = target
-            changed = True
-        if abs(cpus - self._cpus) > 1e-6:
-            self.runtime.set_cpus(cpus)
-            self.vertical_actions += 1
-            self._cpus = cpus
-            changed = True
+        changed = self._apply(decision)
+        if changed:
+            self._publish_gate()
         self._plan = {**decision.to_dict(), "t": now}
-        self.meter.update(local, self.flavor.name, self._target, self._cpus)
-        self.series.append(ReplicaStep(local, self._target, self._cpus))
-        self.runtime.set_info(target_replicas=self._target, cpus=self._cpus)
+        self._record(local)
+        self.executed.append({"t": now, "replicas": dict(self._targets), "variant": self.variant})
+        self.runtime.set_info(target_replicas=self.target, cpus=self._cpus)
         if self.writer is not None:
             event = (now, decision.to_dict()) if changed else None
             self.writer.put(self._snapshot_state(now), event)
         return decision
 
+    def _apply(self, decision: ScalingDecision) -> bool:
+        """Execute ``decision`` on the runtime; whether anything changed."""
+        targets = {k: int(decision.replicas.get(k, n)) for k, n in self._targets.items()}
+        cpus = {k: float(decision.cpus_per_replica.get(k, c)) for k, c in self._cpus_of.items()}
+        scaled = targets != self._targets
+        resized = any(abs(cpus[k] - self._cpus_of[k]) > 1e-6 for k in cpus)
+        self._targets, self._cpus_of = targets, cpus
+        if self.pooled and (scaled or resized):
+            self._pool_port.set_pool(targets, cpus)
+        elif scaled:
+            self.runtime.scale_to(targets[self.flavor.name])
+        if resized and not self.pooled:
+            self.runtime.set_cpus(cpus[self.flavor.name])
+        self.scale_actions += scaled
+        self.vertical_actions += resized
+        switched = decision.variant is not None and decision.variant != self.variant
+        if switched:
+            self._pool_port.set_variant(str(decision.variant))
+            self.variant = decision.variant
+            self.variant_switches += 1
+            if self.on_variant is not None:
+                self.on_variant(str(decision.variant))
+        return scaled or resized or switched
+
+    def _record(self, local: float) -> None:
+        """Meter every flavor's replicas from ``local`` on and extend the replica steps."""
+        for name, n in self._targets.items():
+            self.meter.update(local, name, n, self._cpus_of[name])
+        by_flavor = dict(self._targets) if self.pooled else None
+        self.series.append(ReplicaStep(local, self.target, self._cpus, by_flavor))
+
     def start(self, initial_replicas: int) -> None:
         """Set the starting level (ignored when resuming a stored run)."""
         if not self.resumed:
-            self._target = initial_replicas
-        self.runtime.scale_to(self._target)
-        self.runtime.set_cpus(self._cpus)
-        self.meter.update(0.0, self.flavor.name, self._target, self._cpus)
+            self._targets = {f.name: 0 for f in self.flavors}
+            self._targets[self.flavor.name] = initial_replicas
+        self.start_pool(self._targets)
+
+    def start_pool(self, replicas: Mapping[str, int]) -> None:
+        """Set the starting replicas per flavor (the first flavor's count alone with one)."""
+        for f in self.flavors:
+            self._targets[f.name] = int(replicas.get(f.name, 0))
+        if self.pooled:
+            self._pool_port.set_pool(self._targets, self._cpus_of)
+        else:
+            self.runtime.scale_to(self.target)
+            self.runtime.set_cpus(self._cpus)
+        for name, n in self._targets.items():
+            self.meter.update(0.0, name, n, self._cpus_of[name])
+        self._publish_gate()
+
+    def admission_limit(self) -> int:
+        """Requests the asked-for replicas may hold with the admitted ones in the SLO.
+
+        Each flavor's replicas hold :func:`~edgewise.serving.runtime.admission.
+        admission_limit` of their capacity (the serving variant's, scaled by the CPU
+        quota against the flavor's nominal one); the sum, at least one.
+        """
+        from edgewise.serving.runtime.admission import admission_limit
+
+        options = self.flavors
+        variants = getattr(self.policy, "variants", ())
+        for v in variants:
+            if getattr(v, "ref", None) == self.variant:
+                options = v.flavors
+        total = 0
+        for f in options:
+            n = self._targets.get(f.name, 0)
+            if n > 0:
+                cap = f.capacity_rps * self._cpus_of.get(f.name, f.cpus) / f.cpus
+                total += n * admission_limit(self.slo_ms, max(cap, 1e-9))
+        return max(1, total)
+
+    def _publish_gate(self) -> None:
+        """Publish :meth:`admission_limit` to the runtime's proxy (with ``gate`` only)."""
+        publish = getattr(self.runtime, "set_admission_limit", None)
+        if self.gate and publish is not None:
+            publish(self.admission_limit())
+
+    def align_clock(self) -> None:
+        """Start this run's clock now (the load starts now), unless it resumed a stored one.
+
+        A replay calls it once the first replicas are up, so that the policy's time and
+        the trace's time start together, as in the simulator.
+        """
+        if not self.resumed and self.decisions == 0:
+            self._started_at = self._t0 = self.clock.now()
 
     def run(self, duration_s: float, stop: threading.Event | None = None) -> ControllerResult:
         """Observe every second and decide every policy period until ``duration_s``.
@@ -427,6 +587,8 @@ class LiveController:
             resumed=self.resumed,
             kb_write_failures=stats.failures if stats else 0,
             unsaved_writes=stats.pending if stats else 0,
+            executed=list(self.executed),
+            variant_switches=self.variant_switches,
         )
 
 

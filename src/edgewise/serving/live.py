@@ -70,6 +70,17 @@ def too_small(
     serving path"``.
     """
     lone = float(np.percentile(service_ms, percentile))
+    if lone <= slo_ms:
+        # A lone request meets the SLO, but the sample's tail queues past it at any rate.
+        worst = float(np.max(service_ms))
+        return FlavorTooSmall(
+            flavor,
+            f"one replica in flavor {flavor} serves no rate within SLO {slo_ms:g} ms at "
+            f"p{percentile:g}: one request {takes} p{percentile:g} {lone:.1f} ms, but the "
+            f"slowest of {np.size(service_ms)} took {worst:.0f} ms and queues the requests "
+            "behind it past the SLO (a stall of the host while timing? measure again)",
+            lone,
+        )
     return FlavorTooSmall(
         flavor,
         f"SLO {slo_ms:g} ms at p{percentile:g} is below what one request {takes} "
@@ -107,7 +118,10 @@ def flavor_option(
     """Capacity of one replica of ``model`` in ``flavor`` under the SLO, from the KB.
 
     A missing profile is measured (real cgroup, this host) and stored when ``measure``.
+    A registry reference is looked up as the ``NAME:vN`` it resolves to in ``kb`` (the
+    key ``edgewise capacity`` stores it under), whichever way the spec spells it.
     """
+    from edgewise.registry import canonical_ref
     from edgewise.serving.profiles import (
         find_profile,
         profile_capacity,
@@ -115,6 +129,7 @@ def flavor_option(
         save_profile,
     )
 
+    model = canonical_ref(model, kb)
     with kb.snapshot() as s:
         row = find_profile(s, model, flavor.name, flavor.cpus)
         samples_ms = np.asarray(row.service_ms["samples"], dtype=float) if row else None
@@ -134,6 +149,7 @@ def flavor_option(
             samples=samples,
             time_budget_s=60.0,
             seed=seed,
+            kb_url=getattr(kb, "url", None),
         )
         save_profile(kb, prof)
         samples_ms, capacity, source = prof.service_ms, prof.capacity_rps, "measured now"

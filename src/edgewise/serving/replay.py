@@ -4,8 +4,10 @@
 scales it to a peak rate; ``replay_live`` (effects) starts a deployment, runs the live
 controller with a policy in one thread and the open-loop load generator in its own
 process, and returns attainment, cost in trace time, scale actions and the time series
-for the plot. ``replay_simulated`` runs the same segment through the simulator so the
-two can be compared.
+for the plot. ``replay_simulated`` runs the same segment through the simulator with the
+same policy, flavors, model variants and starting pool, so the two can be compared
+decision by decision (each keeps the decisions it executed: replicas per flavor and
+the variant).
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import pandas as pd
 from edgewise.errors import InfeasibleError, TraceError
 from edgewise.serving.controller import ReplicaStep
 from edgewise.serving.loadgen import LoadResult
-from edgewise.serving.policies import FlavorOption, make_policy
+from edgewise.serving.policies import (
+    FlavorOption,
+    ModelVariant,
+    Policy,
+    VariantPolicy,
+    make_policy,
+)
+from edgewise.serving.policies.base import at_speedup
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,8 @@ class ReplayResult:
     wall_s: float
     series: ReplaySeries
     load: LoadResult | None = None  # the load generator's per-request records (live runs)
+    executed: list[dict[str, Any]] | None = None  # decisions as executed (per flavor, variant)
+    variant_switches: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (no series)."""
@@ -189,8 +200,11 @@ def replay_live(
     segment: Segment,
     policy_name: str,
     runtime: Any,
-    flavor: FlavorOption,
+    flavor: FlavorOption | Sequence[FlavorOption],
     *,
+    variants: Sequence[ModelVariant] = (),
+    min_accuracy: float = 0.0,
+    initial: dict[str, int] | None = None,
     slo_ms: float,
     slo_percentile: float = 99.0,
     body: bytes,
@@ -202,13 +216,25 @@ def replay_live(
     policy_params: dict[str, Any] | None = None,
     initial_replicas: int | None = None,
     timeout_s: float = 10.0,
+    trace_time: bool = False,
 ) -> ReplayResult:
-    """Replay ``segment`` against a started ``runtime`` driven by ``policy_name``."""
+    """Replay ``segment`` against a started ``runtime`` driven by ``policy_name``.
+
+    ``flavor`` is one flavor, or several that the policy mixes (the runtime then runs a
+    pool, :meth:`edgewise.serving.runtime.ServingRuntime.set_pool`); with ``variants``
+    the policy also picks the model variant (the runtime serves the first eligible one
+    at the start). ``initial`` sets the starting replicas per flavor. ``trace_time``:
+    the policy's durations in trace time (:func:`replay_policy_for`).
+    """
     from edgewise.serving.controller import LiveController
-    from edgewise.serving.loadgen import run_load
     from edgewise.stats import poisson_arrivals
 
-    policy = make_policy(policy_name, **_policy_params(policy_name, segment, flavor, policy_params))
+    flavors = (flavor,) if isinstance(flavor, FlavorOption) else tuple(flavor)
+    flavor = flavors[0]
+    policy = replay_policy_for(
+        policy_name, segment, flavors, variants, min_accuracy, policy_params, trace_time=trace_time
+    )
+    first_variant = policy.eligible[0].ref if isinstance(policy, VariantPolicy) else None
     per_s = segment.per_second()
     arrivals = poisson_arrivals(per_s, 1.0, seed)
     # A fresh key per replay; pass ``run_key`` of a killed replay to resume its controller.
@@ -222,7 +248,8 @@ def replay_live(
     ctl = LiveController(
         runtime,
         policy,
-        flavor,
+        flavors,
+        variant=first_variant,
         slo_ms=slo_ms,
         slo_percentile=slo_percentile,
         startup_s=startup_s,
@@ -240,29 +267,15 @@ def replay_live(
     first = initial_replicas
     if first is None:
         first = max(1, math.ceil(per_s[: max(1, int(startup_s))].max() / flavor.capacity_rps))
-    ctl.start(min(first, flavor.max_replicas))
+    if initial is not None:
+        ctl.start_pool(initial)
+    else:
+        ctl.start(min(first, flavor.max_replicas))
     runtime.wait_for_replicas(ctl.target, timeout_s=180)
-    stop = threading.Event()
-    holder: dict[str, Any] = {}
-
-    def drive() -> None:
-        try:
-            holder["result"] = ctl.run(segment.duration_s + timeout_s, stop)
-        except BaseException as err:
-            holder["error"] = err
-
+    ctl.align_clock()  # the policy's time starts with the load, as in the simulator
     t0 = time.monotonic()
-    thread = threading.Thread(target=drive, name="edgewise-controller", daemon=True)
-    thread.start()
-    try:
-        load = run_load(runtime.url + "/predict", arrivals, body, content_type, timeout_s=timeout_s)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    res, load = _drive(ctl, runtime, segment.duration_s, arrivals, body, content_type, timeout_s)
     wall = time.monotonic() - t0
-    if "error" in holder:
-        raise holder["error"]
-    res = holder["result"]
     steps = res.replicas_series or [ReplicaStep(0.0, first, flavor.cpus)]
     series = _replay_series(load, steps, per_s, math.ceil(segment.duration_s))
     ok = load.status == 200
@@ -280,6 +293,134 @@ def replay_live(
         wall_s=wall,
         series=series,
         load=load,
+        executed=res.executed,
+        variant_switches=res.variant_switches,
+    )
+
+
+def _drive(
+    ctl: Any,
+    runtime: Any,
+    duration_s: float,
+    arrivals: np.ndarray,
+    body: bytes,
+    content_type: str,
+    timeout_s: float,
+) -> tuple[Any, LoadResult]:
+    """Run the controller in its own thread while the load generator sends ``arrivals``."""
+    from edgewise.serving.loadgen import run_load
+
+    stop = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            holder["result"] = ctl.run(duration_s + timeout_s, stop)
+        except BaseException as err:
+            holder["error"] = err
+
+    thread = threading.Thread(target=drive, name="edgewise-controller", daemon=True)
+    thread.start()
+    try:
+        load = run_load(runtime.url + "/predict", arrivals, body, content_type, timeout_s=timeout_s)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    if "error" in holder:
+        raise holder["error"]
+    return holder["result"], load
+
+
+def replay_policy_for(
+    name: str,
+    segment: Segment,
+    flavors: Sequence[FlavorOption],
+    variants: Sequence[ModelVariant] = (),
+    min_accuracy: float = 0.0,
+    given: dict[str, Any] | None = None,
+    *,
+    trace_time: bool = False,
+) -> Policy:
+    """The policy a replay runs, live or simulated: ``name``, on the variants if any.
+
+    With ``trace_time`` its durations are kept in trace time
+    (:func:`~edgewise.serving.policies.base.at_speedup`), as a one-flavor replay runs
+    them; a pool replay keeps the policy's own durations (at a 5 s period its live
+    decisions drifted from the simulated ones by timing: 5 to 8 of 8 in step).
+    """
+    policy = make_policy(name, **_policy_params(name, segment, flavors[0], given))
+    if variants:
+        policy = VariantPolicy(policy, tuple(variants), min_accuracy=min_accuracy)
+    return at_speedup(policy, segment.speedup) if trace_time else policy
+
+
+def replay_simulated(
+    segment: Segment,
+    policy_name: str,
+    flavors: Sequence[Any],
+    *,
+    slo_ms: float,
+    slo_percentile: float = 99.0,
+    startup_s: float = 5.0,
+    seed: int = 0,
+    initial: dict[str, int] | None = None,
+    variants: Sequence[tuple[ModelVariant, Sequence[Any]]] = (),
+    min_accuracy: float = 0.0,
+    policy_params: dict[str, Any] | None = None,
+) -> Any:
+    """Simulate ``segment`` as :func:`replay_live` replays it, keeping every decision.
+
+    Parameters
+    ----------
+    segment : Segment
+        The compressed trace segment; simulated in wall seconds.
+    policy_name : str
+        The policy (the same parameters as live).
+    flavors : sequence of SimFlavor
+        The flavors with their true service times (those of the first variant served).
+    slo_ms, slo_percentile, startup_s, seed
+        The SLO, the replicas' start-up (whole seconds) and the seed of the arrivals.
+    initial : dict, optional
+        Starting replicas per flavor (default: one of the first flavor).
+    variants : sequence of (ModelVariant, sequence of SimFlavor)
+        The model variants the policy picks from, each with its simulated flavors.
+    min_accuracy : float
+        Variants below it are never served.
+    policy_params : dict, optional
+        The policy's parameters.
+
+    Returns
+    -------
+    SimResult
+        With ``executed`` (the decisions) and ``variant_switches``; its cost is in wall
+        time (multiply by ``segment.speedup`` for trace time).
+    """
+    from edgewise.sim.serving import SimConfig, simulate
+
+    options = tuple(f.option for f in flavors)
+    policy = replay_policy_for(
+        policy_name, segment, options, [v for v, _ in variants], min_accuracy, policy_params
+    )
+    first_variant = policy.eligible[0].ref if isinstance(policy, VariantPolicy) else None
+    per_variant = {v.ref: tuple(fl) for v, fl in variants}
+    return simulate(
+        policy,
+        segment.per_second(),
+        per_variant.get(first_variant or "", tuple(flavors)),
+        SimConfig(
+            slo_ms=slo_ms,
+            slo_percentile=slo_percentile,
+            startup_s=round(startup_s),
+            seed=seed,
+            history_bin_s=segment.wall_bin_s,
+            time_scale=segment.speedup,
+        ),
+        history=segment.history_rps.tolist(),
+        initial=initial or {options[0].name: 1},
+        series=False,
+        variants=per_variant or None,
+        variant=first_variant,
+        record_decisions=True,
     )
 
 
@@ -407,6 +548,7 @@ def replay_policy(
             seed=seed,
             kb=kb,
             startup_s=startup_s,
+            trace_time=True,
         )
     store_replay(
         kb,

@@ -20,6 +20,14 @@ rejected requests and cold-start waits count as violations) is computed at the e
 vectorised over every second (:mod:`edgewise.sim.scoring`).
 :mod:`edgewise.sim.events` simulates the same queue request by request for validation.
 
+A service with several model variants is simulated with each variant's flavors (the same
+names, its own service times): a decision naming another variant switches the service
+times from that second on (at once: live replicas load the new model beside the served
+one within seconds and answer with the old meanwhile), and every second is scored with
+the variant that served it. Every decision as executed (replicas per flavor, the
+variant) is kept in :attr:`SimResult.executed`, the live controller's form, so a live
+replay can be compared with the simulation decision by decision.
+
 The policy decides purely; :class:`_Simulation` is the adapter that builds its context,
 applies its decision to the :class:`edgewise.sim.pool.ReplicaPool` and keeps the books.
 """
@@ -80,6 +88,9 @@ class SimResult:
     decisions: int = 0
     wall_s: float = 0.0  # wall-clock seconds the simulation took (set by the caller)
     cpu_s: float = 0.0  # CPU seconds of this process meanwhile (shared machines: less noisy)
+    executed: list[dict[str, Any]] = field(default_factory=list)
+    """Every decision as executed: ``t``, ``replicas`` per flavor, ``variant`` (when asked)."""
+    variant_switches: int = 0
 
     def to_dict(self, series: bool = False) -> dict[str, Any]:
         """JSON-able figures; with ``series``, also ``series_per_minute``."""
@@ -174,11 +185,23 @@ class _Simulation:
         history: Sequence[float],
         initial: Mapping[str, int],
         future_rate: Callable[[float, float], float],
+        variants: Mapping[str, Sequence[SimFlavor]] | None = None,
+        variant: str | None = None,
+        record: bool = False,
     ) -> None:
         self.policy = policy
         self.state = state
         self.flavors = tuple(flavors)
         self.options = tuple(f.option for f in flavors)
+        self.variants = {k: tuple(v) for k, v in (variants or {}).items()}
+        self.variant = variant
+        # (first second, flavors) of every stretch served by one variant
+        self.epochs: list[tuple[int, str | None, tuple[SimFlavor, ...]]] = [
+            (0, variant, self.flavors)
+        ]
+        self.executed: list[dict[str, Any]] = []
+        self.record = record
+        self.variant_switches = 0
         self.config = config
         self.clock = VirtualClock(0.0)
         self.pool = ReplicaPool.of(flavors, initial)
@@ -249,11 +272,41 @@ class _Simulation:
         self.log.decisions += 1
         if self.config.check_state:
             self.policy_state = json.loads(json.dumps(self.policy_state, allow_nan=False))
-        if self._changes_nothing(decision):
+        self._switch_variant(i, decision.variant)
+        if not self._changes_nothing(decision):
+            before = price_per_hour(self.flavors, self.pool.maps().replicas)
+            applied = self.pool.apply(decision, self.flavors, i, self.config.startup_s)
+            self._after_apply(i, applied, before)
+        if self.record:
+            self.executed.append(
+                {
+                    "t": float(i),
+                    "replicas": dict(self.pool.maps().replicas),
+                    "variant": self.variant,
+                }
+            )
+
+    def _switch_variant(self, i: int, ref: str | None) -> None:
+        """Serve ``ref``'s service times from second ``i`` on (when it is another one)."""
+        if ref is None or ref == self.variant or ref not in self.variants:
             return
-        before = price_per_hour(self.flavors, self.pool.maps().replicas)
-        applied = self.pool.apply(decision, self.flavors, i, self.config.startup_s)
-        self._after_apply(i, applied, before)
+        self.variant = ref
+        self.flavors = self.variants[ref]
+        self.options = tuple(f.option for f in self.flavors)
+        self.epochs.append((i, ref, self.flavors))
+        self.state.rewind(i)
+        self.variant_switches += 1
+
+    def _attainment(self) -> np.ndarray:
+        """Each second's attainment, scored with the variant that served it."""
+        _, first, flavors = self.epochs[0]
+        ok = attainment_per_second(self.state, flavors, self.config)
+        scored: dict[str | None, np.ndarray] = {first: ok.copy()}
+        for start, ref, flavors in self.epochs[1:]:
+            if ref not in scored:
+                scored[ref] = attainment_per_second(self.state, flavors, self.config)
+            ok[start:] = scored[ref][start:]
+        return ok
 
     def _after_apply(self, i: int, applied: AppliedDecision, before_price: float) -> None:
         """Rewind stale series, meter the new pool and count the actions."""
@@ -280,7 +333,7 @@ class _Simulation:
         self.advance(n_sec)
         cost = self.meter.total(float(n_sec))
         w = config.warmup_s
-        ok = attainment_per_second(state, self.flavors, config)
+        ok = self._attainment()
         lam, req = state.lam, state.arrivals[w:]
         total_req = float(req.sum())
         attain = float((ok[w:] * req).sum() / total_req) if total_req > 0 else 1.0
@@ -299,6 +352,8 @@ class _Simulation:
             replica_seconds=dict(self.meter.replica_seconds),
             minutes=minute_series(state, w) if series else None,
             decisions=self.log.decisions,
+            executed=self.executed,
+            variant_switches=self.variant_switches,
         )
 
 
@@ -312,6 +367,9 @@ def simulate(
     future_rate: Callable[[float, float], float] | None = None,
     progress: Callable[[float], None] | None = None,
     series: bool = True,
+    variants: Mapping[str, Sequence[SimFlavor]] | None = None,
+    variant: str | None = None,
+    record_decisions: bool = False,
 ) -> SimResult:
     """Run ``policy`` over per-second true rates ``rate_rps`` (the first ``warmup_s`` unscored).
 
@@ -335,6 +393,13 @@ def simulate(
         Called with the fraction done now and then.
     series : bool
         Whether to build the per-minute time series.
+    variants : mapping, optional
+        Each model variant's flavors (the names of ``flavors``, its own service times),
+        for a policy that decides variants (:class:`edgewise.serving.policies.VariantPolicy`).
+    variant : str, optional
+        The variant served at time 0 (``flavors`` are its flavors).
+    record_decisions : bool
+        Keep every executed decision in :attr:`SimResult.executed`.
 
     Returns
     -------
@@ -355,6 +420,9 @@ def simulate(
         history,
         initial or {flavors[0].name: 1},
         future_rate or _future_from(lam),
+        variants,
+        variant,
+        record_decisions,
     )
     period = float(policy.period_s)
     t = 0.0

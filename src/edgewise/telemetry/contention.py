@@ -1,18 +1,24 @@
 """How much of the host other tenants took during a measurement window.
 
 A live measurement on a shared host is only comparable with another when the host gave
-it the CPUs it expected. :class:`ContentionMeter` reads ``/proc/stat`` and this process
-tree's CPU time at the start and end of a window and reports the share of the host's
-CPU time that went to *other* processes (busy time not spent by us) and to hypervisor
-steal. A process of ours that exits inside the window hands its CPU time to the parent
-that reaps it (its ``children_*`` times), so the sum stays continuous; a process reaped
-by a process outside our tree (none in practice) would make the foreign share an upper
-bound.
+it the CPUs it expected. :class:`ContentionMeter` reads ``/proc/stat`` at the start and
+end of a window and this process tree's CPU time throughout it, and reports the share of
+the host's CPU time that went to *other* processes (busy time not spent by us) and to
+hypervisor steal.
+
+Our CPU time is sampled per process (every ``interval_s``, and at both ends): each
+process of the tree counts from when it was first seen, and keeps being read after it
+left the tree, so the time of a process whose parent died before it (Ray's workers when
+the raylet stops first: re-parented out of our tree, their time in none of our
+``children_*`` counters) still counts as ours. What a process uses after its last sample
+(at most ``interval_s`` each) and a process that lived between two samples are missed,
+so the foreign share is an upper bound.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,17 +52,34 @@ class Contention:
         return None
 
 
-def _own_cpu_s(root: psutil.Process) -> float:
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+def tree_cpu_s(root: psutil.Process) -> dict[tuple[int, float], float]:
+    """User + system CPU seconds of ``root`` and each descendant, keyed by (pid, start)."""
+    used: dict[tuple[int, float], float] = {}
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return used
+    for proc in procs:
         try:
-            t = proc.cpu_times()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            with proc.oneshot():
+                t = proc.cpu_times()
+                used[(proc.pid, proc.create_time())] = t.user + t.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        # a reaped child's time moves into its parent's children_* counters: counting
-        # both keeps the sum continuous when a replica or worker exits in the window
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
+    return used
+
+
+def _cpu_s_of(key: tuple[int, float]) -> float | None:
+    """User + system CPU seconds of the process ``key`` (pid, start), None once it exited."""
+    try:
+        proc = psutil.Process(key[0])
+        with proc.oneshot():
+            if proc.create_time() != key[1] or proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            t = proc.cpu_times()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    return t.user + t.system
 
 
 def _cpu() -> CpuTimes:
@@ -64,21 +87,65 @@ def _cpu() -> CpuTimes:
 
 
 class ContentionMeter(Closing):
-    """``with ContentionMeter() as m: ...`` then ``m.result`` (a :class:`Contention`)."""
+    """``with ContentionMeter() as m: ...`` then ``m.result`` (a :class:`Contention`).
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    interval_s : float
+        How often this process tree's CPU time is sampled (by a background thread).
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
         self._root = psutil.Process()
         self._hz = float(os.sysconf("SC_CLK_TCK"))
+        self._interval_s = interval_s
+        self._own: dict[tuple[int, float], list[float]] = {}
+        self._gone: set[tuple[int, float]] = set()
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
         self.result: Contention | None = None
 
     def _on_enter(self) -> None:
         self._start = _cpu()
-        self._own_start = _own_cpu_s(self._root)
+        self._sample(first=True)
+        self._sampler = threading.Thread(target=self._run, name="contention", daemon=True)
+        self._sampler.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+    def _sample(self, first: bool = False) -> None:
+        """Record each process's CPU time; one first seen after the start counts from 0.
+
+        A process seen before keeps being read after it left the tree (re-parented when
+        its parent died), until it exits.
+        """
+        now = tree_cpu_s(self._root)
+        for key in self._own.keys() - now.keys() - self._gone:
+            used = _cpu_s_of(key)
+            if used is None:
+                self._gone.add(key)
+            else:
+                now[key] = used
+        for key, used in now.items():
+            seen = self._own.setdefault(key, [used if first else 0.0, used])
+            seen[1] = used
+
+    def own_cpu_s(self) -> float:
+        """CPU seconds this process tree used in the window, as last sampled."""
+        return sum(max(0.0, last - base) for base, last in list(self._own.values()))
 
     def close(self) -> None:
         """End the window and set :attr:`result` (what leaving ``with`` does)."""
+        if self.result is not None:
+            return
+        self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join()
+        self._sample()
         end = _cpu()
-        own = max(0.0, _own_cpu_s(self._root) - self._own_start)
+        own = self.own_cpu_s()
         total = max(1, end.total - self._start.total)
         idle = (end.idle - self._start.idle) + (end.iowait - self._start.iowait)
         steal = end.steal - self._start.steal

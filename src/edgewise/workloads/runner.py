@@ -12,13 +12,17 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from edgewise.workloads.zoo import ZooModel, build_model, logits_of
+
+if TYPE_CHECKING:
+    from edgewise.kb import KnowledgeBase
+    from edgewise.registry import LoadedModel
 
 _interop_fixed = False
 
@@ -99,6 +103,100 @@ class InferenceRunner:
                 module(batch)
                 out[i] = (time.perf_counter_ns() - t0) / 1e6
         return out
+
+
+class LoadedRunner:
+    """Runs a model opened through the registry with a fixed thread count.
+
+    The same surface as :class:`InferenceRunner` (``batch``, :meth:`infer`,
+    :meth:`measure`) for any model reference: a registered version or a model file, in
+    whichever format the registry opened it (a torch module or an onnxruntime session).
+    Each call goes through :meth:`~edgewise.registry.LoadedModel.forward`, as a serving
+    replica's does, so the card's input check is part of what is timed.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The opened model.
+    batch_size : int
+        Samples per call of :meth:`measure`'s example batch.
+    threads : int
+        Intra-op torch threads used for every call (set through :func:`set_threads`).
+    seed : int
+        Seed of the example batch (:meth:`~edgewise.registry.LoadedModel.example_batch`).
+    """
+
+    def __init__(
+        self, model: LoadedModel, batch_size: int = 1, threads: int = 1, seed: int = 0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.model = model
+        self.batch_size = batch_size
+        self.threads = threads
+        self.batch = torch.from_numpy(model.example_batch(batch_size, seed=seed))
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """The model's output on ``batch`` (float32, batch first)."""
+        set_threads(self.threads)
+        return torch.from_numpy(self.model.forward(batch.numpy()))
+
+    def measure(self, n: int, warmup: int = 5) -> np.ndarray:
+        """Closed-loop latencies in ms of ``n`` calls on the example batch.
+
+        As :meth:`InferenceRunner.measure`: ``warmup`` calls first, not recorded.
+        """
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        set_threads(self.threads)
+        forward, batch = self.model.forward, self.batch.numpy()
+        out = np.empty(n, dtype=float)
+        for _ in range(warmup):
+            forward(batch)
+        for i in range(n):
+            t0 = time.perf_counter_ns()
+            forward(batch)
+            out[i] = (time.perf_counter_ns() - t0) / 1e6
+        return out
+
+
+def runner_for(
+    model: str,
+    *,
+    batch_size: int = 1,
+    threads: int = 1,
+    seed: int = 0,
+    kb: KnowledgeBase | None = None,
+) -> InferenceRunner | LoadedRunner:
+    """A runner of any model reference: the zoo's as before, anything else via the registry.
+
+    Parameters
+    ----------
+    model : str
+        A zoo name (built with seeded weights by :class:`InferenceRunner`, as always), a
+        registry entry ``NAME[:vN]`` or the path of a model file or directory (opened by
+        :func:`edgewise.registry.load_model`).
+    batch_size, threads, seed
+        As for :class:`InferenceRunner`.
+    kb : KnowledgeBase, optional
+        Where registry entries are looked up (default: the default knowledge base,
+        ``$EDGEWISE_DB_URL`` when set).
+
+    Raises
+    ------
+    UnknownNameError, ModelFileError, ModelCardError
+        A reference that names no zoo model, registered version or readable model file.
+    """
+    from edgewise.workloads._names import MODEL_NAMES
+
+    if model in MODEL_NAMES:
+        return InferenceRunner(model, batch_size=batch_size, threads=threads, seed=seed)
+    from edgewise.registry import load_model
+
+    loaded = load_model(model, kb)
+    return LoadedRunner(loaded, batch_size=batch_size, threads=threads, seed=seed)
 
 
 @dataclass(frozen=True)

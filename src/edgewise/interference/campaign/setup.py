@@ -75,6 +75,7 @@ def campaign_target(
         seed=seed,
         device=device,
         load=load,
+        kb=kb,
     )
     if stored is not None and stored.workload and target.name != stored.workload:
         raise SpecError(

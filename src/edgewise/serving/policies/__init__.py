@@ -1,7 +1,8 @@
 """Autoscaling policies: pure ``decide(ctx) -> (decision, state)`` functions of a context.
 
 ``edgewise`` is ours (predictive, horizontal and vertical); ``hpa``, ``kpa``,
-``rayserve``, ``static`` and ``oracle`` are the baselines. The simulator
+``rayserve``, ``static`` and ``oracle`` are the baselines; :class:`VariantPolicy` runs
+any of them on the cheapest model variant accurate enough. The simulator
 (``edgewise.sim.serving``) and the live controller drive the same objects.
 """
 
@@ -24,6 +25,7 @@ from edgewise.serving.policies.kpa import KPAPolicy
 from edgewise.serving.policies.oracle import OraclePolicy
 from edgewise.serving.policies.rayserve import RayServePolicy
 from edgewise.serving.policies.static import StaticPolicy
+from edgewise.serving.policies.variants import ModelVariant, VariantPolicy
 
 POLICIES: dict[str, type[Any]] = {
     "edgewise": EdgewisePolicy,
@@ -55,6 +57,7 @@ __all__ = [
     "FlavorOption",
     "HPAPolicy",
     "KPAPolicy",
+    "ModelVariant",
     "OraclePolicy",
     "Policy",
     "PolicyState",
@@ -62,6 +65,7 @@ __all__ = [
     "ScalingContext",
     "ScalingDecision",
     "StaticPolicy",
+    "VariantPolicy",
     "WindowMetrics",
     "make_policy",
 ]

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, cast
 
 import numpy as np
 
@@ -217,29 +217,47 @@ class ScalingContext:
 
 @dataclass(frozen=True)
 class ScalingDecision:
-    """Target replicas per flavor and CPUs per replica (vertical), with a reason."""
+    """Target replicas per flavor and CPUs per replica (vertical), with a reason.
+
+    ``variant`` names the model variant (a model reference) every replica should serve;
+    ``None`` keeps the one served (policies that do not choose variants leave it so).
+    """
 
     replicas: Mapping[str, int]
     cpus_per_replica: Mapping[str, float]
     reason: str = ""
+    variant: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "replicas", _frozen(self.replicas))
         object.__setattr__(self, "cpus_per_replica", _frozen(self.cpus_per_replica))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "replicas": dict(self.replicas),
             "cpus_per_replica": dict(self.cpus_per_replica),
             "reason": self.reason,
         }
+        if self.variant is not None:
+            out["variant"] = self.variant
+        return out
 
 
 class Policy(Protocol):
-    """An autoscaling policy: pure ``decide`` plus its name and control period."""
+    """An autoscaling policy: pure ``decide`` plus its name and control period.
 
-    name: str
-    period_s: float
+    ``name`` and ``period_s`` are read-only (policies are frozen dataclasses).
+    """
+
+    @property
+    def name(self) -> str:
+        """The policy's name."""
+        ...
+
+    @property
+    def period_s(self) -> float:
+        """Seconds between two decisions."""
+        ...
 
     def decide(self, ctx: ScalingContext) -> tuple[ScalingDecision, PolicyState]:
         """Decide replicas and CPUs for ``ctx``; return the decision and the new state."""
@@ -247,6 +265,46 @@ class Policy(Protocol):
 
 
 # --------------------------------------------------------------------------- helpers
+
+#: The shortest duration a policy works at in a compressed replay: the per-second
+#: metrics it reads cannot resolve less.
+MIN_DURATION_S = 1.0
+#: The shortest control period: a live decision takes effect only after the controller
+#: applied it (Ray calls, a knowledge-base write) and the per-second metrics showed it,
+#: and live decisions a second apart drift from the simulated ones by their timing alone
+#: (a pool replay at 1 s matched 17 of 40; at 15 s, 3 of 3). A hold is no shorter either.
+MIN_PERIOD_S = 5.0
+
+
+def at_speedup(policy: Any, speedup: float) -> Any:
+    """``policy`` with its durations kept in trace time on a clock ``speedup`` × faster.
+
+    Every field named ``*_s`` of a policy is a duration on its clock (control period,
+    averaging windows, holds, delays). Replayed ``speedup`` times faster, a trace day at
+    1440× lasts 60 s: a 60 s window would average the whole day and a 15 s period would
+    decide four times in it, so a policy would scale by the day's mean rather than the
+    hour's. Divided by ``speedup`` (never below :data:`MIN_DURATION_S`, nor the control
+    period below :data:`MIN_PERIOD_S`), each duration spans the trace time it spans live. A zero stays zero (it means "none" or "the
+    inner policy's"); a wrapped policy (``inner``) is scaled too. ``speedup <= 1``
+    returns ``policy`` unchanged.
+    """
+    import dataclasses
+
+    if speedup <= 1.0 or isinstance(policy, type) or not dataclasses.is_dataclass(policy):
+        return policy
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(policy):
+        value = getattr(policy, f.name)
+        if f.name == "inner":
+            changes[f.name] = at_speedup(value, speedup)
+        elif f.name.endswith("_s") and _is_number(value) and value > 0:
+            floor = MIN_PERIOD_S if f.name in ("period_s", "hold_s") else MIN_DURATION_S
+            changes[f.name] = max(floor, value / speedup)
+    return dataclasses.replace(cast(Any, policy), **changes)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def mean_last(values: np.ndarray, seconds: float) -> float:

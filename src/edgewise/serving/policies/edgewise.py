@@ -49,7 +49,6 @@ from edgewise.serving.policies.base import (
 )
 
 #: Window (s) of the realised mean rate that past predictions are scored against.
-_CALIB_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,16 +71,21 @@ class EdgewisePolicy:
     min_margin, max_margin : float
         Bounds of that margin.
     noise_z : float
-        A 10 s mean above the trend counts as a surge when it exceeds the Poisson noise
-        by this many standard deviations.
+        A ``burst_window_s`` mean above the trend counts as a surge when it exceeds the
+        Poisson noise by this many standard deviations.
+    rate_window_s, burst_window_s : float
+        The observed rate is the mean of the last ``rate_window_s`` (60 s), which the
+        forecast errors are also judged against; a burst is the largest mean over
+        ``burst_window_s`` (10 s) blocks of it.
     scale_in_window_s : float
         A lower plan must hold at least this long before replicas are removed, and at
         least one start-up plus a period (:meth:`scale_in_hold_s`).
     scale_in_band : float
         The lower plan must still suffice for ``(1 + band)`` times the rate...
     scale_in_noise_z : float
-        ... plus this many standard deviations of the Poisson noise of a 60 s mean of
-        that rate (``sqrt(rate / 60)``), the noise the observed rate moves by.
+        ... plus this many standard deviations of the Poisson noise of a
+        ``rate_window_s`` mean of that rate (``sqrt(rate / 60)``), the noise the observed
+        rate moves by.
     zero_rps : float
         Forecast upper bound under which the service may go to zero replicas.
     vertical : bool
@@ -105,6 +109,8 @@ class EdgewisePolicy:
     max_margin: float = 0.5
     initial_margin: float = 0.1
     noise_z: float = 2.0
+    rate_window_s: float = 60.0
+    burst_window_s: float = 10.0
     scale_in_window_s: float = 60.0
     scale_in_band: float = 0.02
     scale_in_noise_z: float = 3.0
@@ -121,8 +127,9 @@ class EdgewisePolicy:
         delta = ctx.startup_s + ctx.period_s
         hold_s = self.scale_in_hold_s(ctx)
         arrivals = ctx.metrics.arrival_rps
-        rate_now = mean_last(arrivals, 60.0)
-        rate_recent_max = max_block_mean(arrivals, 10, 60.0)
+        window_s, burst_s = self.rate_window_s, self.burst_window_s
+        rate_now = mean_last(arrivals, window_s)
+        rate_recent_max = max_block_mean(arrivals, max(1, round(burst_s)), window_s)
 
         forecast = self._forecast(ctx, st.get("forecast"))
         shape_now = _curve(ctx, forecast, ctx.now, "mean")
@@ -133,13 +140,13 @@ class EdgewisePolicy:
             ratio = 1.0
         trend = rate_now * ratio if rate_now > 0 else (shape_ahead or 0.0)
 
-        # Relative errors of past predictions against the 60 s mean centred on their time.
-        errors, pending = _calibrate(st, ctx.now, mean_last(arrivals, _CALIB_S), self.error_window)
+        # Relative errors of past predictions against the window's mean centred on their time.
+        errors, pending = _calibrate(st, ctx.now, rate_now, self.error_window)
         margin = self._margin(errors)
-        # A 10 s burst counts as a surge only beyond the Poisson noise of a 10 s mean.
-        surge = rate_recent_max - self.noise_z * math.sqrt(max(rate_recent_max, 0.0) / 10.0)
+        # A burst counts as a surge only beyond the Poisson noise of its window's mean.
+        surge = rate_recent_max - self.noise_z * math.sqrt(max(rate_recent_max, 0.0) / burst_s)
         rate_q = max(trend * (1.0 + margin), surge)
-        pending.append([ctx.now + delta + _CALIB_S / 2, trend])
+        pending.append([ctx.now + delta + window_s / 2, trend])
         # What the forecast expects once the scale-in window has passed: no scale-in
         # right before a ramp (it would be reversed within the window).
         shape_later = _curve(ctx, forecast, ctx.now + delta + hold_s, "mean")
@@ -149,7 +156,7 @@ class EdgewisePolicy:
 
         # Scale to zero when nothing came and the forecast's upper bound is about zero.
         upper_ahead = _curve(ctx, forecast, ctx.now + delta, "upper")
-        idle = float(arrivals[-60:].sum()) == 0.0
+        idle = float(arrivals[-max(1, round(window_s)) :].sum()) == 0.0
         if (idle and upper_ahead is not None and upper_ahead < self.zero_rps) or (
             idle and forecast is None
         ):
@@ -174,7 +181,7 @@ class EdgewisePolicy:
             target, why = current, "hold (scaled out recently)"
         else:
             need = held * (1.0 + self.scale_in_band) + self.scale_in_noise_z * math.sqrt(
-                held / _CALIB_S
+                held / window_s
             )
             plan_down = sizer.plan(need)
             if held == 0.0 and rate_q == 0.0:

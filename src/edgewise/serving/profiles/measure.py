@@ -10,6 +10,7 @@ running :func:`edgewise.isolation.threads_for` torch threads, samples its servic
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from edgewise.serving.profiles.records import FlavorProfile, Validation, Validat
 
 if TYPE_CHECKING:
     from edgewise.config import FlavorSpec
+    from edgewise.isolation import CGroup
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,15 @@ class ProfileSettings:
     service_load: float | None = 0.5
     drift_tolerance: float = DRIFT_TOLERANCE
     max_reprofiles: int = 2
+
+
+def _replica_group(model: str, flavor: FlavorSpec, cpu_weight: int | None) -> CGroup:
+    """The replica's cgroup: the flavor's quota and memory, labelled with the reference's
+    safe characters (no ``/`` of a path, no ``:`` of a version)."""
+    from edgewise.isolation import CGroup
+
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"capacity-{model}-{flavor.name}")
+    return CGroup(label, cpus=flavor.cpus, memory_mb=flavor.memory_mb, cpu_weight=cpu_weight)
 
 
 def profile_flavor(
@@ -70,13 +81,14 @@ def profile_flavor(
     service_load: float | None = 0.5,
     drift_tolerance: float = DRIFT_TOLERANCE,
     max_reprofiles: int = 2,
+    kb_url: str | None = None,
 ) -> FlavorProfile:
     """Measure ``model`` in ``flavor`` (real cgroup) and derive its capacity under the SLO.
 
     Parameters
     ----------
     model : str
-        Zoo model name (``"spin"``: synthetic exponential CPU burn of mean ``spin_ms``).
+        Zoo name, registry ``NAME[:vN]`` or model file (``"spin"``: CPU burn of mean ``spin_ms``).
     flavor : FlavorSpec
         CPU quota, memory limit of the replica's cgroup.
     slo_ms, percentile : float
@@ -102,14 +114,14 @@ def profile_flavor(
     cpu_weight : int, optional
         CPU weight of the replica's group (v2 scale, default 100): a flavor's CPUs are
         reserved, so on a shared host the replica should reach its quota.
+    kb_url : str, optional
+        Knowledge base the replica looks a registry entry up in (default: the default one).
 
     Returns
     -------
     FlavorProfile
         The kept service times, the capacity and the validation (``None`` without one).
     """
-    from edgewise.isolation import CGroup
-
     settings = ProfileSettings(
         slo_ms=slo_ms,
         percentile=percentile,
@@ -126,9 +138,8 @@ def profile_flavor(
         max_reprofiles=max_reprofiles,
     )
     threads = threads_for(flavor.cpus)
-    spec = ReplicaSpec(model, batch_size, threads, seed, spin_ms=spin_ms)
-    label = f"capacity-{model}-{flavor.name}"
-    group = CGroup(label, cpus=flavor.cpus, memory_mb=flavor.memory_mb, cpu_weight=cpu_weight)
+    spec = ReplicaSpec(model, batch_size, threads, seed, spin_ms=spin_ms, kb=kb_url)
+    group = _replica_group(model, flavor, cpu_weight)
     with group as cg:
         if progress is not None:
             progress("start", 0, samples)

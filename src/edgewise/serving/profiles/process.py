@@ -32,7 +32,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReplicaSpec:
-    """What a replica process runs: a zoo model (or ``"spin"``) with a thread count."""
+    """What a replica process runs: a model reference (or ``"spin"``) with a thread count.
+
+    ``model`` is a zoo name, a registry entry ``NAME[:vN]`` or a model file; ``kb`` is
+    the knowledge-base URL registry entries are looked up in (``None``: the default
+    one). The URL reaches the child as ``$EDGEWISE_DB_URL``, never on its command line
+    (where a password would show in the process list).
+    """
 
     model: str
     batch_size: int = 1
@@ -40,6 +46,7 @@ class ReplicaSpec:
     seed: int = 0
     warmup: int = 10
     spin_ms: float = 1.0
+    kb: str | None = None
 
     def command(self) -> list[str]:
         """The command line that runs this replica (:mod:`edgewise.serving.profiles`)."""
@@ -206,6 +213,8 @@ def start_replica(
     env = dict(os.environ)
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[key] = str(spec.threads)
+    if spec.kb is not None:
+        env["EDGEWISE_DB_URL"] = spec.kb
     kwargs: dict[str, Any] = {
         "stdin": subprocess.PIPE,
         "stdout": subprocess.PIPE,

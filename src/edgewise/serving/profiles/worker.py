@@ -1,7 +1,8 @@
 """The replica side: a child process that serves one request per line of its stdin.
 
-Run as ``python -m edgewise.serving.profiles --model NAME ...`` (:func:`replica_main`).
-It builds the model (or a synthetic CPU burn), warms it up, prints :data:`READY`, then
+Run as ``python -m edgewise.serving.profiles --model REF ...`` (:func:`replica_main`).
+It builds the model (a zoo name, a registry entry ``NAME[:vN]`` or a model file, see
+:func:`edgewise.workloads.runner.runner_for`; or a synthetic CPU burn), warms it up, prints :data:`READY`, then
 answers each request id with ``id start done cpu``: ``CLOCK_MONOTONIC`` ns around the
 request and the process CPU ns it used. The parent side is
 :mod:`edgewise.serving.profiles.process`.
@@ -34,9 +35,11 @@ def _spin_service(mean_ms: float, seed: int) -> Callable[[], None]:
 
 
 def _model_service(model: str, batch_size: int, threads: int, seed: int) -> Callable[[], None]:
-    from edgewise.workloads.runner import InferenceRunner
+    from edgewise.workloads.runner import runner_for
 
-    runner = InferenceRunner(model, batch_size=batch_size, threads=threads, seed=seed)
+    # a registry entry is looked up in the knowledge base of $EDGEWISE_DB_URL (the
+    # parent sets it to the one the command uses, see ReplicaSpec.kb)
+    runner = runner_for(model, batch_size=batch_size, threads=threads, seed=seed)
     batch = runner.batch
 
     def serve() -> None:

@@ -5,7 +5,9 @@ HTTP proxy on loopback, deploy the model (a zoo name, a registry entry ``NAME[:v
 model file), and apply decisions (replica count, CPUs per
 replica) through the coordinator actor. Horizontal changes go through Ray Serve's custom
 autoscaling policy hook, so survivors keep their processes; vertical changes are applied
-by each replica to its own cgroup in place.
+by each replica to its own cgroup in place. A pool of several flavors (:meth:`set_pool`)
+is one deployment whose replicas the coordinator gives different CPU quotas; a change
+of model variant (:meth:`set_variant`) is loaded by the replicas in place.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from edgewise.errors import EnvironmentProblem, SpecError, UnknownNameError
 from edgewise.procs import free_port
 from edgewise.rayenv import RaySession as _BaseRaySession
 from edgewise.rayenv import route_logs
+from edgewise.serving.runtime.admission import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
 if TYPE_CHECKING:
     from edgewise.serving.runtime.rollout import RolloutPort
@@ -44,6 +47,8 @@ class RuntimeConfig:
     initial_replicas: int = 1
     max_replicas: int = 8
     host: str = "127.0.0.1"
+    # 0: a port free on ``host`` once Ray is up (``ServingRuntime.url`` names it). Probed
+    # any earlier, a port can be taken by one of the many Ray itself opens as it starts.
     port: int = 8000
     address: str | None = None
     num_cpus: int | None = None
@@ -85,10 +90,12 @@ class ServingRuntime:
         self.config = config
         self._coordinator: Any = None
         self._session: RaySession | None = None
+        self._port = config.port
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.config.port}"
+        """Where the service answers (with the port chosen at start when ``port`` was 0)."""
+        return f"http://{self.config.host}:{self._port}"
 
     def __enter__(self) -> ServingRuntime:
         self.start()
@@ -128,7 +135,8 @@ class ServingRuntime:
         # No per-request access log lines in the proxy or the replicas: our own metrics
         # record every request, and a log write per request is latency on the hot path.
         quiet = {"enable_access_log": False}
-        serve.start(http_options={"host": cfg.host, "port": cfg.port}, logging_config=quiet)
+        self._port = cfg.port or free_port(cfg.host)
+        serve.start(http_options={"host": cfg.host, "port": self._port}, logging_config=quiet)
         deployment = serve.deployment(
             ModelReplica,
             name=deployment_name(cfg.app, cfg.model),
@@ -183,6 +191,40 @@ class ServingRuntime:
         import ray
 
         ray.get(self._coordinator.set_cpus.remote(float(cpus)))
+
+    def set_pool(self, replicas: Mapping[str, int], cpus: Mapping[str, float]) -> None:
+        """Run ``replicas[f]`` replicas of each flavor ``f`` at ``cpus[f]`` CPUs each.
+
+        One deployment holds them all: the target is the sum, and the coordinator gives
+        every replica a flavor, whose CPU quota the replica applies to itself in place.
+        """
+        import ray
+
+        counts = {k: int(v) for k, v in replicas.items()}
+        quotas = {k: float(cpus[k]) for k in counts}
+        ray.get(self._coordinator.set_pool.remote(counts, quotas))
+
+    def set_variant(self, ref: str) -> None:
+        """Serve the model ``ref`` from now on: replicas load it and switch in place."""
+        import ray
+
+        ray.get(self._coordinator.set_variant.remote(str(ref)))
+
+    def set_admission_limit(self, limit: int | None) -> None:
+        """Let Serve's proxy hold at most ``limit`` requests of this service; ``None``: no gate.
+
+        Above it the proxy answers 503 at once, before Ray's router (whose own queue bound
+        a flood slips past); :func:`~edgewise.serving.runtime.admission.admission_limit`
+        gives the limit from the SLO and the replicas' capacity.
+        """
+        from edgewise.serving.runtime.admission import publish_limit
+
+        publish_limit(self.config.route_prefix, limit)
+
+    def running_by_flavor(self) -> dict[str, int]:
+        """Replicas heard from per flavor of the pool (empty with one flavor)."""
+        pool: dict[str, dict[str, Any]] = self.snapshot()["pool"]
+        return {name: int(v["assigned"]) for name, v in pool.items()}
 
     def set_info(self, **info: Any) -> None:
         import ray
@@ -302,6 +344,9 @@ SERVE_FAST_PATH_ENV = {
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
     "RAY_SERVE_LOG_TO_STDERR": "0",
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    # The admission gate in the HTTP proxy (edgewise.serving.runtime.admission): it gates
+    # nothing until a service publishes its limit (ServingRuntime.set_admission_limit).
+    PROXY_CALLBACK_ENV: PROXY_CALLBACK,
 }
 """Ray Serve settings for a low-latency request path, set for a Ray instance we start."""
 

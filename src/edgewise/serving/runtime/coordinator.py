@@ -3,7 +3,18 @@
 One named Ray actor per served application. The controller writes the target replica
 count and CPUs per replica; the autoscaling policy function and the replicas read them.
 Replicas push batches of request latencies; ``render`` gives the Prometheus text
-exposition served at ``/metrics``. During a rollout it also carries the rollout's
+exposition served at ``/metrics``.
+
+A deployment may run a *pool* of flavors at once (say 2 x large + 1 x small): a flavor
+is a CPU quota, which each replica applies to its own cgroup in place, so the replicas
+of one Ray Serve deployment can differ in size. The controller sets the count and CPUs
+of every flavor (:meth:`CoordinatorState.set_pool`); the target replica count is their
+sum, and :func:`assign_flavors` (pure) gives each replica heard from a flavor, keeping
+what replicas already have and moving as few as it can when the counts change or Ray
+Serve stops a replica of its own choosing. Each replica reads its flavor's CPUs on
+every poll. The controller may also set the model variant every replica serves
+(:meth:`CoordinatorState.set_variant`); replicas load it beside the one they serve and
+switch in place. During a rollout it also carries the rollout's
 assignment (which version is the canary, its traffic share, which replicas are
 promoted) to the replicas, and their canary observations and state back to the rollout
 driver (:mod:`edgewise.serving.runtime.rollout`).
@@ -12,7 +23,7 @@ driver (:mod:`edgewise.serving.runtime.rollout`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -24,6 +35,53 @@ LATENCY_BUCKETS_MS = (1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 
 
 def coordinator_name(app: str) -> str:
     return f"edgewise-coordinator-{app}"
+
+
+def assign_flavors(
+    replicas: Sequence[str],
+    previous: Mapping[str, str],
+    targets: Mapping[str, int],
+) -> dict[str, str]:
+    """Give every replica a flavor so that the counts match ``targets`` where they can.
+
+    Pure. A replica keeps its previous flavor while that flavor still wants it (the
+    earliest registered first); the others fill the flavors short of their count, in the
+    order of ``targets``. Replicas beyond the total (Ray Serve has not stopped them yet)
+    keep their flavor, or take the first one; with fewer replicas than the total (some
+    still starting) the flavors last in ``targets`` wait.
+
+    Parameters
+    ----------
+    replicas : sequence of str
+        Replica ids, in the order they registered.
+    previous : mapping
+        The flavor each replica had (replicas absent from it are new).
+    targets : mapping
+        Replicas wanted per flavor, in the order flavors are filled.
+
+    Returns
+    -------
+    dict
+        The flavor of every replica in ``replicas``.
+    """
+    wanted = {name: max(0, int(n)) for name, n in targets.items()}
+    out: dict[str, str] = {}
+    left: list[str] = []
+    for rid in replicas:
+        flavor = previous.get(rid)
+        if flavor is not None and wanted.get(flavor, 0) > 0:
+            out[rid] = flavor
+            wanted[flavor] -= 1
+        else:
+            left.append(rid)
+    for rid in left:
+        short = next((name for name, n in wanted.items() if n > 0), None)
+        if short is not None:
+            out[rid] = short
+            wanted[short] -= 1
+        else:  # a surplus replica about to be stopped
+            out[rid] = previous.get(rid) or next(iter(targets), "")
+    return out
 
 
 class _Recent:
@@ -91,10 +149,61 @@ class CoordinatorState:
         self._plan_g = Gauge(
             "edgewise_plan_capacity_rps", "Planned capacity", registry=self.registry
         )
+        self.pool: dict[str, int] | None = None  # replicas per flavor; None: one flavor
+        self.pool_cpus: dict[str, float] = {}
+        self.flavor_of: dict[str, str] = {}
         self.rollout: dict[str, Any] | None = None
-        self.serving_ref: str | None = None  # the version a finished rollout promoted
+        # The version every replica serves: what a finished rollout promoted, or the
+        # variant the controller chose (``None``: the deployment's own model).
+        self.serving_ref: str | None = None
         self.canary: dict[str, Any] = {}
         self.lanes: dict[str, dict[str, Any]] = {}
+
+    # --- the pool of flavors and the variant: the controller writes, replicas read ----
+    def set_target(self, replicas: int) -> None:
+        """One flavor: ``replicas`` replicas, all at :attr:`cpus_per_replica`."""
+        self.pool = None
+        self.flavor_of = {}
+        self.target_replicas = max(0, int(replicas))
+
+    def set_pool(self, replicas: Mapping[str, int], cpus: Mapping[str, float]) -> None:
+        """Several flavors: ``replicas[f]`` replicas of flavor ``f`` at ``cpus[f]`` CPUs each.
+
+        The target replica count becomes their sum; replicas are (re)assigned at once.
+        """
+        self.pool = {name: max(0, int(n)) for name, n in replicas.items()}
+        self.pool_cpus = {name: float(cpus[name]) for name in self.pool}
+        self.target_replicas = sum(self.pool.values())
+        self._assign()
+
+    def set_variant(self, ref: str) -> None:
+        """Every replica serves the model ``ref`` (loaded beside the old one, then swapped)."""
+        self.serving_ref = str(ref)
+
+    def _assign(self) -> None:
+        if self.pool is not None:
+            self.flavor_of = assign_flavors(list(self.replicas), self.flavor_of, self.pool)
+
+    def cpus_for(self, replica: str) -> float:
+        """The CPUs ``replica`` should have: its flavor's in a pool, else the one size."""
+        flavor = self.flavor_of.get(replica)
+        if self.pool is None or flavor is None:
+            return self.cpus_per_replica
+        return self.pool_cpus.get(flavor, self.cpus_per_replica)
+
+    def pool_view(self) -> dict[str, dict[str, Any]]:
+        """Per flavor: replicas asked for, replicas heard from that have it, and its CPUs."""
+        if self.pool is None:
+            return {}
+        have = {name: 0 for name in self.pool}
+        for rid in self.replicas:
+            flavor = self.flavor_of.get(rid)
+            if flavor in have:
+                have[flavor] += 1
+        return {
+            name: {"target": n, "assigned": have[name], "cpus": self.pool_cpus[name]}
+            for name, n in self.pool.items()
+        }
 
     # --- rollout: the driver writes the assignment, replicas report back ---------------
     def start_rollout(self, ref: str, share: float) -> dict[str, Any]:
@@ -168,6 +277,11 @@ class CoordinatorState:
         if replica in self.replicas:
             self.replicas[replica]["ongoing"] = ongoing
             self.replicas[replica]["seen"] = now
+            self.replicas[replica]["cpus"] = self.cpus_for(replica)
+            if replica in self.flavor_of:
+                self.replicas[replica]["flavor"] = self.flavor_of[replica]
+        if self.pool is not None:
+            self.forget_silent(now)
 
     def register(self, replica: str, pid: int, node: str, cpus: float) -> None:
         self.replicas[replica] = {
@@ -177,10 +291,23 @@ class CoordinatorState:
             "ongoing": 0,
             "seen": time.time(),
         }
+        self._assign()
 
     def unregister(self, replica: str) -> None:
         self.replicas.pop(replica, None)
         self.lanes.pop(replica, None)
+        self.flavor_of.pop(replica, None)
+        self._assign()
+
+    def forget_silent(self, now: float, silent_s: float = 5.0) -> None:
+        """Drop replicas not heard from for ``silent_s`` (Ray Serve stopped them)."""
+        gone = [k for k, v in self.replicas.items() if now - float(v["seen"]) >= silent_s]
+        for rid in gone:
+            self.replicas.pop(rid, None)
+            self.lanes.pop(rid, None)
+            self.flavor_of.pop(rid, None)
+        if gone:
+            self._assign()
 
     def snapshot(self, window_s: float = 10.0) -> dict[str, Any]:
         now = time.time()
@@ -199,6 +326,8 @@ class CoordinatorState:
             "cpu_s": dict(self._cpu_s),
             "time": now,
             "info": dict(self.info),
+            "pool": self.pool_view(),
+            "serving_ref": self.serving_ref,
         }
 
     def render(self) -> bytes:
@@ -224,16 +353,24 @@ class Coordinator:
         return self._s.target_replicas
 
     def set_target(self, replicas: int) -> None:
-        self._s.target_replicas = max(0, int(replicas))
+        self._s.set_target(replicas)
 
     def set_cpus(self, cpus: float) -> None:
         self._s.cpus_per_replica = float(cpus)
 
+    def set_pool(self, replicas: dict[str, int], cpus: dict[str, float]) -> None:
+        self._s.set_pool(replicas, cpus)
+
+    def set_variant(self, ref: str) -> None:
+        self._s.set_variant(ref)
+
     def set_info(self, info: dict[str, Any]) -> None:
         self._s.info.update(info)
 
-    def register(self, replica: str, pid: int, node: str, cpus: float) -> None:
+    def register(self, replica: str, pid: int, node: str, cpus: float) -> float:
+        """Take a new replica; answer with the CPUs its flavor gives it."""
         self._s.register(replica, pid, node, cpus)
+        return self._s.cpus_for(replica)
 
     def unregister(self, replica: str) -> None:
         self._s.unregister(replica)
@@ -250,7 +387,7 @@ class Coordinator:
         """Take a replica's push; answer with the CPUs it should have, so that each poll
         is one round trip (the replica polls every 0.2 s, on the CPUs it serves on)."""
         self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s, infer_ms)
-        return self._s.cpus_per_replica
+        return self._s.cpus_for(replica)
 
     def sync(
         self,
@@ -267,7 +404,7 @@ class Coordinator:
         in; the CPUs it should have and the rollout assignment out."""
         self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s, infer_ms)
         self._s.report_canary(replica, canary, lane)
-        return {"cpus": self._s.cpus_per_replica, **self._s.assignment()}
+        return {"cpus": self._s.cpus_for(replica), **self._s.assignment()}
 
     def assignment(self) -> dict[str, Any]:
         return self._s.assignment()

@@ -17,6 +17,13 @@ requests with it, counts latency, failures, labels and agreement for the gate, a
 promotion answers everything with it, in place: no request fails and no process
 restarts. A canary that fails on a request never fails that request (the serving
 version answers it, and the failure is counted).
+
+Outside a rollout the same machinery switches model variant: when the coordinator's
+serving reference names another model than the one this replica serves (the controller
+chose a cheaper or a more accurate variant), the replica loads it beside the serving
+one off the request path, warms it, and then answers every new request with it; the
+requests already queued for the old one finish on it. In a pool of several flavors the
+CPUs the replica polls for are those of the flavor the coordinator gave it.
 """
 
 from __future__ import annotations
@@ -97,11 +104,16 @@ class ModelReplica:
         self._splitter: ShareSplitter | None = None
         self._tally: CanaryTally | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        ray.get(
+        self._switching: str | None = None  # the variant being loaded, outside a rollout
+        assigned = ray.get(
             self._coordinator.register.remote(
                 self._id, os.getpid(), ray.get_runtime_context().get_node_id(), cpus
             )
         )
+        if assigned is not None and abs(float(assigned) - self._cpus) > 1e-6:
+            cpus = float(assigned)  # its flavor in a pool of several
+            self._cpus = cpus
+            self._pool.submit(torch.set_num_threads, threads_for(cpus)).result()
         # Warm the model so the first real request is not a cold one.
         self._pool.submit(
             self._stable.predictor.infer, self._stable.predictor.warm_batch()
@@ -252,9 +264,13 @@ class ModelReplica:
         self._follow(assignment["rollout"], assignment["serving_ref"])
 
     def _follow(self, rollout: dict[str, Any] | None, serving_ref: str | None) -> None:
-        """Apply the rollout assignment: load the canary, split, promote, or end."""
+        """Apply the rollout assignment: load the canary, split, promote, or end; outside
+        a rollout, switch to the serving reference when it names another model."""
         if rollout is None:
             self._end_rollout(serving_ref)
+            if serving_ref and serving_ref not in (self._stable.source, self._switching):
+                self._switching = serving_ref
+                self._spawn(self._switch_variant(serving_ref))
             return
         if self._rollout is None or rollout["id"] != self._rollout["id"]:
             self._end_rollout(None)
@@ -287,6 +303,26 @@ class ModelReplica:
         if self._rollout is not None and self._rollout["id"] == rollout:
             self._canary = lane
 
+    async def _switch_variant(self, ref: str) -> None:
+        """Load ``ref`` beside the serving model, warm it, then answer with it.
+
+        Requests already queued for the old model finish on it; none is dropped. A model
+        that does not load leaves the old one serving (and is not tried again until the
+        coordinator names another).
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            loaded = await loop.run_in_executor(None, load_reference, ref, self._kb)
+            lane = self._make_lane(ref, loaded)
+            await loop.run_in_executor(
+                self._pool, lane.predictor.infer, lane.predictor.warm_batch()
+            )
+        except Exception:
+            return
+        if self._rollout is None and self._switching == ref:
+            self._stable = lane
+        self._switching = None
+
     def _end_rollout(self, serving_ref: str | None) -> None:
         """Back to one lane: the promoted canary when ``serving_ref`` names it."""
         if self._canary is not None and serving_ref == self._canary.source:
@@ -303,6 +339,11 @@ class ModelReplica:
             self._cgroup.set_cpus(cpus)
         self._torch.set_num_threads(threads_for(cpus))
         self._cpus = cpus
+
+    def __del__(self) -> None:
+        """Stopped by Ray Serve: leave the coordinator, so a pool reassigns at once."""
+        with contextlib.suppress(Exception):
+            self._coordinator.unregister.remote(self._id)
 
     async def check_health(self) -> None:
         """Ray Serve's periodic health check; also keeps the background loop alive."""

@@ -3,7 +3,10 @@
 ``ServingRuntime`` writes ``$EDGEWISE_HOME/services/<app>.json`` (the Ray address, the
 URL, the model reference it started with) once the service runs and removes it on
 shutdown; another process (``edgewise rollout``) reads it to join the same Ray instance
-and reach the service's coordinator actor.
+and reach the service's coordinator actor. The recorded address is the instance's GCS
+on loopback: :class:`edgewise.rayenv.RaySession` joins it with loopback as the node IP
+and the machine's token authentication, as the instance's own driver does, and says
+in one line within seconds when nothing listens there any more.
 """
 
 from __future__ import annotations
