@@ -65,21 +65,21 @@ def test_overload_bans_current_and_heavier_then_relief_lifts() -> None:
 
 def test_new_generation_keeps_feasible_bans_and_drops_those_that_leave_no_device() -> None:
     from edgewise.errors import InfeasibleError
-    from edgewise.retrain.controller import _RunState, generation_plan
+    from edgewise.retrain.loadaware import plan_with_bans
 
     c = RetrainConstraints(global_batch=64, deadline_margin=0.1)
     only_a = [DeviceState("a", 1.0, 2048, 20.0)]
-    run = _RunState({"a": only_a[0]}, load_state=LoadState({"a": (frozenset({HEAVY.label}), 50.0)}))
-    assert generation_plan(plan_exact, only_a, PROFILES, run, c).intensities["a"] == LIGHT
-    assert run.load_state.bans and not run.replans  # a ban that leaves a plan holds
-    every = frozenset({HEAVY.label, LIGHT.label})
-    run = _RunState({"a": only_a[0]}, load_state=LoadState({"a": (every, 50.0)}))
-    plan = generation_plan(plan_exact, only_a, PROFILES, run, c)
-    assert plan.intensities["a"] == HEAVY and not run.load_state.bans
-    assert "bans dropped" in run.replans[0]["reasons"][0] and run.replans[0]["shares"] == {"a": 64}
+    some = LoadState({"a": (frozenset({HEAVY.label}), 50.0)})
+    plan, st, why = plan_with_bans(plan_exact, only_a, PROFILES, some, c)
+    assert plan.intensities["a"] == LIGHT and st == some and why is None  # a ban that leaves a plan
+    every = LoadState({"a": (frozenset({HEAVY.label, LIGHT.label}), 50.0)})
+    plan, st, why = plan_with_bans(plan_exact, only_a, PROFILES, every, c)
+    assert plan.intensities["a"] == HEAVY and not st.bans and plan.shares == {"a": 64}
+    assert why is not None and "bans dropped" in why and "no device" in why
     # what the profiles alone cannot plan still raises
+    late = [DeviceState("a", 1.0, 2048, 5.0)]
     with pytest.raises(InfeasibleError):
-        generation_plan(plan_exact, [DeviceState("a", 1.0, 2048, 5.0)], PROFILES, _RunState({}), c)
+        plan_with_bans(plan_exact, late, PROFILES, LoadState(), c)
 
 
 def test_no_replan_when_fine_or_too_few_requests() -> None:

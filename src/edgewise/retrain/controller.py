@@ -44,6 +44,7 @@ from edgewise.retrain.loadaware import (
     LoadState,
     adjusted_profiles,
     decide,
+    plan_with_bans,
 )
 from edgewise.retrain.trainer import RankConfig, TrainJobConfig, write_live_plan
 
@@ -298,7 +299,18 @@ def run_training(
     # generations already in the workdir (a resumed or repeated job) keep their files
     gen0 = 1 + max((int(f.stem[len("group-g") :]) for f in work.glob("group-g*.json")), default=-1)
     for gen in range(gen0, gen0 + job.max_generations):
-        plan = generation_plan(planner, list(run.states.values()), profiles, run, constraints)
+        plan, run.load_state, dropped = plan_with_bans(
+            planner, list(run.states.values()), profiles, run.load_state, constraints
+        )
+        if dropped is not None:
+            run.replans.append(
+                {
+                    "t": time.time(),
+                    "step": run.start_step,
+                    "reasons": [dropped],
+                    "shares": plan.shares,
+                }
+            )
         run.plans.append(plan)
         group = _start_group(launcher, gen, plan, run, job, constraints, live=monitor is not None)
         try:
@@ -541,38 +553,6 @@ class _LoadWatch:
                 "shares": {r.device: r.share for r in live},
             }
         )
-
-
-def generation_plan(
-    planner: Planner,
-    states: Sequence[DeviceState],
-    profiles: Mapping[str, DeviceProfile],
-    run: _RunState,
-    constraints: RetrainConstraints,
-) -> RetrainPlan:
-    """The plan a new generation starts with: the profiles less the load-aware bans.
-
-    Bans are what a previous group observed. Where they leave no device usable, the
-    generation plans from the profiles alone and the bans are dropped (its own monitor
-    observes afresh), as a running group keeps its plan when a re-plan finds none; a
-    plan the profiles alone cannot make raises as before.
-    """
-    if run.load_state.bans:
-        try:
-            return planner(states, adjusted_profiles(profiles, run.load_state), constraints)
-        except EdgewiseError as err:
-            run.load_state = LoadState()
-            plan = planner(states, profiles, constraints)
-            run.replans.append(
-                {
-                    "t": time.time(),
-                    "step": run.start_step,
-                    "reasons": [f"load bans dropped for a new generation: {err}"],
-                    "shares": dict(plan.shares),
-                }
-            )
-            return plan
-    return planner(states, profiles, constraints)
 
 
 def _replan_group(

@@ -22,10 +22,17 @@ window keep one noisy window from flapping the plan.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from edgewise.planning.retrain import DeviceProfile, Intensity
+from edgewise.errors import EdgewiseError
+from edgewise.planning.retrain import (
+    DeviceProfile,
+    DeviceState,
+    Intensity,
+    RetrainConstraints,
+    RetrainPlan,
+)
 
 
 @dataclass(frozen=True)
@@ -117,3 +124,28 @@ def adjusted_profiles(
                 ),
             )
     return out
+
+
+def plan_with_bans(
+    planner: Callable[
+        [Sequence[DeviceState], Mapping[str, DeviceProfile], RetrainConstraints], RetrainPlan
+    ],
+    devices: Sequence[DeviceState],
+    profiles: Mapping[str, DeviceProfile],
+    state: LoadState,
+    constraints: RetrainConstraints,
+) -> tuple[RetrainPlan, LoadState, str | None]:
+    """The plan a new group starts with: ``(plan, state, why the bans were dropped)``.
+
+    The bans are what an earlier group observed. Where they leave no device usable, the
+    plan is made from the profiles alone and the bans are dropped (the new group's
+    monitor observes afresh), as a running group keeps its plan when a re-plan finds
+    none. A plan the profiles alone cannot make raises as the planner does.
+    """
+    if state.bans:
+        try:
+            return planner(devices, adjusted_profiles(profiles, state), constraints), state, None
+        except EdgewiseError as err:
+            why = f"load bans dropped for a new generation: {err}"
+            return planner(devices, profiles, constraints), LoadState(), why
+    return planner(devices, profiles, constraints), state, None
