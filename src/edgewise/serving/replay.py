@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from edgewise.serving.policies import (
     make_policy,
 )
 from edgewise.serving.policies.base import at_speedup
+
+if TYPE_CHECKING:
+    from edgewise.sim.serving import SimConfig
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,21 @@ class Segment:
     @property
     def duration_s(self) -> float:
         return self.rates_rps.size * self.wall_bin_s
+
+    def sim_config(
+        self, slo_ms: float, slo_percentile: float, startup_s: float, seed: int
+    ) -> SimConfig:
+        """The simulator's setting for this segment replayed in wall time."""
+        from edgewise.sim.serving import SimConfig
+
+        return SimConfig(
+            slo_ms=slo_ms,
+            slo_percentile=slo_percentile,
+            startup_s=round(startup_s),
+            seed=seed,
+            history_bin_s=self.wall_bin_s,
+            time_scale=self.speedup,
+        )
 
     def per_second(self) -> np.ndarray:
         """The rate of every wall-clock second of the replay."""
@@ -395,7 +413,7 @@ def replay_simulated(
         With ``executed`` (the decisions) and ``variant_switches``; its cost is in wall
         time (multiply by ``segment.speedup`` for trace time).
     """
-    from edgewise.sim.serving import SimConfig, simulate
+    from edgewise.sim.serving import simulate
 
     options = tuple(f.option for f in flavors)
     policy = replay_policy_for(
@@ -407,14 +425,7 @@ def replay_simulated(
         policy,
         segment.per_second(),
         per_variant.get(first_variant or "", tuple(flavors)),
-        SimConfig(
-            slo_ms=slo_ms,
-            slo_percentile=slo_percentile,
-            startup_s=round(startup_s),
-            seed=seed,
-            history_bin_s=segment.wall_bin_s,
-            time_scale=segment.speedup,
-        ),
+        segment.sim_config(slo_ms, slo_percentile, startup_s, seed),
         history=segment.history_rps.tolist(),
         initial=initial or {options[0].name: 1},
         series=False,
