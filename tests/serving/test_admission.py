@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from edgewise.serving.policies import FlavorOption
 from edgewise.serving.runtime.admission import (
     PROXY_CALLBACK,
     RETRY_AFTER_S,
@@ -22,6 +23,7 @@ from edgewise.serving.runtime.admission import (
     admission_limit,
     admits,
     gated_prefix,
+    pool_admission_limit,
     proxy_middlewares,
 )
 
@@ -33,6 +35,19 @@ def test_limit_is_the_share_of_the_slo_times_capacity_per_replica() -> None:
     # An idle replica always takes a request, however tight the SLO.
     assert admission_limit(10.0, 1.0) == 1
     assert admission_limit(10.0, 1.0, replicas=2) == 2
+
+
+def test_a_pool_holds_each_flavors_limit_and_a_pool_at_zero_one_cold_replicas() -> None:
+    large = FlavorOption("large", cpus=4.0, capacity_rps=40.0, price_per_hour=4.0, max_replicas=4)
+    small = FlavorOption("small", cpus=1.0, capacity_rps=10.0, price_per_hour=1.0, max_replicas=4)
+    nominal = {"large": 4.0, "small": 1.0}
+    # floor(0.6 x 0.5 s x 40) = 12 per large replica, floor(0.6 x 0.5 x 10) = 3 per small
+    assert pool_admission_limit(500.0, (large, small), {"large": 2, "small": 1}, nominal) == 27
+    # a quota halved halves the capacity the limit is derived from
+    assert pool_admission_limit(500.0, (large,), {"large": 1}, {"large": 2.0}) == 6
+    # scaled to zero, a request wakes one replica of the first flavor: its limit, not 1
+    assert pool_admission_limit(500.0, (large, small), {"large": 0, "small": 0}, nominal) == 12
+    assert pool_admission_limit(500.0, (small, large), {}, nominal) == 3
 
 
 @pytest.mark.parametrize(

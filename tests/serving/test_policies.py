@@ -315,6 +315,23 @@ def test_edgewise_goes_to_zero_without_traffic_and_back() -> None:
     assert d.replicas["medium"] == 1
 
 
+def test_edgewise_keeps_its_replicas_until_it_has_observed_a_rate_window() -> None:
+    """A service just started has seen no requests yet: that is no evidence of idleness.
+
+    Seen live: the first decision, 0.6 s after ``edgewise serve`` started and before any
+    client, scaled the service to zero, and the proxy's gate fell to one request.
+    """
+    pol = EdgewisePolicy(forecaster=None)
+    d, _ = pol.decide(make_ctx(rate=0.0, replicas=2, now=0.6, metrics=WindowMetrics()))
+    assert d.replicas["medium"] == 2
+    short = WindowMetrics(*(np.zeros(30) for _ in range(4)))
+    d, _ = pol.decide(make_ctx(rate=0.0, replicas=2, now=30.0, metrics=short))
+    assert d.replicas["medium"] == 2
+    # A whole window without a request: scale in (to zero without a forecast).
+    d, _ = pol.decide(make_ctx(rate=0.0, replicas=2, util=0.0, ongoing=0.0, now=60.0))
+    assert d.replicas["medium"] == 0
+
+
 def test_edgewise_uses_the_forecast_shape() -> None:
     """A history with a steep rise in the next hour makes the policy provision above now."""
     pytest.importorskip("edgewise.forecast")

@@ -108,11 +108,15 @@ def _wait_until_answering(proc: subprocess.Popen[bytes], url: str, timeout_s: fl
     raise AssertionError(f"edgewise serve did not answer on {url} within {timeout_s:.0f} s")
 
 
-def _traffic(url: str, stop: threading.Event, codes: list[int]) -> None:
-    """About 25 requests a second until ``stop`` (the canary needs live requests)."""
+def _traffic(url: str, stop: threading.Event, codes: list[int], failed: list[str]) -> None:
+    """About 25 requests a second until ``stop`` (the canary needs live requests); what
+    answered other than 200 goes to ``failed`` with its body."""
     with httpx.Client(timeout=30) as client:
         while not stop.is_set():
-            codes.append(client.post(url, content=_body()).status_code)
+            response = client.post(url, content=_body())
+            codes.append(response.status_code)
+            if response.status_code != 200:
+                failed.append(f"{time.time():.3f} {response.status_code} {response.text[:300]}")
             time.sleep(0.04)
 
 
@@ -139,11 +143,11 @@ def test_rollout_from_another_process_promotes_and_is_recorded(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    stop, codes = threading.Event(), []
+    stop, codes, failed = threading.Event(), [], []
     try:
         url = service_url(serve, _isolated_home, SERVICE, timeout_s=240) + "/predict"
         _wait_until_answering(serve, url, timeout_s=60)
-        clients = threading.Thread(target=_traffic, args=(url, stop, codes), daemon=True)
+        clients = threading.Thread(target=_traffic, args=(url, stop, codes, failed), daemon=True)
         clients.start()
         t0 = time.monotonic()
         done = _edgewise("rollout", str(service), "--to", "tiny:v2", "--json", timeout_s=180)
@@ -157,7 +161,7 @@ def test_rollout_from_another_process_promotes_and_is_recorded(
         assert (answer["model"], answer["version"]) == ("tiny", 2)
         stop.set()
         clients.join(timeout=30)
-        assert codes and set(codes) == {200}, "a request failed during the rollout"
+        assert codes and set(codes) == {200}, f"requests failed during the rollout: {failed}"
         serve.send_signal(signal.SIGINT)  # Ctrl-C: serve stops and records 'stopped'
         code = serve.wait(timeout=90)
         err = serve.stderr.read().decode(errors="replace") if serve.stderr else ""

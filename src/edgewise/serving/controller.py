@@ -519,26 +519,16 @@ class LiveController:
         self._publish_gate()
 
     def admission_limit(self) -> int:
-        """Requests the asked-for replicas may hold with the admitted ones in the SLO.
-
-        Each flavor's replicas hold :func:`~edgewise.serving.runtime.admission.
-        admission_limit` of their capacity (the serving variant's, scaled by the CPU
-        quota against the flavor's nominal one); the sum, at least one.
-        """
-        from edgewise.serving.runtime.admission import admission_limit
+        """Requests the asked-for replicas may hold with the admitted ones in the SLO
+        (:func:`~edgewise.serving.runtime.admission.pool_admission_limit` of the serving
+        variant's flavors)."""
+        from edgewise.serving.runtime.admission import pool_admission_limit
 
         options = self.flavors
-        variants = getattr(self.policy, "variants", ())
-        for v in variants:
+        for v in getattr(self.policy, "variants", ()):
             if getattr(v, "ref", None) == self.variant:
                 options = v.flavors
-        total = 0
-        for f in options:
-            n = self._targets.get(f.name, 0)
-            if n > 0:
-                cap = f.capacity_rps * self._cpus_of.get(f.name, f.cpus) / f.cpus
-                total += n * admission_limit(self.slo_ms, max(cap, 1e-9))
-        return max(1, total)
+        return pool_admission_limit(self.slo_ms, options, self._targets, self._cpus_of)
 
     def _publish_gate(self) -> None:
         """Publish :meth:`admission_limit` to the runtime's proxy (with ``gate`` only)."""

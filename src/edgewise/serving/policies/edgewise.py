@@ -154,9 +154,12 @@ class EdgewisePolicy:
         if shape_now is not None and shape_later is not None and shape_now > 0:
             later = rate_now * min(2.0, shape_later / shape_now) * (1.0 + margin)
 
-        # Scale to zero when nothing came and the forecast's upper bound is about zero.
+        # Scale to zero when nothing came for a whole rate window (one observed, not an
+        # empty history: a service just started has seen nothing yet) and the forecast's
+        # upper bound is about zero.
         upper_ahead = _curve(ctx, forecast, ctx.now + delta, "upper")
-        idle = float(arrivals[-max(1, round(window_s)) :].sum()) == 0.0
+        observed = arrivals.size >= max(1, round(window_s))
+        idle = observed and float(arrivals[-max(1, round(window_s)) :].sum()) == 0.0
         if (idle and upper_ahead is not None and upper_ahead < self.zero_rps) or (
             idle and forecast is None
         ):
@@ -179,6 +182,8 @@ class EdgewisePolicy:
             target, why = resize(sizer, current, rate_q, self.mix_band), "scale out ahead"
         elif ctx.now - last_up < hold_s:
             target, why = current, "hold (scaled out recently)"
+        elif not observed:
+            target, why = current, "hold (less than a rate window observed)"
         else:
             need = held * (1.0 + self.scale_in_band) + self.scale_in_noise_z * math.sqrt(
                 held / window_s

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
@@ -109,6 +109,42 @@ def admission_limit(
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share!r}")
     return int(replicas) * max(1, math.floor(share * slo_ms / 1000.0 * capacity_rps))
+
+
+def pool_admission_limit(
+    slo_ms: float,
+    flavors: Sequence[Any],
+    replicas: Mapping[str, int],
+    cpus: Mapping[str, float],
+    share: float = QUEUE_SHARE,
+) -> int:
+    """The limit of a pool: :func:`admission_limit` of each flavor's replicas, summed.
+
+    A flavor's capacity is scaled by the CPU quota its replicas run at against the
+    flavor's nominal ``cpus``. A pool scaled to zero is woken by a request into one
+    replica of the first flavor (the runtime's cold start), so its limit is that one
+    replica's, never below one.
+
+    Parameters
+    ----------
+    slo_ms : float
+        The latency objective in milliseconds.
+    flavors : sequence of flavor options
+        Each with ``name``, ``cpus`` and ``capacity_rps`` (the serving variant's).
+    replicas, cpus : mapping
+        Replicas asked for and the CPU quota of each, per flavor name.
+    share : float
+        As :func:`admission_limit`.
+    """
+
+    def one(f: Any) -> int:
+        cap = float(f.capacity_rps) * float(cpus.get(f.name, f.cpus)) / float(f.cpus)
+        return admission_limit(slo_ms, max(cap, 1e-9), share=share)
+
+    total = sum(int(replicas.get(f.name, 0)) * one(f) for f in flavors)
+    if total == 0 and flavors:
+        total = one(flavors[0])
+    return max(1, total)
 
 
 def admits(in_flight: int, limit: int) -> bool:
