@@ -40,9 +40,10 @@ declare -A CMD=(
   [rollout]="bench rollout --slo-ms 150 --load 0.7 --replicas 2 --canary-share 0.1 --seed 0 --json"
   [capacity]="capacity mobilenet_v2 --flavors examples/flavors.yaml --slo-ms 150 --validate --samples 1000 --time-budget-s 240 --validate-requests 2000 --validate-max-s 1500 --max-reprofiles 1 --seed 0 --json"
 )
-# SETUP: run with $PY before the benchmark; fleet's knowledge base holds SYNTHETIC models
+# SETUP: run with $PY before the benchmark; fleet's knowledge base holds the interference
+# models of the fleet's six zoo models, profiled on this host (about 25 min)
 declare -A SETUP=(
-  [fleet]="tests/fleet/make_fleet_kb.py \$RUN/fleet-kb.sqlite"
+  [fleet]="scripts/profile-fleet-kb.py \$RUN/fleet-kb.sqlite"
 )
 ORDER=(telemetry forecast forecast-traces plan serving serving-traces fleet scale retrain retrain-kill serving-overhead serving-live rollout interference capacity gpu-check)
 

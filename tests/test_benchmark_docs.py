@@ -266,7 +266,7 @@ def test_bench_all_runs_a_setup_step_in_its_temporary_directory(tmp_path: Path) 
     fake.chmod(0o755)
     python = tmp_path / "python"  # the setup step only creates its file
     python.write_text(
-        f'#!/bin/sh\ncase "$1" in tests/*) : >"$2"; exit 0;; esac\nexec {sys.executable} "$@"\n'
+        f'#!/bin/sh\ncase "$1" in scripts/profile-fleet-kb.py) : >"$2"; exit 0;; esac\nexec {sys.executable} "$@"\n'
     )
     python.chmod(0o755)
     env = os.environ | {"EDGEWISE": str(fake), "PYTHON": str(python)}
@@ -280,7 +280,7 @@ def test_bench_all_runs_a_setup_step_in_its_temporary_directory(tmp_path: Path) 
     )
     assert run.returncode == 0, run.stderr
     doc = json.loads((out / "fleet.json").read_text())
-    assert doc["setup"] == "python tests/fleet/make_fleet_kb.py $RUN/fleet-kb.sqlite"
+    assert doc["setup"] == "python scripts/profile-fleet-kb.py $RUN/fleet-kb.sqlite"
     assert doc["command"].startswith("edgewise bench fleet --kb sqlite:///$RUN/fleet-kb.sqlite")
     kb = doc["result"]["argv"].split()[3].removeprefix("sqlite:///")
     assert kb.endswith("/fleet-kb.sqlite") and "$RUN" not in kb and Path(kb).exists()
