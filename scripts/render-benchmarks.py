@@ -202,11 +202,13 @@ def _fleet(r: Result) -> str:
         else "no blind placement to compare the cost with"
     )
     synthetic = list(_get(r, "interference_synthetic"))
-    source = (
-        f"interference from SYNTHETIC models ({', '.join(synthetic)}): not measured"
-        if synthetic
-        else f"interference from {_get(r, 'interference_source')}"
-    )
+    measured = sorted(set(r.get("interference_models") or {}) - set(synthetic))
+    if synthetic:
+        source = f"interference from SYNTHETIC models ({', '.join(synthetic)}): not measured"
+    elif measured:
+        source = f"interference measured: {len(measured)} models profiled on the host"
+    else:
+        source = f"interference from {_get(r, 'interference_source')}"
     return (
         f"{len(_get(r, 'services'))} services on {_get(r, 'nodes')} nodes: "
         f"{below} below their SLO (0{_met(below == 0)}), {cost}; {source}"

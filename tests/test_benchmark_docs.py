@@ -239,6 +239,9 @@ def test_fleet_says_plainly_that_its_interference_is_synthetic() -> None:
     assert "interference from SYNTHETIC models (resnet50, vit_tiny): not measured" in text
     real = result | {"interference_synthetic": [], "interference_source": "knowledge base"}
     assert "SYNTHETIC" not in render.headline("fleet", _wrapped(real))
+    profiled = real | {"interference_models": {m: {"synthetic": False} for m in ("a", "b")}}
+    text = render.headline("fleet", _wrapped(profiled))
+    assert text.endswith("interference measured: 2 models profiled on the host")
 
 
 def test_rollout_reports_failures_the_tail_and_both_canaries() -> None:

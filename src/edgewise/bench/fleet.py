@@ -5,9 +5,10 @@ traces are built, planned and served); this module is the benchmark's entry poin
 (:func:`run`, the JSON-able report) and its command. The interference comes from the
 knowledge base given with ``--kb``: it needs models of the fleet's zoo models (at
 least :data:`MIN_INTERFERENCE_MODELS`, else one line and exit code 2; where one is
-missing the planner falls back to solo capacity and every policy's ``notes`` say so). A knowledge base of synthetic models for trying the benchmark out is written
-by ``tests/fleet/make_fleet_kb.py``; the report names synthetic models in
-``interference_synthetic``.
+missing the planner falls back to solo capacity and every policy's ``notes`` say so).
+``scripts/profile-fleet-kb.py`` profiles the fleet's models on the host into such a
+knowledge base (``scripts/bench-all.sh`` runs it first); the tests use synthetic models
+(``tests/fleet/make_fleet_kb.py``), which the report names in ``interference_synthetic``.
 """
 
 from __future__ import annotations
