@@ -41,7 +41,7 @@ declare -A CMD=(
   [capacity]="capacity mobilenet_v2 --flavors examples/flavors.yaml --slo-ms 150 --validate --samples 1000 --time-budget-s 240 --validate-requests 2000 --validate-max-s 1500 --max-reprofiles 1 --seed 0 --json"
 )
 # SETUP: run with $PY before the benchmark; fleet's knowledge base holds the interference
-# models of the fleet's six zoo models, profiled on this host (about 25 min)
+# models of the fleet's six zoo models, profiled on this host (about 15 min)
 declare -A SETUP=(
   [fleet]="scripts/profile-fleet-kb.py \$RUN/fleet-kb.sqlite"
 )

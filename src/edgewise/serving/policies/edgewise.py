@@ -158,8 +158,9 @@ class EdgewisePolicy:
         # empty history: a service just started has seen nothing yet) and the forecast's
         # upper bound is about zero.
         upper_ahead = _curve(ctx, forecast, ctx.now + delta, "upper")
-        observed = arrivals.size >= max(1, round(window_s))
-        idle = observed and float(arrivals[-max(1, round(window_s)) :].sum()) == 0.0
+        window_n = max(1, round(window_s))
+        observed = arrivals.size >= window_n
+        idle = observed and float(arrivals[-window_n:].sum()) == 0.0
         if (idle and upper_ahead is not None and upper_ahead < self.zero_rps) or (
             idle and forecast is None
         ):
