@@ -80,3 +80,19 @@ def test_silent_replicas_are_forgotten_and_their_flavor_reassigned() -> None:
     assert s.flavor_of == {"r2": kept_flavor}  # the survivor keeps its quota
     s.register("r3", 3, "node", 1.0)  # the replacement takes the flavor that went
     assert s.flavor_of["r3"] != kept_flavor
+
+
+def test_a_fleet_pool_pins_each_entrys_replicas_to_its_nodes_cpus() -> None:
+    s = CoordinatorState("app", 1, 0.5)
+    for rid in ("a", "b"):
+        s.register(rid, 1, "n", 0.5)
+    s.set_pool(
+        {"small@node-01": 1, "medium@node-02": 1},
+        {"small@node-01": 0.5, "medium@node-02": 1.0},
+        {"small@node-01": [0], "medium@node-02": [1]},
+    )
+    pins = {rid: (s.cpus_for(rid), s.cpuset_for(rid)) for rid in ("a", "b")}
+    assert sorted(pins.values()) == [(0.5, [0]), (1.0, [1])]
+    # A pool without CPU sets leaves the replicas free to run anywhere.
+    s.set_pool({"small": 2}, {"small": 0.5})
+    assert s.cpuset_for("a") is None and s.cpuset_for("b") is None

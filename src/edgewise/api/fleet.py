@@ -234,7 +234,11 @@ def _base_profile(model: str, declared_ms: float | None, kb: str | None) -> Serv
     )
 
 
-def fleet_setup(spec: FleetSpec | str | Path, kb: str | None = None) -> FleetSetup:
+def fleet_setup(
+    spec: FleetSpec | str | Path,
+    kb: str | None = None,
+    measured: Mapping[tuple[str, str], ServiceProfile] | None = None,
+) -> FleetSetup:
     """Replica options of every (service, variant, flavor) with capacities from profiles.
 
     Each variant's service times come from its knowledge-base capacity profile, else
@@ -249,6 +253,10 @@ def fleet_setup(spec: FleetSpec | str | Path, kb: str | None = None) -> FleetSet
         The fleet, or its YAML file.
     kb : str, optional
         Knowledge-base URL for capacity profiles.
+    measured : mapping, optional
+        Service times per (model, flavor) measured otherwise (through the live serving
+        path, :func:`edgewise.api.fleet_live.replay_fleet`): taken as they are, at the
+        flavor's CPUs, instead of a scaled profile.
     """
     fleet = spec if isinstance(spec, FleetSpec) else load_fleet(spec)
     base: dict[str, ServiceProfile] = {}
@@ -262,7 +270,9 @@ def fleet_setup(spec: FleetSpec | str | Path, kb: str | None = None) -> FleetSet
             if v.model not in base:
                 base[v.model] = _base_profile(v.model, svc.service_ms.get(v.model), kb)
             for f in fleet.flavors:
-                prof = base[v.model].scaled(float(speed_factor(base[v.model].cpus, f.cpus)), f.cpus)
+                prof = (measured or {}).get((v.model, f.name)) or base[v.model].scaled(
+                    float(speed_factor(base[v.model].cpus, f.cpus)), f.cpus
+                )
                 curve = capacity_curve(prof, svc.slo.latency_ms, svc.slo.percentile, _FACTORS)
                 opt = ReplicaOption(
                     v.model, f.name, v.accuracy, float(curve[0]), f.price_per_hour,
@@ -287,7 +297,10 @@ def fleet_setup(spec: FleetSpec | str | Path, kb: str | None = None) -> FleetSet
         nodes=tuple(Node(n.name, n.cpus, n.memory_mb, n.price_per_hour) for n in fleet.node_list),
         memory_mb={f.name: f.memory_mb for f in fleet.flavors},
         profiles=profiles,
-        profile_sources={m: p.source for m, p in base.items()},
+        profile_sources={
+            **{m: p.source for m, p in base.items()},
+            **{f"{m}/{f}": p.source for (m, f), p in (measured or {}).items()},
+        },
         derate=derate,
         service_of=service_of,
     )

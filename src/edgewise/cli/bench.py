@@ -21,6 +21,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "edgewise.bench.serving_live",
     "edgewise.bench.rollout",
     "edgewise.bench.fleet",
+    "edgewise.bench.fleet_live",
     "edgewise.bench.retrain",
     "edgewise.bench.scale",
 )

@@ -28,7 +28,9 @@ console = Console(stderr=True)
 
 
 def serve(
-    service: Path = typer.Argument(..., help="Service YAML (model variants and SLO)."),
+    service: Path | None = typer.Argument(
+        None, help="Service YAML (model variants and SLO); not with --fleet."
+    ),
     flavors: Path | None = typer.Option(None, help="Flavors YAML (default: a 0.5-CPU flavor)."),
     flavor: str | None = typer.Option(None, help="Flavor to run replicas in (default: smallest)."),
     host: str = typer.Option("127.0.0.1", help="Address to bind the HTTP proxy to."),
@@ -50,6 +52,15 @@ def serve(
         "stress:RES=V,..., MODEL or MODEL@RATErps; repeatable (default: the service spec's "
         "neighbours:). The capacity is derated by the slowdown the knowledge base predicts.",
     ),
+    fleet: Path | None = typer.Option(
+        None,
+        dir_okay=False,
+        help="instead of SERVICE: a fleet spec. Every service is served at /SERVICE/predict, "
+        "its replicas placed on the spec's nodes (emulated by this host's CPUs) by the "
+        "interference-aware planner, re-planned every --window-s at the observed rates.",
+    ),
+    kb: str | None = typer.Option(None, help="Knowledge-base URL (with --fleet)."),
+    window_s: float = typer.Option(30.0, min=5.0, help="Seconds per re-plan (with --fleet)."),
 ) -> None:
     """Serve the service's model on Ray Serve behind HTTP, autoscaled to its SLO.
 
@@ -61,6 +72,13 @@ def serve(
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if fleet is not None:
+        if service is not None:
+            raise typer.BadParameter("give SERVICE or --fleet, not both")
+        _serve_fleet(fleet, kb, window_s, seconds, stop)
+        return
+    if service is None:
+        raise typer.BadParameter("give SERVICE (a service YAML) or --fleet")
 
     def ready(s: ServingStarted) -> None:
         for note in s.notes:
@@ -92,6 +110,44 @@ def serve(
         neighbours=neighbours or None,
         stop=stop,
         on_ready=ready,
+    )
+
+
+def _serve_fleet(
+    fleet: Path, kb: str | None, window_s: float, seconds: float, stop: threading.Event
+) -> None:
+    """``serve --fleet``: every service of the fleet, placed and re-planned live."""
+    from edgewise.api.fleet_live import FleetRuntime, serve_fleet
+    from edgewise.planning.fleet import FleetPlan
+
+    def placed(plan: FleetPlan) -> str:
+        return "; ".join(
+            f"{node}: " + ", ".join(f"{r['service']}/{r['flavor']}" for r in reps)
+            for node, reps in plan.as_dict()["nodes"].items()
+        )
+
+    def started(runtime: FleetRuntime, plan: FleetPlan) -> None:
+        for name in runtime.runtimes:
+            console.print(f"serving {name!r} ({runtime.models[name]}) at {runtime.url(name)}")
+        for note in plan.notes:
+            console.print(f"note: {note}", soft_wrap=True)
+        console.print(f"placed: {placed(plan)}; Ctrl-C stops", soft_wrap=True)
+
+    def replanned(plan: FleetPlan | None, why: str | None) -> None:
+        if plan is None:
+            console.print(f"note: {why}", soft_wrap=True)
+            return
+        rates = ", ".join(f"{k} {v:.1f} rps" for k, v in plan.rates_rps.items())
+        console.print(f"re-planned at {rates}: {placed(plan)}", soft_wrap=True)
+
+    serve_fleet(
+        fleet=fleet,
+        kb=kb,
+        window_s=window_s,
+        duration_s=seconds or None,
+        stop=stop,
+        started=started,
+        replanned=replanned,
     )
 
 

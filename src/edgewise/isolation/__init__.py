@@ -24,6 +24,7 @@ from edgewise.isolation.cgroup import (
     cgroups_writable,
     cleanup_stale,
     get_backend,
+    pin_threads,
     spawn_in_cgroup,
     threads_for,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "cleanup_stale",
     "detect_backend",
     "get_backend",
+    "pin_threads",
     "quota_us",
     "spawn_in_cgroup",
     "threads_for",

@@ -371,7 +371,7 @@ class CGroup(Closing):
         if self._paths is not None and self.backend is not None:
             self.backend.add_pid(self._paths, pid)
         else:
-            _set_affinity_all_threads(pid, self._affinity)
+            pin_threads(pid, self._affinity)
         self._members.add(pid)
 
     def set_cpus(self, cpus: float) -> None:
@@ -388,7 +388,7 @@ class CGroup(Closing):
             cpuset = validate_cpuset(self.cpuset, cpus_available()) if self.cpuset else None
             self._affinity = fallback_affinity(cpus, cpuset, cpus_available_at_start())
             for pid in self.pids():
-                _set_affinity_all_threads(pid, self._affinity)
+                pin_threads(pid, self._affinity)
         self.cpus = cpus
 
     def pids(self) -> list[int]:
@@ -430,7 +430,8 @@ def cpus_available_at_start() -> list[int]:
     return list(_START_AFFINITY)
 
 
-def _set_affinity_all_threads(pid: int, cpus: Sequence[int]) -> None:
+def pin_threads(pid: int, cpus: Sequence[int]) -> None:
+    """Pin every thread of process ``pid`` to ``cpus`` (threads it starts later inherit)."""
     try:
         tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -192,17 +192,24 @@ class ServingRuntime:
 
         ray.get(self._coordinator.set_cpus.remote(float(cpus)))
 
-    def set_pool(self, replicas: Mapping[str, int], cpus: Mapping[str, float]) -> None:
+    def set_pool(
+        self,
+        replicas: Mapping[str, int],
+        cpus: Mapping[str, float],
+        cpusets: Mapping[str, Sequence[int]] | None = None,
+    ) -> None:
         """Run ``replicas[f]`` replicas of each flavor ``f`` at ``cpus[f]`` CPUs each.
 
         One deployment holds them all: the target is the sum, and the coordinator gives
         every replica a flavor, whose CPU quota the replica applies to itself in place.
+        ``cpusets[f]`` pins entry ``f``'s replicas to those CPUs (a fleet's emulated node).
         """
         import ray
 
         counts = {k: int(v) for k, v in replicas.items()}
         quotas = {k: float(cpus[k]) for k in counts}
-        ray.get(self._coordinator.set_pool.remote(counts, quotas))
+        pins = {k: [int(c) for c in v] for k, v in (cpusets or {}).items() if k in counts}
+        ray.get(self._coordinator.set_pool.remote(counts, quotas, pins or None))
 
     def set_variant(self, ref: str) -> None:
         """Serve the model ``ref`` from now on: replicas load it and switch in place."""

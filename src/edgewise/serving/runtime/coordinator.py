@@ -151,6 +151,8 @@ class CoordinatorState:
         )
         self.pool: dict[str, int] | None = None  # replicas per flavor; None: one flavor
         self.pool_cpus: dict[str, float] = {}
+        # CPUs a pool entry's replicas are pinned to (an emulated node); absent: any.
+        self.pool_cpuset: dict[str, tuple[int, ...]] = {}
         self.flavor_of: dict[str, str] = {}
         self.rollout: dict[str, Any] | None = None
         # The version every replica serves: what a finished rollout promoted, or the
@@ -166,13 +168,26 @@ class CoordinatorState:
         self.flavor_of = {}
         self.target_replicas = max(0, int(replicas))
 
-    def set_pool(self, replicas: Mapping[str, int], cpus: Mapping[str, float]) -> None:
+    def set_pool(
+        self,
+        replicas: Mapping[str, int],
+        cpus: Mapping[str, float],
+        cpusets: Mapping[str, Sequence[int]] | None = None,
+    ) -> None:
         """Several flavors: ``replicas[f]`` replicas of flavor ``f`` at ``cpus[f]`` CPUs each.
 
         The target replica count becomes their sum; replicas are (re)assigned at once.
+        ``cpusets[f]``, where given, pins entry ``f``'s replicas to those CPUs (a fleet's
+        entries are ``flavor@node``, a node emulated by its CPUs).
         """
         self.pool = {name: max(0, int(n)) for name, n in replicas.items()}
         self.pool_cpus = {name: float(cpus[name]) for name in self.pool}
+        given = cpusets or {}
+        self.pool_cpuset = {
+            name: tuple(sorted(int(c) for c in given[name]))
+            for name in self.pool
+            if given.get(name)
+        }
         self.target_replicas = sum(self.pool.values())
         self._assign()
 
@@ -190,6 +205,13 @@ class CoordinatorState:
         if self.pool is None or flavor is None:
             return self.cpus_per_replica
         return self.pool_cpus.get(flavor, self.cpus_per_replica)
+
+    def cpuset_for(self, replica: str) -> list[int] | None:
+        """The CPUs ``replica`` is pinned to (its pool entry's node), ``None``: any."""
+        flavor = self.flavor_of.get(replica)
+        if self.pool is None or flavor is None or flavor not in self.pool_cpuset:
+            return None
+        return list(self.pool_cpuset[flavor])
 
     def pool_view(self) -> dict[str, dict[str, Any]]:
         """Per flavor: replicas asked for, replicas heard from that have it, and its CPUs."""
@@ -358,8 +380,13 @@ class Coordinator:
     def set_cpus(self, cpus: float) -> None:
         self._s.cpus_per_replica = float(cpus)
 
-    def set_pool(self, replicas: dict[str, int], cpus: dict[str, float]) -> None:
-        self._s.set_pool(replicas, cpus)
+    def set_pool(
+        self,
+        replicas: dict[str, int],
+        cpus: dict[str, float],
+        cpusets: dict[str, list[int]] | None = None,
+    ) -> None:
+        self._s.set_pool(replicas, cpus, cpusets)
 
     def set_variant(self, ref: str) -> None:
         self._s.set_variant(ref)
@@ -404,7 +431,11 @@ class Coordinator:
         in; the CPUs it should have and the rollout assignment out."""
         self._s.record(replica, latencies_ms, rejected, ongoing, cpu_s, infer_ms)
         self._s.report_canary(replica, canary, lane)
-        return {"cpus": self._s.cpus_for(replica), **self._s.assignment()}
+        return {
+            "cpus": self._s.cpus_for(replica),
+            "cpuset": self._s.cpuset_for(replica),
+            **self._s.assignment(),
+        }
 
     def assignment(self) -> dict[str, Any]:
         return self._s.assignment()

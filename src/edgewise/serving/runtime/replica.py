@@ -105,6 +105,7 @@ class ModelReplica:
         self._tally: CanaryTally | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._switching: str | None = None  # the variant being loaded, outside a rollout
+        self._cpuset: list[int] | None = None  # the CPUs of its node in a fleet; None: any
         assigned = ray.get(
             self._coordinator.register.remote(
                 self._id, os.getpid(), ray.get_runtime_context().get_node_id(), cpus
@@ -261,6 +262,9 @@ class ModelReplica:
         cpus = float(assignment["cpus"])
         if abs(cpus - self._cpus) > 1e-6:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._apply_cpus, cpus)
+        cpuset = assignment.get("cpuset")
+        if cpuset != self._cpuset:
+            self._pin(cpuset)
         self._follow(assignment["rollout"], assignment["serving_ref"])
 
     def _follow(self, rollout: dict[str, Any] | None, serving_ref: str | None) -> None:
@@ -333,6 +337,14 @@ class ModelReplica:
         self._promoted = False
         self._splitter = None
         self._tally = None
+
+    def _pin(self, cpuset: list[int] | None) -> None:
+        """Run on ``cpuset`` (the node a fleet placed this replica on); ``None``: anywhere."""
+        from edgewise.isolation import pin_threads
+        from edgewise.isolation.cgroup import cpus_available_at_start
+
+        pin_threads(os.getpid(), cpuset or cpus_available_at_start())
+        self._cpuset = cpuset
 
     def _apply_cpus(self, cpus: float) -> None:
         if self._cgroup is not None:
