@@ -3,6 +3,7 @@ measurement, the measurement corrects it, and the report puts one beside the oth
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from edgewise.api import retrain as api_retrain
 from edgewise.api.retrain_bench import (
     first_plan_report,
+    kernel_tick_ms,
     predict_background,
     predict_profiles,
     prediction_report,
@@ -22,11 +24,17 @@ from edgewise.kb import KnowledgeBase
 from edgewise.planning.retrain import DeviceProfile, Intensity, RetrainPlan, plan_exact
 from edgewise.retrain.jobs import BackgroundSummary, device_states, make_constraints
 from edgewise.retrain.profiler import (
+    DEFAULT_TICK_MS,
     NICE_PRESSURE,
+    app_cpu_demand,
     candidate_intensities,
     max_prediction_error,
     predicted_profile,
     prediction_errors,
+    quota_binds,
+    quota_runtime_ms,
+    quota_solo_ms,
+    throttled_latency_ms,
     training_neighbour,
     training_pressure,
 )
@@ -75,6 +83,121 @@ def test_predicted_profile_scales_throughput_to_the_device() -> None:
     assert {k.label: k.throughput_sps for k in big.intensities}["t2n0"] == 800.0
 
 
+def test_a_quota_the_app_does_not_exhaust_leaves_its_solo_latency_alone() -> None:
+    # digits_cnn at 5 rps: 1.4 ms a request, 0.007 CPUs of demand
+    demand = app_cpu_demand(5.0, 1.4)
+    assert demand == pytest.approx(0.007)
+    for cpus in (0.5, 0.33, 1.0, 2.0):
+        assert quota_solo_ms(1.4, cpus, 5.0, demand) == pytest.approx(1.4)
+    # a request longer than a period's runtime (2.5 ms) waits out the rest of each period
+    assert quota_solo_ms(6.0, 0.5, 5.0, 0.1) == pytest.approx(6.0 + 2 * 2.5)
+    assert quota_solo_ms(6.0, 1.0, 5.0, 0.1) == pytest.approx(6.0)  # one CPU: never throttled
+    # an app that exhausts the quota alone: the fluid stretch, a lower bound
+    assert quota_solo_ms(1.4, 0.5, 5.0, 0.6) == pytest.approx(2.8)
+
+
+def test_the_quota_binds_where_training_exceeds_it_not_where_the_cpus_do() -> None:
+    assert quota_binds(0.5, 1, 0.007) and quota_binds(0.33, 1, 0.0)
+    assert not quota_binds(1.0, 1, 0.2)  # one thread and the app fill the CPU: weights share it
+    assert not quota_binds(2.0, 2, 0.2)
+    assert quota_binds(1.5, 2, 0.0)
+    assert not quota_binds(1.5, 1, 0.2) and quota_binds(1.5, 1, 0.6)
+    # the runtime a period gives each CPU the group runs on
+    assert quota_runtime_ms(0.5, 5.0) == pytest.approx(2.5)
+    assert quota_runtime_ms(1.5, 5.0) == pytest.approx(3.75)
+    assert quota_runtime_ms(2.0, 5.0) == pytest.approx(5.0)
+
+
+def test_the_throttling_tail_is_the_rest_of_the_period_at_exact_accounting() -> None:
+    # the runtime accounted exactly (or a tick shorter than a period's runtime): the group
+    # runs 2.5 ms of each 5 ms period; the tail waits out the other 2.5 ms
+    for tick in (0.0, 1.0, 2.5):
+        assert throttled_latency_ms(1.4, 0.5, 5.0, tick) == pytest.approx(1.4 + 2.5)
+    assert throttled_latency_ms(1.4, 0.25, 5.0) == pytest.approx(1.4 + 3.75)
+    # a 4 ms tick overruns a 2.5 ms runtime: the debt keeps the group throttled up to two
+    # periods (k = 2): 2 * 5 - 2.5 ms; on a third of a CPU k = 3: 3 * 5 - 1.65 ms
+    assert throttled_latency_ms(1.4, 0.5, 5.0, 4.0) == pytest.approx(1.4 + 7.5)
+    assert throttled_latency_ms(1.4, 0.33, 5.0, 4.0) == pytest.approx(1.4 + 15.0 - 1.65)
+    # whole CPUs: nothing to throttle
+    assert throttled_latency_ms(1.4, 1.0, 5.0, 4.0) == pytest.approx(1.4)
+    assert throttled_latency_ms(1.4, 2.0, 5.0, 4.0) == pytest.approx(1.4)
+    # the median waits less than the tail; a smaller quota waits longer
+    p50 = throttled_latency_ms(1.4, 0.5, 5.0, 0.0, percentile=50.0)
+    assert 1.4 < p50 < 3.9
+    assert throttled_latency_ms(1.4, 0.33, 5.0, 4.0) > throttled_latency_ms(1.4, 0.5, 5.0, 4.0)
+
+
+class _FakeModel:
+    def __init__(self) -> None:
+        self.solo = {"p50": 1.4, "p95": 1.8, "p99": 2.0, "cpu": 0.005}
+
+
+class _FakeLatency:
+    def __init__(self, scale: float) -> None:
+        self.p50, self.p95, self.p99 = (scale * v for v in (1.4, 1.8, 2.0))
+
+
+class _FakePredictor:
+    """An interference model for any app: solo latency x (1 + 3 x the neighbour's CPU)."""
+
+    def __init__(self, _kb: Any) -> None:
+        pass
+
+    def model(self, _app: str) -> _FakeModel:
+        return _FakeModel()
+
+    def predict(self, _app: str, neighbours: list[str], solo_p50_ms: float) -> _FakeLatency:
+        cpu = sum(float(n.split("=")[1]) for n in neighbours)
+        return _FakeLatency(solo_p50_ms / 1.4 * (1.0 + 3.0 * cpu))
+
+
+def test_a_saturated_small_quota_predicts_a_throttling_tail_nice_does_not_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edgewise.interference.predictor as predictor
+
+    monkeypatch.setattr(predictor, "Predictor", _FakePredictor)
+    devices = [
+        _device("gateway", 1.0, "digits_cnn", 5.0),
+        _device("jetson", 0.5, "digits_cnn", 5.0),
+        _device("pi", 0.33, "digits_cnn", 5.0),
+    ]
+    got = predict_profiles(None, devices, sps_per_cpu=300.0, period_ms=5.0, tick_ms=4.0)
+    assert got.complete
+    for name, cpus in (("jetson", 0.5), ("pi", 0.33)):
+        prof = got.profiles[name]
+        # 1.4 ms at 5 rps does not exhaust the quota: the solo latency is not stretched
+        assert prof.solo_latency_ms == pytest.approx(2.0)
+        lat = {k.label: k.bg_latency_ms for k in prof.intensities}
+        assert set(lat) == {"t1n0", "t1n19"}
+        want = throttled_latency_ms(2.0, cpus, 5.0, 4.0, 99.0)
+        assert lat["t1n0"] == pytest.approx(want) and lat["t1n19"] == pytest.approx(want)
+        assert "throttling" in got.sources[name] and "not stretched" in got.sources[name]
+    assert got.profiles["pi"].intensities[0].bg_latency_ms > (
+        got.profiles["jetson"].intensities[0].bg_latency_ms
+    )
+    # the 1-CPU device: the interference model as before, nice 19 yields
+    gw = {k.label: k.bg_latency_ms for k in got.profiles["gateway"].intensities}
+    assert gw["t1n0"] == pytest.approx(2.0 * (1.0 + 3.0 * 1.0))
+    assert gw["t1n19"] == pytest.approx(2.0 * (1.0 + 3.0 * NICE_PRESSURE))
+    assert got.profiles["gateway"].solo_latency_ms == pytest.approx(2.0)
+    assert "CPU pressure" in got.sources["gateway"]
+
+
+def test_the_tick_is_read_from_the_kernel_configuration(tmp_path: Path) -> None:
+    plain = tmp_path / "config-6.1"
+    plain.write_text("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\nCONFIG_HZ_PERIODIC=y\n")
+    packed = tmp_path / "config.gz"
+    packed.write_bytes(gzip.compress(b"# CONFIG_HZ_250 is not set\nCONFIG_HZ=100\n"))
+    missing = tmp_path / "absent"
+    assert kernel_tick_ms([plain]) == pytest.approx(1.0)
+    assert kernel_tick_ms([missing, packed, plain]) == pytest.approx(10.0)
+    assert kernel_tick_ms([missing]) == DEFAULT_TICK_MS == 4.0
+    bad = tmp_path / "bad.gz"
+    bad.write_bytes(b"not gzip")
+    assert kernel_tick_ms([bad, plain]) == pytest.approx(1.0)
+
+
 def test_prediction_errors_compare_the_plans_intensity_with_the_measurement() -> None:
     its = {"a": Intensity(1, 19, 100.0, 120.0), "b": Intensity(1, 0, 50.0, 80.0)}
     plan = RetrainPlan("exact", {"a": 600, "b": 424}, its, 6.0)
@@ -94,23 +217,29 @@ def test_prediction_errors_compare_the_plans_intensity_with_the_measurement() ->
 
 def test_profiles_are_predicted_from_the_apps_interference_model(kb: KnowledgeBase) -> None:
     devices = [_device("a", 1.0), _device("b", 0.5), _device("c", 1.0, model=None)]
-    got = predict_profiles(kb, devices, sps_per_cpu=300.0)
+    got = predict_profiles(kb, devices, sps_per_cpu=300.0, period_ms=5.0, tick_ms=4.0)
     assert got.complete and not got.missing
     pred = Predictor(kb)
     solo = float(pred.model(APP).solo["p50"])
+    demand = app_cpu_demand(20.0, solo)
     for d in devices[:2]:
         prof = got.profiles[d.name]
         assert [(k.threads, k.nice) for k in prof.intensities] == candidate_intensities(d.cpus)
+        on_device = quota_solo_ms(solo, d.cpus, 5.0, demand)
         for k in prof.intensities:
             want = pred.predict(
-                APP, [training_neighbour(k.threads, k.nice, d.cpus)], solo_p50_ms=solo / d.cpus
+                APP, [training_neighbour(k.threads, k.nice, d.cpus)], solo_p50_ms=on_device
             ).p99
             assert k.bg_latency_ms == pytest.approx(want)
             assert k.throughput_sps == pytest.approx(300.0 * min(k.threads, d.cpus))
         assert APP in got.sources[d.name] and "estimated" in got.sources[d.name]
-    # the app's latency on half a CPU is predicted from a solo latency twice as long
+    # a 13 ms request is longer than the 2.5 ms a half-CPU quota runs per 5 ms period: it
+    # is throttled for the rest of five periods, nearly twice as long, and shares the CPU
+    # with the trainer by weight (the interference model, not the throttling tail)
     a, b = (got.profiles[n].intensities[0].bg_latency_ms for n in ("a", "b"))
-    assert b == pytest.approx(2 * a)
+    assert solo > 2.5
+    assert b == pytest.approx(a * (solo + 5 * 2.5) / solo)
+    assert "CPU pressure" in got.sources["b"]
     # a device without an app keeps no deadline: 0 ms at every intensity
     assert {k.bg_latency_ms for k in got.profiles["c"].intensities} == {0.0}
     assert "c" not in got.sources and "c" not in got.by_label()

@@ -7,7 +7,8 @@ accuracy and recovery (the runs: :mod:`edgewise.retrain.comparison`).
 
 Before the pool is measured, the device profiles are predicted from the knowledge base
 (:func:`predict_profiles`: each background app's interference model with the training
-job as its neighbour) and a first plan is made from them alone; the measurement then
+job as its neighbour, or, where training exhausts a device's CPU quota, the throttling
+of the device's cgroup) and a first plan is made from them alone; the measurement then
 corrects it, and the report puts the first plan's predicted background latency beside
 the one measured at the same intensity (:func:`first_plan_report`). The heavy engines
 (torch, Ray) are imported inside the calls.
@@ -15,6 +16,9 @@ the one measured at the same intensity (:func:`first_plan_report`). The heavy en
 
 from __future__ import annotations
 
+import gzip
+import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +36,7 @@ __all__ = [
     "ProfilePrediction",
     "RetrainBenchmark",
     "benchmark_retrain",
+    "kernel_tick_ms",
     "predict_background",
     "predict_profiles",
     "prediction_report",
@@ -258,17 +263,34 @@ def predict_profiles(
     task: tuple[str, str, str, int] = ("digits_cnn", "digits", "rotation", 0),
     batch: int = 32,
     sps_per_cpu: float | None = None,
+    period_ms: float | None = None,
+    tick_ms: float | None = None,
 ) -> ProfilePrediction:
     """Device profiles predicted from the apps' interference models, before any measurement.
 
-    For each device's background app (workload ``MODEL@RATErps``) and each candidate
-    intensity, the app's latency percentile predicted by its interference model with
-    the training job as the neighbour (:func:`~edgewise.retrain.profiler.training_neighbour`:
-    the trainer's CPU pressure on the device, estimated: the knowledge base holds no
-    footprint of a training loop), with the app's solo latency scaled to the device's
-    CPU share (``1 / min(1, cpus)``). The training throughput is one thread's, timed in
-    this process (:func:`~edgewise.retrain.profiler.time_training`), times the device's
-    CPUs; the controller re-balances the shares from the measured step times.
+    A device is a cgroup with a CPU quota (CFS bandwidth control) holding its background
+    app (workload ``MODEL@RATErps``) and the training job. The app's service time is its
+    solo p50 in the knowledge base (one CPU, at its rate) and its CPU demand the rate
+    times that (:func:`~edgewise.retrain.profiler.app_cpu_demand`). Its solo latency on
+    the device is stretched only by a quota it exhausts
+    (:func:`~edgewise.retrain.profiler.quota_solo_ms`: a request longer than a period's
+    runtime, or an app whose demand alone exceeds the quota); a short request on a
+    small device is not slowed. For each candidate intensity:
+
+    - where the training threads and the app exceed the quota and a request fits in a
+      period's runtime (:func:`~edgewise.retrain.profiler.quota_binds`: half a CPU with
+      one training thread), the app's percentile is its solo latency plus the throttling
+      wait of the group (:func:`~edgewise.retrain.profiler.throttled_latency_ms`), the
+      same at every nice level: a throttled group stops the app with the trainer;
+    - elsewhere (a 1-CPU device, where CFS weights share the CPU), the app's percentile
+      predicted by its interference model with the training job as the neighbour
+      (:func:`~edgewise.retrain.profiler.training_neighbour`: the trainer's CPU pressure
+      on the device, estimated: the knowledge base holds no footprint of a training
+      loop), from the app's solo latency on the device.
+
+    The training throughput is one thread's, timed in this process
+    (:func:`~edgewise.retrain.profiler.time_training`), times the device's CPUs; the
+    controller re-balances the shares from the measured step times.
 
     Parameters
     ----------
@@ -282,6 +304,12 @@ def predict_profiles(
         Samples per timed step.
     sps_per_cpu : float or None
         One CPU's training throughput; ``None``: timed now.
+    period_ms : float or None
+        The devices' CFS period; ``None``: the emulated pool's
+        (:data:`~edgewise.retrain.devices.DEVICE_PERIOD_US`, 5 ms).
+    tick_ms : float or None
+        The scheduler tick of the host enforcing the quotas; ``None``: read from this
+        host's kernel configuration (:func:`kernel_tick_ms`).
 
     Returns
     -------
@@ -292,6 +320,12 @@ def predict_profiles(
     from edgewise.interference.predictor import Predictor
     from edgewise.retrain.profiler import predicted_profile
 
+    if period_ms is None:
+        from edgewise.retrain.devices import DEVICE_PERIOD_US
+
+        period_ms = DEVICE_PERIOD_US / 1000.0
+    if tick_ms is None:
+        tick_ms = kernel_tick_ms()
     pred = Predictor(kb)
     latencies: dict[str, dict[tuple[int, int], float]] = {}
     solos: dict[str, float] = {}
@@ -299,7 +333,7 @@ def predict_profiles(
     missing: dict[str, str] = {}
     for d in devices:
         try:
-            got = _predicted_latencies(pred, d)
+            got = _predicted_latencies(pred, d, period_ms, tick_ms)
         except (EdgewiseError, KeyError, ValueError) as err:
             missing[d.name] = f"measured: {err}"
             continue
@@ -342,7 +376,7 @@ def _no_app(cpus: float) -> dict[tuple[int, int], float]:
 
 
 def _predicted_latencies(
-    pred: Any, d: DeviceSpec
+    pred: Any, d: DeviceSpec, period_ms: float, tick_ms: float
 ) -> tuple[dict[tuple[int, int], float], float, str] | None:
     """``(latency per intensity, solo latency, source)`` of ``d``'s app (``None``: no app).
 
@@ -352,7 +386,15 @@ def _predicted_latencies(
         No interference model for the app, or a percentile it does not predict.
     """
     from edgewise.interference.target import workload_name
-    from edgewise.retrain.profiler import candidate_intensities, training_neighbour
+    from edgewise.retrain.profiler import (
+        app_cpu_demand,
+        candidate_intensities,
+        quota_binds,
+        quota_runtime_ms,
+        quota_solo_ms,
+        throttled_latency_ms,
+        training_neighbour,
+    )
 
     bg = d.background
     if bg is None:
@@ -364,21 +406,56 @@ def _predicted_latencies(
         )
     app = workload_name(bg.model, bg.rate_rps, bg.batch_size)
     model = pred.model(app)
-    solo_p50 = float(model.solo["p50"]) / min(1.0, d.cpus)
-    lat = {
-        (t, n): float(
-            getattr(
-                pred.predict(app, [training_neighbour(t, n, d.cpus)], solo_p50_ms=solo_p50), field
-            )
-        )
-        for t, n in candidate_intensities(d.cpus)
-    }
+    service = float(model.solo["p50"])
+    demand = app_cpu_demand(bg.rate_rps, service)
+    solo_p50 = quota_solo_ms(service, d.cpus, period_ms, demand)
     solo = float(getattr(pred.predict(app, [], solo_p50_ms=solo_p50), field))
+    # a request that fits in a period's runtime runs ahead of the trainer and waits out
+    # the group's throttling; a longer one shares the CPU by weight (interference model)
+    short = service <= quota_runtime_ms(d.cpus, period_ms)
+    lat: dict[tuple[int, int], float] = {}
+    throttled = False
+    for t, n in candidate_intensities(d.cpus):
+        if short and quota_binds(d.cpus, t, demand):
+            lat[t, n] = throttled_latency_ms(solo, d.cpus, period_ms, tick_ms, bg.percentile)
+            throttled = True
+        else:
+            neighbour = [training_neighbour(t, n, d.cpus)]
+            lat[t, n] = float(getattr(pred.predict(app, neighbour, solo_p50_ms=solo_p50), field))
+    stretched = "stretched by" if solo_p50 > service else "not stretched by"
     source = (
-        f"interference model for {app}, solo latency scaled to {d.cpus:g} CPU; "
-        "training's CPU pressure estimated"
+        f"interference model for {app}, solo latency {stretched} the {d.cpus:g}-CPU quota "
+        f"({demand:.3f} CPUs of demand); "
+        + (
+            f"training exhausts the quota: throttling tail of the CFS period "
+            f"({period_ms:g} ms, tick {tick_ms:g} ms) estimated, the same at every nice"
+            if throttled
+            else "training's CPU pressure estimated"
+        )
     )
     return lat, solo, source
+
+
+def kernel_tick_ms(configs: Sequence[Path] | None = None) -> float:
+    """This host's scheduler tick in ms: 1000 / ``CONFIG_HZ`` of the running kernel.
+
+    Read from the first of ``configs`` that names it (default: ``/proc/config.gz``, then
+    ``/boot/config-RELEASE``); the kernel's default, 4 ms
+    (:data:`~edgewise.retrain.profiler.DEFAULT_TICK_MS`), when none does.
+    """
+    from edgewise.retrain.profiler import DEFAULT_TICK_MS
+
+    if configs is None:
+        configs = [Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")]
+    for path in configs:
+        try:
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        except (OSError, EOFError, gzip.BadGzipFile):
+            continue
+        hz = re.search(rb"^CONFIG_HZ=(\d+)\s*$", raw, re.MULTILINE)
+        if hz and int(hz.group(1)) > 0:
+            return 1000.0 / int(hz.group(1))
+    return DEFAULT_TICK_MS
 
 
 _PERCENTILE_FIELDS = {50.0: "p50", 95.0: "p95", 99.0: "p99"}

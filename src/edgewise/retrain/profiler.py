@@ -15,7 +15,13 @@ pressure on a device (:func:`training_pressure`, the neighbour an app's interfer
 model is asked about), the throughput scaled from one thread's (:func:`time_training`,
 :func:`estimated_throughput`) and the profile assembled from the predicted latencies
 (:func:`predicted_profile`); :func:`prediction_errors` puts a plan made from it beside
-the latency measured later. The knowledge base is read by the caller
+the latency measured later. A device is a CFS bandwidth group (a CPU quota refilled
+every period) holding the app and the trainer: what the quota does to the app is
+modelled apart from the interference model (pure): its solo latency
+(:func:`quota_solo_ms`, from the app's CPU demand :func:`app_cpu_demand`), whether
+training makes the quota bind (:func:`quota_binds`) and then, for a request that fits in
+a period's runtime (:func:`quota_runtime_ms`), the app's throttling tail
+(:func:`throttled_latency_ms`). The knowledge base is read by the caller
 (:func:`edgewise.api.retrain.predict_profiles`): this pillar does not import the
 interference pillar.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -72,6 +79,159 @@ def training_neighbour(threads: int, nice: int, cpus: float) -> str:
     (``stress:cpu=P``, P from :func:`training_pressure`), the neighbour an app's
     interference model is asked about."""
     return f"stress:cpu={training_pressure(threads, nice, cpus):.3f}"
+
+
+DEFAULT_TICK_MS = 4.0
+"""The scheduler tick of a kernel whose configuration cannot be read: 1000 / ``CONFIG_HZ``
+with the kernel's default ``HZ_250`` (``kernel/Kconfig.hz``)."""
+
+
+def app_cpu_demand(rate_rps: float, service_ms: float) -> float:
+    """CPUs an app keeps busy: ``rate_rps * service_ms / 1000`` (its utilisation).
+
+    ``service_ms`` is the CPU time of one request on an unthrottled CPU; an app's solo
+    p50 at a rate that leaves it idle most of the time is that time (digits_cnn at
+    5 rps: 1.4 ms, 0.007 CPUs).
+    """
+    return max(0.0, float(rate_rps)) * max(0.0, float(service_ms)) / 1000.0
+
+
+def _quota_share(cpus: float) -> float:
+    """The quota's share of the CPUs a group can run on (``cpus / ceil(cpus)``)."""
+    if cpus <= 0:
+        raise ValueError(f"a device needs a positive CPU count, got {cpus}")
+    return cpus / max(1, math.ceil(cpus - 1e-9))
+
+
+def quota_runtime_ms(cpus: float, period_ms: float) -> float:
+    """CPU time per period a device's group may use on each CPU it runs on: ``cpus /
+    ceil(cpus) * period_ms`` (half a CPU, 5 ms period: 2.5 ms). A request that needs no
+    more fits in one period's runtime."""
+    return _quota_share(cpus) * period_ms
+
+
+def quota_binds(cpus: float, threads: int, app_demand: float) -> bool:
+    """Whether the device's CFS quota, not its CPUs, caps its group while training.
+
+    A training loop is always runnable: its ``threads`` are that many CPUs of demand,
+    and the app adds ``app_demand`` (:func:`app_cpu_demand`). The group runs on at most
+    ``ceil(cpus)`` CPUs (a device of at most one CPU is pinned to one host CPU and gets
+    one training thread). The quota binds when that capped demand exceeds ``cpus``: on
+    half a CPU one training thread does; on a 1-CPU device the thread and the app fill
+    the CPU and CFS weights (nice) share it, but the quota is never exceeded.
+    """
+    lanes = max(1, math.ceil(cpus - 1e-9))
+    return min(float(threads) + max(0.0, app_demand), float(lanes)) > cpus + 1e-9
+
+
+def quota_solo_ms(
+    service_ms: float, cpus: float, period_ms: float, app_demand: float = 0.0
+) -> float:
+    """One request's latency with the app alone on a device of ``cpus`` CPUs (a CFS quota).
+
+    CFS bandwidth control gives the group ``cpus * period_ms`` of CPU time per period and
+    throttles it, until the next period, once that is used. One app thread runs on one
+    CPU at a time, so a quota of a CPU or more never throttles it alone. Below one CPU:
+
+    - a request needing no more than a period's runtime (``service_ms <= cpus *
+      period_ms``) of an app that leaves the quota unused between requests
+      (``app_demand < cpus``) finishes before the quota runs out: it is not stretched;
+    - a longer request uses the whole runtime of each period it spans and waits out the
+      rest: started at a period boundary it takes ``service_ms + (ceil(service_ms /
+      runtime) - 1) * (1 - cpus) * period_ms`` (``service_ms / cpus`` for long requests);
+    - an app whose demand alone exhausts the quota (``app_demand >= cpus``) has no stable
+      latency: ``service_ms / cpus`` is returned, a lower bound.
+
+    Parameters
+    ----------
+    service_ms : float
+        One request's CPU time on an unthrottled CPU.
+    cpus : float
+        The device's quota in CPUs.
+    period_ms : float
+        The group's CFS period.
+    app_demand : float
+        The app's CPU demand (:func:`app_cpu_demand`).
+    """
+    q = min(1.0, float(cpus))
+    if q <= 0:
+        raise ValueError(f"a device needs a positive CPU count, got {cpus}")
+    if q >= 1.0:
+        return float(service_ms)
+    if app_demand >= q:
+        return float(service_ms) / q
+    runtime = q * period_ms
+    spans = max(0, math.ceil(service_ms / runtime - 1e-9) - 1)
+    return float(service_ms) + spans * (1.0 - q) * period_ms
+
+
+def throttled_latency_ms(
+    solo_ms: float,
+    cpus: float,
+    period_ms: float,
+    tick_ms: float = 0.0,
+    percentile: float = 99.0,
+) -> float:
+    """Latency percentile of an app whose device's quota is exhausted by training.
+
+    The app and an always-runnable trainer share one CFS bandwidth group (the device's
+    cgroup) whose quota the trainer uses up every period. Derivation, per CPU the group
+    runs on, with ``f = cpus / ceil(cpus)`` the quota's share of it:
+
+    1. The group runs ``f * period_ms`` of each period, then every thread in it is
+       throttled until the quota is refilled at a period boundary.
+    2. The runtime is charged when the scheduler accounts it: at the latest on each
+       tick (``tick_ms``). A group can overrun its quota by up to a tick; the debt is
+       repaid from the next refills, so it stays throttled until the k-th boundary,
+       ``k = max(1, ceil(tick_ms / (f * period_ms)))``. From the moment it used a
+       period's runtime to that boundary: ``W = (k - f) * period_ms``, the longest
+       throttle (``(1 - f) * period_ms`` where the tick is no longer than that runtime).
+    3. In the long run the group runs a share ``f``: throttles of ``W`` alternate with
+       runs of ``R = W * f / (1 - f)``, a cycle of ``C = R + W``.
+    4. Within the group the app's short request runs before the trainer whatever the
+       trainer's nice: the app sleeps between requests, and CFS lets a waking task with
+       a short burst preempt a CPU hog. Nice changes the trainer's share of the CPU
+       while the group runs, not the throttle, which stops every thread in the group.
+    5. A request arriving at a uniform time waits out the rest of a throttle (uniform
+       on ``[0, W]``, probability ``W / C``) or, arriving less than ``solo_ms`` before
+       one, a whole ``W``: ``P(wait > w) = (W - w + min(solo_ms, R)) / C`` for ``w <
+       W``. The percentile's wait is ``w = W + min(solo_ms, R) - (1 - p) * C``, clipped
+       to ``[0, W]``; the latency is ``solo_ms + w``.
+
+    Assumes one period's runtime covers a request (``solo_ms <= f * period_ms``; longer
+    requests span throttles and share the CPU with the trainer by weight) and that
+    nothing but ticks accounts the group's runtime (a busier CPU throttles it earlier).
+
+    Parameters
+    ----------
+    solo_ms : float
+        The app's latency alone on the device at ``percentile``, not stretched by the
+        quota (:func:`quota_solo_ms`).
+    cpus : float
+        The device's quota in CPUs.
+    period_ms : float
+        The group's CFS period.
+    tick_ms : float
+        The scheduler tick (1000 / ``CONFIG_HZ``); 0: runtime accounted exactly.
+    percentile : float
+        In (0, 100).
+
+    Returns
+    -------
+    float
+        ``solo_ms`` plus the throttling wait at ``percentile``; ``solo_ms`` when the quota
+        is whole CPUs (nothing throttles a group that cannot exceed it).
+    """
+    f = _quota_share(cpus)
+    if f >= 1.0 - 1e-9:
+        return float(solo_ms)
+    runtime = quota_runtime_ms(cpus, period_ms)
+    k = max(1, math.ceil(max(0.0, tick_ms) / runtime - 1e-9))
+    wait = (k - f) * period_ms
+    run = wait * f / (1.0 - f)
+    tail = 1.0 - float(percentile) / 100.0
+    w = wait + min(float(solo_ms), run) - tail * (run + wait)
+    return float(solo_ms) + min(wait, max(0.0, w))
 
 
 def estimated_throughput(threads: int, cpus: float, sps_per_cpu: float) -> float:
