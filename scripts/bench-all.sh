@@ -37,15 +37,18 @@ declare -A CMD=(
   [forecast-traces]="bench forecast --all-traces --origins 14 --seed 0 --json"
   [serving-traces]="bench serving --traces bikeshare,electricity,pedestrians --days 14 --startup-s 60 --slo-ms 100 --policies edgewise,oracle --seed 0 --json"
   [fleet]="bench fleet --kb sqlite:///\$RUN/fleet-kb.sqlite --trace bikeshare --days 14 --seed 0 --json"
+  [fleet-live]="bench fleet-live --kb sqlite:///\$RUN/fleet-kb.sqlite --hours 24 --speedup 480 --window-s 7200 --seed 0 --json"
   [rollout]="bench rollout --slo-ms 150 --load 0.7 --replicas 2 --canary-share 0.1 --seed 0 --json"
   [capacity]="capacity mobilenet_v2 --flavors examples/flavors.yaml --slo-ms 150 --validate --samples 1000 --time-budget-s 240 --validate-requests 2000 --validate-max-s 1500 --max-reprofiles 1 --seed 0 --json"
 )
 # SETUP: run with $PY before the benchmark; fleet's knowledge base holds the interference
-# models of the fleet's six zoo models, profiled on this host (about 15 min)
+# models of the fleet's six zoo models, profiled on this host (about 15 min); fleet-live
+# needs two of them (run after fleet it finds them there, alone it profiles them: 4 min)
 declare -A SETUP=(
   [fleet]="scripts/profile-fleet-kb.py \$RUN/fleet-kb.sqlite"
+  [fleet-live]="scripts/profile-fleet-kb.py \$RUN/fleet-kb.sqlite --fleet examples/fleet-live.yaml"
 )
-ORDER=(telemetry forecast forecast-traces plan serving serving-traces fleet scale retrain retrain-kill serving-overhead serving-live rollout interference capacity gpu-check)
+ORDER=(telemetry forecast forecast-traces plan serving serving-traces fleet scale retrain retrain-kill serving-overhead serving-live fleet-live rollout interference capacity gpu-check)
 
 usage() { sed -n '2,19s/^# \{0,1\}//p' "$0"; }
 names=()

@@ -215,6 +215,16 @@ def _fleet(r: Result) -> str:
     )
 
 
+def _fleet_live(r: Result) -> str:
+    worst, gap = float(_get(r, "max_attainment_gap_pt")), float(_get(r, "cost_gap"))
+    live = _get(r, "live.slo_attainment")
+    shown = ", ".join(f"{name} {pct(float(a), 2)}" for name, a in live.items())
+    return (
+        f"{len(live)} services on {len(_get(r, 'nodes'))} nodes emulated by CPUs, live {shown}: within {worst:.2f} pt of the simulator (≤ 1{_met(worst <= 1.0)}) "
+        f"at {100 * gap:+.1f}% of its node cost (≤ 5%{_met(abs(gap) <= 0.05)})"
+    )
+
+
 def _rollout(r: Result) -> str:
     failed, p99 = int(_get(r, "failed_requests")), float(_get(r, "p99_during_rollout_ms"))
     slo, back = float(_get(r, "slo_ms")), bool(_get(r, "rolled_back"))
@@ -274,6 +284,7 @@ HEADLINES: dict[str, Callable[[Result], str]] = {
     "serving": _serving,
     "serving-traces": _serving_traces,
     "fleet": _fleet,
+    "fleet-live": _fleet_live,
     "serving-live": _serving_live,
     "serving-overhead": _serving_overhead,
     "rollout": _rollout,

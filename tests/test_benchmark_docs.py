@@ -244,6 +244,24 @@ def test_fleet_says_plainly_that_its_interference_is_synthetic() -> None:
     assert text.endswith("interference measured: 2 models profiled on the host")
 
 
+def test_fleet_live_holds_each_service_and_the_cost_to_the_simulator() -> None:
+    result = {
+        "nodes": {"node-01": [0], "node-02": [1]},
+        "live": {"slo_attainment": {"photos": 1.0, "products": 0.9990}},
+        "max_attainment_gap_pt": 0.31,
+        "cost_gap": 0.012,
+    }
+    text = render.headline("fleet-live", _wrapped(result))
+    assert text == (
+        "2 services on 2 nodes emulated by CPUs, live photos 100.00%, products 99.90%: "
+        "within 0.31 pt of the simulator (≤ 1) at +1.2% of its node cost (≤ 5%)"
+    )
+    off = result | {"max_attainment_gap_pt": 1.69, "cost_gap": -0.07}
+    text = render.headline("fleet-live", _wrapped(off))
+    assert "within 1.69 pt of the simulator (≤ 1: **not met**)" in text
+    assert "at -7.0% of its node cost (≤ 5%: **not met**)" in text
+
+
 def test_rollout_reports_failures_the_tail_and_both_canaries() -> None:
     result = {
         "failed_requests": 0,

@@ -267,6 +267,7 @@ class FleetReplay:
     window_s: int
     seed: int
     plans: tuple[FleetPlan, ...]
+    cpusets: dict[str, list[int]]
     profiles: dict[str, str]
     live_attainment: dict[str, float]
     sim_attainment: dict[str, float]
@@ -305,6 +306,7 @@ class FleetReplay:
             "speedup": self.speedup,
             "window_s": self.window_s,
             "seed": self.seed,
+            "nodes": self.cpusets,
             "service_profiles": self.profiles,
             "windows": [p.as_dict() for p in self.plans],
             "live": {
@@ -460,6 +462,7 @@ def replay_fleet(
         window_s=window_s,
         seed=seed,
         plans=tuple(plans),
+        cpusets={n: list(c) for n, c in live.cpusets.items()},
         profiles=dict(live.setup.profile_sources),
         live_attainment={s.name: loads[s.name].attainment(s.slo.latency_ms) for s in spec.services},
         sim_attainment=sim_att,
