@@ -3,7 +3,6 @@ measurement, the measurement corrects it, and the report puts one beside the oth
 
 from __future__ import annotations
 
-import gzip
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ import pytest
 from edgewise.api import retrain as api_retrain
 from edgewise.api.retrain_bench import (
     first_plan_report,
-    kernel_tick_ms,
     predict_background,
     predict_profiles,
     prediction_report,
@@ -24,7 +22,6 @@ from edgewise.kb import KnowledgeBase
 from edgewise.planning.retrain import DeviceProfile, Intensity, RetrainPlan, plan_exact
 from edgewise.retrain.jobs import BackgroundSummary, device_states, make_constraints
 from edgewise.retrain.profiler import (
-    DEFAULT_TICK_MS,
     NICE_PRESSURE,
     app_cpu_demand,
     candidate_intensities,
@@ -108,23 +105,17 @@ def test_the_quota_binds_where_training_exceeds_it_not_where_the_cpus_do() -> No
     assert quota_runtime_ms(2.0, 5.0) == pytest.approx(5.0)
 
 
-def test_the_throttling_tail_is_the_rest_of_the_period_at_exact_accounting() -> None:
-    # the runtime accounted exactly (or a tick shorter than a period's runtime): the group
-    # runs 2.5 ms of each 5 ms period; the tail waits out the other 2.5 ms
-    for tick in (0.0, 1.0, 2.5):
-        assert throttled_latency_ms(1.4, 0.5, 5.0, tick) == pytest.approx(1.4 + 2.5)
+def test_the_throttling_tail_is_the_rest_of_the_period() -> None:
+    # the group runs 2.5 ms of each 5 ms period; the tail waits out the other 2.5 ms
+    assert throttled_latency_ms(1.4, 0.5, 5.0) == pytest.approx(1.4 + 2.5)
     assert throttled_latency_ms(1.4, 0.25, 5.0) == pytest.approx(1.4 + 3.75)
-    # a 4 ms tick overruns a 2.5 ms runtime: the debt keeps the group throttled up to two
-    # periods (k = 2): 2 * 5 - 2.5 ms; on a third of a CPU k = 3: 3 * 5 - 1.65 ms
-    assert throttled_latency_ms(1.4, 0.5, 5.0, 4.0) == pytest.approx(1.4 + 7.5)
-    assert throttled_latency_ms(1.4, 0.33, 5.0, 4.0) == pytest.approx(1.4 + 15.0 - 1.65)
     # whole CPUs: nothing to throttle
-    assert throttled_latency_ms(1.4, 1.0, 5.0, 4.0) == pytest.approx(1.4)
-    assert throttled_latency_ms(1.4, 2.0, 5.0, 4.0) == pytest.approx(1.4)
+    assert throttled_latency_ms(1.4, 1.0, 5.0) == pytest.approx(1.4)
+    assert throttled_latency_ms(1.4, 2.0, 5.0) == pytest.approx(1.4)
     # the median waits less than the tail; a smaller quota waits longer
-    p50 = throttled_latency_ms(1.4, 0.5, 5.0, 0.0, percentile=50.0)
+    p50 = throttled_latency_ms(1.4, 0.5, 5.0, percentile=50.0)
     assert 1.4 < p50 < 3.9
-    assert throttled_latency_ms(1.4, 0.33, 5.0, 4.0) > throttled_latency_ms(1.4, 0.5, 5.0, 4.0)
+    assert throttled_latency_ms(1.4, 0.33, 5.0) > throttled_latency_ms(1.4, 0.5, 5.0)
 
 
 class _FakeModel:
@@ -162,7 +153,7 @@ def test_a_saturated_small_quota_predicts_a_throttling_tail_nice_does_not_change
         _device("jetson", 0.5, "digits_cnn", 5.0),
         _device("pi", 0.33, "digits_cnn", 5.0),
     ]
-    got = predict_profiles(None, devices, sps_per_cpu=300.0, period_ms=5.0, tick_ms=4.0)
+    got = predict_profiles(None, devices, sps_per_cpu=300.0, period_ms=5.0)
     assert got.complete
     for name, cpus in (("jetson", 0.5), ("pi", 0.33)):
         prof = got.profiles[name]
@@ -170,7 +161,7 @@ def test_a_saturated_small_quota_predicts_a_throttling_tail_nice_does_not_change
         assert prof.solo_latency_ms == pytest.approx(2.0)
         lat = {k.label: k.bg_latency_ms for k in prof.intensities}
         assert set(lat) == {"t1n0", "t1n19"}
-        want = throttled_latency_ms(2.0, cpus, 5.0, 4.0, 99.0)
+        want = throttled_latency_ms(2.0, cpus, 5.0, 99.0)
         assert lat["t1n0"] == pytest.approx(want) and lat["t1n19"] == pytest.approx(want)
         assert "throttling" in got.sources[name] and "not stretched" in got.sources[name]
     assert got.profiles["pi"].intensities[0].bg_latency_ms > (
@@ -182,20 +173,6 @@ def test_a_saturated_small_quota_predicts_a_throttling_tail_nice_does_not_change
     assert gw["t1n19"] == pytest.approx(2.0 * (1.0 + 3.0 * NICE_PRESSURE))
     assert got.profiles["gateway"].solo_latency_ms == pytest.approx(2.0)
     assert "CPU pressure" in got.sources["gateway"]
-
-
-def test_the_tick_is_read_from_the_kernel_configuration(tmp_path: Path) -> None:
-    plain = tmp_path / "config-6.1"
-    plain.write_text("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\nCONFIG_HZ_PERIODIC=y\n")
-    packed = tmp_path / "config.gz"
-    packed.write_bytes(gzip.compress(b"# CONFIG_HZ_250 is not set\nCONFIG_HZ=100\n"))
-    missing = tmp_path / "absent"
-    assert kernel_tick_ms([plain]) == pytest.approx(1.0)
-    assert kernel_tick_ms([missing, packed, plain]) == pytest.approx(10.0)
-    assert kernel_tick_ms([missing]) == DEFAULT_TICK_MS == 4.0
-    bad = tmp_path / "bad.gz"
-    bad.write_bytes(b"not gzip")
-    assert kernel_tick_ms([bad, plain]) == pytest.approx(1.0)
 
 
 def test_prediction_errors_compare_the_plans_intensity_with_the_measurement() -> None:
@@ -217,7 +194,7 @@ def test_prediction_errors_compare_the_plans_intensity_with_the_measurement() ->
 
 def test_profiles_are_predicted_from_the_apps_interference_model(kb: KnowledgeBase) -> None:
     devices = [_device("a", 1.0), _device("b", 0.5), _device("c", 1.0, model=None)]
-    got = predict_profiles(kb, devices, sps_per_cpu=300.0, period_ms=5.0, tick_ms=4.0)
+    got = predict_profiles(kb, devices, sps_per_cpu=300.0, period_ms=5.0)
     assert got.complete and not got.missing
     pred = Predictor(kb)
     solo = float(pred.model(APP).solo["p50"])

@@ -16,9 +16,6 @@ the one measured at the same intensity (:func:`first_plan_report`). The heavy en
 
 from __future__ import annotations
 
-import gzip
-import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,7 +33,6 @@ __all__ = [
     "ProfilePrediction",
     "RetrainBenchmark",
     "benchmark_retrain",
-    "kernel_tick_ms",
     "predict_background",
     "predict_profiles",
     "prediction_report",
@@ -264,7 +260,6 @@ def predict_profiles(
     batch: int = 32,
     sps_per_cpu: float | None = None,
     period_ms: float | None = None,
-    tick_ms: float | None = None,
 ) -> ProfilePrediction:
     """Device profiles predicted from the apps' interference models, before any measurement.
 
@@ -307,9 +302,6 @@ def predict_profiles(
     period_ms : float or None
         The devices' CFS period; ``None``: the emulated pool's
         (:data:`~edgewise.retrain.devices.DEVICE_PERIOD_US`, 5 ms).
-    tick_ms : float or None
-        The scheduler tick of the host enforcing the quotas; ``None``: read from this
-        host's kernel configuration (:func:`kernel_tick_ms`).
 
     Returns
     -------
@@ -324,8 +316,6 @@ def predict_profiles(
         from edgewise.retrain.devices import DEVICE_PERIOD_US
 
         period_ms = DEVICE_PERIOD_US / 1000.0
-    if tick_ms is None:
-        tick_ms = kernel_tick_ms()
     pred = Predictor(kb)
     latencies: dict[str, dict[tuple[int, int], float]] = {}
     solos: dict[str, float] = {}
@@ -333,7 +323,7 @@ def predict_profiles(
     missing: dict[str, str] = {}
     for d in devices:
         try:
-            got = _predicted_latencies(pred, d, period_ms, tick_ms)
+            got = _predicted_latencies(pred, d, period_ms)
         except (EdgewiseError, KeyError, ValueError) as err:
             missing[d.name] = f"measured: {err}"
             continue
@@ -376,7 +366,7 @@ def _no_app(cpus: float) -> dict[tuple[int, int], float]:
 
 
 def _predicted_latencies(
-    pred: Any, d: DeviceSpec, period_ms: float, tick_ms: float
+    pred: Any, d: DeviceSpec, period_ms: float
 ) -> tuple[dict[tuple[int, int], float], float, str] | None:
     """``(latency per intensity, solo latency, source)`` of ``d``'s app (``None``: no app).
 
@@ -417,7 +407,7 @@ def _predicted_latencies(
     throttled = False
     for t, n in candidate_intensities(d.cpus):
         if short and quota_binds(d.cpus, t, demand):
-            lat[t, n] = throttled_latency_ms(solo, d.cpus, period_ms, tick_ms, bg.percentile)
+            lat[t, n] = throttled_latency_ms(solo, d.cpus, period_ms, bg.percentile)
             throttled = True
         else:
             neighbour = [training_neighbour(t, n, d.cpus)]
@@ -428,34 +418,12 @@ def _predicted_latencies(
         f"({demand:.3f} CPUs of demand); "
         + (
             f"training exhausts the quota: throttling tail of the CFS period "
-            f"({period_ms:g} ms, tick {tick_ms:g} ms) estimated, the same at every nice"
+            f"({period_ms:g} ms) estimated, the same at every nice"
             if throttled
             else "training's CPU pressure estimated"
         )
     )
     return lat, solo, source
-
-
-def kernel_tick_ms(configs: Sequence[Path] | None = None) -> float:
-    """This host's scheduler tick in ms: 1000 / ``CONFIG_HZ`` of the running kernel.
-
-    Read from the first of ``configs`` that names it (default: ``/proc/config.gz``, then
-    ``/boot/config-RELEASE``); the kernel's default, 4 ms
-    (:data:`~edgewise.retrain.profiler.DEFAULT_TICK_MS`), when none does.
-    """
-    from edgewise.retrain.profiler import DEFAULT_TICK_MS
-
-    if configs is None:
-        configs = [Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")]
-    for path in configs:
-        try:
-            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        except (OSError, EOFError, gzip.BadGzipFile):
-            continue
-        hz = re.search(rb"^CONFIG_HZ=(\d+)\s*$", raw, re.MULTILINE)
-        if hz and int(hz.group(1)) > 0:
-            return 1000.0 / int(hz.group(1))
-    return DEFAULT_TICK_MS
 
 
 _PERCENTILE_FIELDS = {50.0: "p50", 95.0: "p95", 99.0: "p99"}
