@@ -12,9 +12,11 @@ last hours of a trace, shifted and scaled per service as ``simulate serving --fl
 builds them and compressed ``speedup`` times, planned per window at each service's
 window peak (the same plans for both), served live with every window's replicas started
 ahead of it, and simulated (:func:`edgewise.sim.fleet.simulate_service`) on the same
-per-second rates and arrivals. It reports each service's SLO attainment and the node
-cost, live and simulated. :func:`serve_fleet` runs the fleet on real traffic, re-planning
-every window at each service's observed peak rate (``edgewise serve --fleet``).
+per-second rates and arrivals. Both plan and simulate with service times probed through
+the live HTTP path first (:meth:`FleetRuntime.probe`). It reports each service's SLO
+attainment and the node cost, live and simulated. :func:`serve_fleet` runs the fleet on
+real traffic, re-planning every window at each service's observed rate (``edgewise
+serve --fleet``).
 
 Effects: Ray, the load generators, the knowledge base. Planning and pool mapping are pure.
 """
@@ -590,6 +592,7 @@ def serve_fleet(
     window_s: float = 30.0,
     headroom: float = 0.2,
     floor_rps: float = 1.0,
+    probe: bool = True,
     duration_s: float | None = None,
     stop: threading.Event | None = None,
     started: Callable[[FleetRuntime, FleetPlan], None] | None = None,
@@ -599,18 +602,29 @@ def serve_fleet(
 
     Each window is planned at each service's mean rate over the last window (requests
     answered or refused) times ``1 + headroom``, at least ``floor_rps`` so that every
-    service keeps a replica; the first at ``floor_rps``. ``started(runtime, plan)`` is
+    service keeps a replica; the first at ``floor_rps``. With ``probe`` every (model,
+    flavor) is first probed through the live HTTP path (:meth:`FleetRuntime.probe`) and
+    the planner plans with those service times, not the knowledge base's in-replica
+    profiles, which leave out the serving path. ``started(runtime, plan)`` is
     called once the first plan runs; ``replanned(plan, None)`` after each new plan, or
     ``replanned(None, why)`` when a window could not be planned and the running plan
     stays. Returns the plans made.
     """
     live = live_fleet(fleet, kb)
-    plan = live.plan(dict.fromkeys(live.services, floor_rps))
-    plans = [plan]
+    plan = live.plan(dict.fromkeys(live.services, floor_rps))  # refuse it before Ray
     runtime = FleetRuntime(live, kb=kb)
     stop = stop or threading.Event()
     try:
-        runtime.start(live.pools(plan))
+        if probe:
+            steps = live.probe_pools()
+            runtime.start(steps[0])
+            live = live_fleet(fleet, kb, runtime.probe(steps))
+            runtime.fleet = live
+            plan = live.plan(dict.fromkeys(live.services, floor_rps))
+            runtime.apply(live.pools(plan))
+        else:
+            runtime.start(live.pools(plan))
+        plans = [plan]
         runtime.wait_for(live.pools(plan))
         if started is not None:
             started(runtime, plan)

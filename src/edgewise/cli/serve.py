@@ -61,6 +61,11 @@ def serve(
     ),
     kb: str | None = typer.Option(None, help="Knowledge-base URL (with --fleet)."),
     window_s: float = typer.Option(30.0, min=5.0, help="Seconds per re-plan (with --fleet)."),
+    probe: bool = typer.Option(
+        True,
+        help="With --fleet: plan with service times probed through the live HTTP path "
+        "first (about 10 s per model and flavor), not the knowledge base's profiles.",
+    ),
 ) -> None:
     """Serve the service's model on Ray Serve behind HTTP, autoscaled to its SLO.
 
@@ -75,7 +80,7 @@ def serve(
     if fleet is not None:
         if service is not None:
             raise typer.BadParameter("give SERVICE or --fleet, not both")
-        _serve_fleet(fleet, kb, window_s, seconds, stop)
+        _serve_fleet(fleet, kb, window_s, seconds, probe, stop)
         return
     if service is None:
         raise typer.BadParameter("give SERVICE (a service YAML) or --fleet")
@@ -114,7 +119,12 @@ def serve(
 
 
 def _serve_fleet(
-    fleet: Path, kb: str | None, window_s: float, seconds: float, stop: threading.Event
+    fleet: Path,
+    kb: str | None,
+    window_s: float,
+    seconds: float,
+    probe: bool,
+    stop: threading.Event,
 ) -> None:
     """``serve --fleet``: every service of the fleet, placed and re-planned live."""
     from edgewise.api.fleet_live import FleetRuntime, serve_fleet
@@ -127,6 +137,9 @@ def _serve_fleet(
         )
 
     def started(runtime: FleetRuntime, plan: FleetPlan) -> None:
+        for what, source in runtime.fleet.setup.profile_sources.items():
+            if "/" in what:  # a (model, flavor) probed now
+                console.print(f"service times of {what}: {source}", soft_wrap=True)
         for name in runtime.runtimes:
             console.print(f"serving {name!r} ({runtime.models[name]}) at {runtime.url(name)}")
         for note in plan.notes:
@@ -144,6 +157,7 @@ def _serve_fleet(
         fleet=fleet,
         kb=kb,
         window_s=window_s,
+        probe=probe,
         duration_s=seconds or None,
         stop=stop,
         started=started,
