@@ -175,6 +175,32 @@ def test_a_saturated_small_quota_predicts_a_throttling_tail_nice_does_not_change
     assert "CPU pressure" in got.sources["gateway"]
 
 
+def test_a_calibrated_device_tail_replaces_the_throttling_formula_where_the_quota_binds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edgewise.interference.predictor as predictor
+
+    monkeypatch.setattr(predictor, "Predictor", _FakePredictor)
+    asked: list[tuple[str, int, int, float, float]] = []
+
+    def calibrate(d: Any, threads: int, nice: int, burst_ms: float, percentile: float) -> float:
+        asked.append((d.name, threads, nice, burst_ms, percentile))
+        return 10.0 + 10.0 * (1.0 - d.cpus) + (1.0 if nice == 0 else 0.0)
+
+    devices = [_device("gateway", 1.0, "digits_cnn", 5.0), _device("pi", 0.5, "digits_cnn", 5.0)]
+    got = predict_profiles(None, devices, sps_per_cpu=300.0, period_ms=5.0, calibrate=calibrate)
+    # the small device: the tail of a burst of the app's compute (its solo p50, 1.4 ms)
+    # next to one training thread at each nice, plus the rest of the app's solo p99
+    assert sorted(asked) == [("pi", 1, 0, 1.4, 99.0), ("pi", 1, 19, 1.4, 99.0)]
+    lat = {k.label: k.bg_latency_ms for k in got.profiles["pi"].intensities}
+    assert lat["t1n0"] == pytest.approx(16.0 + 0.6) and lat["t1n19"] == pytest.approx(15.0 + 0.6)
+    assert "calibrated" in got.sources["pi"]
+    # the 1-CPU device's quota does not bind: the interference model, not the calibration
+    gw = {k.label: k.bg_latency_ms for k in got.profiles["gateway"].intensities}
+    assert gw["t1n0"] == pytest.approx(2.0 * (1.0 + 3.0 * 1.0))
+    assert "calibrated" not in got.sources["gateway"]
+
+
 def test_prediction_errors_compare_the_plans_intensity_with_the_measurement() -> None:
     its = {"a": Intensity(1, 19, 100.0, 120.0), "b": Intensity(1, 0, 50.0, 80.0)}
     plan = RetrainPlan("exact", {"a": 600, "b": 424}, its, 6.0)

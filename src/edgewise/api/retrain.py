@@ -537,11 +537,16 @@ def _first_profiles(
     prediction = None
     devices, batch = setup.spec.devices, setup.profile_batch
     if not reprofile and records.load_profiles(kb, key) is None:
+        from edgewise.retrain.calibrate import device_calibration
+
+        say("starting devices", 0, 0)
+        pool.wait_background_ready()  # the apps run while the devices are calibrated
         say("predicting the device profiles from the knowledge base", 0, 0)
-        prediction = predict_profiles(kb, devices, task=setup.task, batch=batch)
+        calibrate = device_calibration(devices)
+        prediction = predict_profiles(
+            kb, devices, task=setup.task, batch=batch, calibrate=calibrate
+        )
         if prediction.complete:
-            say("starting devices", 0, 0)
-            pool.wait_background_ready()
             return dict(prediction.profiles), "predicted", prediction
 
     def tell(msg: str) -> None:

@@ -28,6 +28,7 @@ from edgewise.retrain.jobs import DEFAULT_BATCH, DEFAULT_EPOCHS
 if TYPE_CHECKING:
     from edgewise.config import DevicePool, DeviceSpec
     from edgewise.planning.retrain import DeviceProfile, RetrainPlan
+    from edgewise.retrain.calibrate import Calibration
 
 __all__ = [
     "ProfilePrediction",
@@ -99,7 +100,10 @@ def benchmark_retrain(
 
     def predict(pool: DevicePool) -> dict[str, dict[str, Any]] | None:
         say("predicting the device profiles from the knowledge base", 0, 0)
-        got = predict_profiles(knowledge, pool.devices, task=task, batch=batch)
+        from edgewise.retrain.calibrate import device_calibration
+
+        calibrate = device_calibration(pool.devices)
+        got = predict_profiles(knowledge, pool.devices, task=task, batch=batch, calibrate=calibrate)
         seen.append(got)
         return got.by_label() if got.complete else None
 
@@ -260,6 +264,7 @@ def predict_profiles(
     batch: int = 32,
     sps_per_cpu: float | None = None,
     period_ms: float | None = None,
+    calibrate: Calibration | None = None,
 ) -> ProfilePrediction:
     """Device profiles predicted from the apps' interference models, before any measurement.
 
@@ -302,6 +307,11 @@ def predict_profiles(
     period_ms : float or None
         The devices' CFS period; ``None``: the emulated pool's
         (:data:`~edgewise.retrain.devices.DEVICE_PERIOD_US`, 5 ms).
+    calibrate : Calibration or None
+        The devices' scheduling tail under training
+        (:func:`~edgewise.retrain.calibrate.device_calibration`); ``None``: the quota's
+        throttling alone (:func:`~edgewise.retrain.profiler.throttled_latency_ms`), which
+        leaves out the wait behind the trainer.
 
     Returns
     -------
@@ -323,7 +333,7 @@ def predict_profiles(
     missing: dict[str, str] = {}
     for d in devices:
         try:
-            got = _predicted_latencies(pred, d, period_ms)
+            got = _predicted_latencies(pred, d, period_ms, calibrate)
         except (EdgewiseError, KeyError, ValueError) as err:
             missing[d.name] = f"measured: {err}"
             continue
@@ -366,7 +376,7 @@ def _no_app(cpus: float) -> dict[tuple[int, int], float]:
 
 
 def _predicted_latencies(
-    pred: Any, d: DeviceSpec, period_ms: float
+    pred: Any, d: DeviceSpec, period_ms: float, calibrate: Calibration | None = None
 ) -> tuple[dict[tuple[int, int], float], float, str] | None:
     """``(latency per intensity, solo latency, source)`` of ``d``'s app (``None``: no app).
 
@@ -406,7 +416,13 @@ def _predicted_latencies(
     lat: dict[tuple[int, int], float] = {}
     throttled = False
     for t, n in candidate_intensities(d.cpus):
-        if short and quota_binds(d.cpus, t, demand):
+        if short and quota_binds(d.cpus, t, demand) and calibrate is not None:
+            # the device's tail for a burst of the app's CPU time, plus what the app's
+            # request takes beyond its compute
+            tail = calibrate(d, t, n, service, float(bg.percentile))
+            lat[t, n] = tail + max(0.0, solo - service)
+            throttled = True
+        elif short and quota_binds(d.cpus, t, demand):
             lat[t, n] = throttled_latency_ms(solo, d.cpus, period_ms, bg.percentile)
             throttled = True
         else:
@@ -417,8 +433,14 @@ def _predicted_latencies(
         f"interference model for {app}, solo latency {stretched} the {d.cpus:g}-CPU quota "
         f"({demand:.3f} CPUs of demand); "
         + (
-            f"training exhausts the quota: throttling tail of the CFS period "
-            f"({period_ms:g} ms) estimated, the same at every nice"
+            "training exhausts the quota: "
+            + (
+                f"the device's tail for a {service:.2f} ms CPU burst next to training "
+                "calibrated (CPU hogs at its threads and nice, no app or training run)"
+                if calibrate is not None
+                else f"throttling tail of the CFS period ({period_ms:g} ms) estimated, "
+                "the same at every nice"
+            )
             if throttled
             else "training's CPU pressure estimated"
         )
