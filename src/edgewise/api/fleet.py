@@ -1,8 +1,7 @@
 """Fleet use cases: several services on one pool of nodes, planned and simulated.
 
-:func:`kb_slowdown` turns the knowledge base's interference models into the planner's
-slowdown function (through :func:`edgewise.api.colocation.predicted_slowdown`);
-:func:`fleet_setup` loads a fleet spec and builds each service's replica options, their
+:func:`~edgewise.api.fleet_kb.kb_slowdown` is the planner's slowdown function from the
+knowledge base's interference models; :func:`fleet_setup` loads a fleet spec and builds each service's replica options, their
 service-time profiles and the derate function; :func:`plan_fleet_spec` answers one
 window (``plan --fleet``); :func:`simulate_fleet` plans every window of a trace with
 ours and the interference-blind baselines and serves each service with its true
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgewise.api.fleet_kb import InterferenceModelInfo, kb_slowdown
 from edgewise.errors import (
     EnvironmentProblem,
     InfeasibleError,
@@ -37,7 +37,6 @@ from edgewise.planning.fleet import (
     FleetPlan,
     Node,
     ServiceOptions,
-    SlowdownEstimate,
     SlowdownFn,
     grid_rate,
     plan_blind,
@@ -60,7 +59,7 @@ from edgewise.sim.model import SimConfig
 from edgewise.sim.queueing import ServiceProfile, lognormal_profile, speed_factor
 
 if TYPE_CHECKING:
-    from edgewise.kb import KnowledgeBase
+    pass
 
 __all__ = [
     "POLICIES",
@@ -81,125 +80,6 @@ __all__ = [
 POLICIES: tuple[str, ...] = ("ours", *BLIND_RULES)
 #: Slowdowns the derate function is tabulated at (interpolated between, in log).
 _FACTORS = np.geomspace(1.0, MAX_SLOWDOWN, 65)
-
-
-# --------------------------------------------------------------------------- interference
-
-
-@dataclass(frozen=True)
-class InterferenceModelInfo:
-    """The knowledge base's interference model of one zoo model, as the fleet uses it."""
-
-    model: str
-    workload: str
-    campaign: str | None
-    synthetic: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able."""
-        return {
-            "workload": self.workload,
-            "campaign": self.campaign,
-            "synthetic": self.synthetic,
-        }
-
-
-def _profiled_workloads(store: KnowledgeBase, models: Sequence[str]) -> dict[str, Any]:
-    """For each model with an interference model and a footprint: its newest workload
-    name and the model's row metadata."""
-    from sqlalchemy import select
-
-    from edgewise.interference.target import parse_workload_name
-    from edgewise.kb import models as m
-
-    with store.snapshot() as s:
-        fitted = s.execute(
-            select(m.FittedModel.name, m.FittedModel.meta, m.FittedModel.id)
-            .where(m.FittedModel.kind == "surrogate")
-            .order_by(m.FittedModel.id)
-        ).all()
-        with_footprint = set(
-            s.scalars(
-                select(m.Workload.name).join(m.Footprint, m.Footprint.workload_id == m.Workload.id)
-            )
-        )
-    out: dict[str, Any] = {}
-    for name, meta, _ in fitted:  # ascending id: the newest wins
-        parsed = parse_workload_name(name)
-        if parsed is None or parsed[0] not in models or name.endswith(":cuda"):
-            continue
-        if name in with_footprint:
-            out[parsed[0]] = (name, dict(meta or {}))
-    return out
-
-
-def kb_slowdown(
-    models: Sequence[str], kb: str | KnowledgeBase | None = None
-) -> tuple[SlowdownFn, dict[str, InterferenceModelInfo]]:
-    """The planner's slowdown function from the knowledge base's interference models.
-
-    A replica of ``model`` next to neighbour models is predicted by
-    :func:`edgewise.api.colocation.predicted_slowdown` (p50 next to the neighbours over
-    p50 alone, at least 1), with each model's newest profiled workload (one with a fitted
-    model and a footprint). One predictor serves every question, so each model is read
-    from the knowledge base once (the planner asks hundreds of questions). Where
-    the model or a neighbour was never profiled the answer is 1.0 with the source
-    ``solo (no model for X next to Y: ... never profiled)``. Answers are cached per
-    (model, neighbours).
-
-    Parameters
-    ----------
-    models : sequence of str
-        The zoo models the fleet runs.
-    kb : str, KnowledgeBase or None
-        The knowledge base (``None``: the default one).
-
-    Returns
-    -------
-    (SlowdownFn, dict)
-        The function, and the interference model found for each model.
-    """
-    from edgewise.api.colocation import predicted_slowdown
-    from edgewise.interference.predictor import Predictor
-    from edgewise.kb import KnowledgeBase
-
-    store = kb if isinstance(kb, KnowledgeBase) else KnowledgeBase.open(kb)
-    found = _profiled_workloads(store, models)
-    info = {
-        model: InterferenceModelInfo(
-            model, name, meta.get("campaign"), bool(meta.get("synthetic", False))
-        )
-        for model, (name, meta) in found.items()
-    }
-    predictor = Predictor(store)
-    cache: dict[tuple[str, tuple[str, ...]], SlowdownEstimate] = {}
-
-    def slowdown(model: str, neighbours: tuple[str, ...]) -> SlowdownEstimate:
-        key = (model, neighbours)
-        if key in cache:
-            return cache[key]
-        if not neighbours:
-            got = SlowdownEstimate(1.0, "alone")
-        elif model not in info or any(n not in info for n in neighbours):
-            missing = sorted({m for m in (model, *neighbours) if m not in info})
-            got = SlowdownEstimate(
-                1.0,
-                f"solo (no model for {model} next to {', '.join(sorted(set(neighbours)))}: "
-                f"{', '.join(missing)} never profiled)",
-            )
-        else:
-            found_slowdown = predicted_slowdown(
-                app=info[model].workload,
-                neighbours=[info[n].workload for n in neighbours],
-                predictor=predictor,
-            )
-            got = SlowdownEstimate(
-                found_slowdown.factor, f"knowledge base ({found_slowdown.source})"
-            )
-        cache[key] = got
-        return got
-
-    return slowdown, info
 
 
 # --------------------------------------------------------------------------- setup
@@ -254,9 +134,7 @@ def fleet_setup(
     kb : str, optional
         Knowledge-base URL for capacity profiles.
     measured : mapping, optional
-        Service times per (model, flavor) measured otherwise (through the live serving
-        path, :func:`edgewise.api.fleet_live.replay_fleet`): taken as they are, at the
-        flavor's CPUs, instead of a scaled profile.
+        Service times per (model, flavor) probed through the live path, used as they are.
     """
     fleet = spec if isinstance(spec, FleetSpec) else load_fleet(spec)
     base: dict[str, ServiceProfile] = {}

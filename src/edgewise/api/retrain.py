@@ -539,13 +539,10 @@ def _first_profiles(
     if not reprofile and records.load_profiles(kb, key) is None:
         from edgewise.retrain.calibrate import device_calibration
 
-        say("starting devices", 0, 0)
-        pool.wait_background_ready()  # the apps run while the devices are calibrated
+        pool.wait_background_ready()  # the apps serve while the devices are calibrated
         say("predicting the device profiles from the knowledge base", 0, 0)
-        calibrate = device_calibration(devices)
-        prediction = predict_profiles(
-            kb, devices, task=setup.task, batch=batch, calibrate=calibrate
-        )
+        cal = device_calibration(devices)
+        prediction = predict_profiles(kb, devices, task=setup.task, batch=batch, calibrate=cal)
         if prediction.complete:
             return dict(prediction.profiles), "predicted", prediction
 

@@ -277,20 +277,19 @@ def predict_profiles(
     runtime, or an app whose demand alone exceeds the quota); a short request on a
     small device is not slowed. For each candidate intensity:
 
-    - where the training threads and the app exceed the quota and a request fits in a
-      period's runtime (:func:`~edgewise.retrain.profiler.quota_binds`: half a CPU with
-      one training thread), the app's percentile is its solo latency plus the throttling
-      wait of the group (:func:`~edgewise.retrain.profiler.throttled_latency_ms`), the
-      same at every nice level: a throttled group stops the app with the trainer;
+    - where training exhausts the quota and a request fits in a period's runtime
+      (:func:`~edgewise.retrain.profiler.quota_binds`: half a CPU with one training
+      thread), the wait is the scheduler's: the device's calibrated tail for a burst of
+      the app's compute next to the training intensity (``calibrate``), plus the rest of
+      the app's solo latency;
     - elsewhere (a 1-CPU device, where CFS weights share the CPU), the app's percentile
       predicted by its interference model with the training job as the neighbour
       (:func:`~edgewise.retrain.profiler.training_neighbour`: the trainer's CPU pressure
       on the device, estimated: the knowledge base holds no footprint of a training
       loop), from the app's solo latency on the device.
 
-    The training throughput is one thread's, timed in this process
-    (:func:`~edgewise.retrain.profiler.time_training`), times the device's CPUs; the
-    controller re-balances the shares from the measured step times.
+    The training throughput is one thread's, timed in this process, times the device's
+    CPUs; the controller re-balances the shares from the measured step times.
 
     Parameters
     ----------
@@ -308,10 +307,8 @@ def predict_profiles(
         The devices' CFS period; ``None``: the emulated pool's
         (:data:`~edgewise.retrain.devices.DEVICE_PERIOD_US`, 5 ms).
     calibrate : Calibration or None
-        The devices' scheduling tail under training
-        (:func:`~edgewise.retrain.calibrate.device_calibration`); ``None``: the quota's
-        throttling alone (:func:`~edgewise.retrain.profiler.throttled_latency_ms`), which
-        leaves out the wait behind the trainer.
+        :func:`~edgewise.retrain.calibrate.device_calibration`; ``None``: the throttling
+        alone (:func:`~edgewise.retrain.profiler.throttled_latency_ms`).
 
     Returns
     -------

@@ -42,7 +42,7 @@ def fleet_live_command(
     from rich.console import Console
     from rich.progress import Progress as Bar
 
-    from edgewise.api.fleet_live import replay_fleet
+    from edgewise.api.fleet_replay import replay_fleet
 
     with Bar(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("planning", total=None)
