@@ -100,6 +100,11 @@ class FleetSetup:
     derate: DerateFn
     service_of: Mapping[ReplicaOption, str]
 
+    @property
+    def models(self) -> list[str]:
+        """The zoo models of every service's variants, sorted."""
+        return sorted({o.model for s in self.services for o in s.options})
+
 
 def _base_profile(model: str, declared_ms: float | None, kb: str | None) -> ServiceProfile:
     from edgewise.api.simulate import service_profile
@@ -247,13 +252,9 @@ def plan_fleet_spec(
         if not rate >= 0:
             raise SpecError(f"rate of service {name!r} must be >= 0, got {rate}")
         rates[name] = float(rate)
-    slowdown, info = kb_slowdown(sorted({m for s in setup.services for m in _models(s)}), kb)
+    slowdown, info = kb_slowdown(setup.models, kb)
     plans = tuple(_plan(p, setup, rates, slowdown) for p in policies)
     return FleetWindowPlan(plans, {p.policy: p.capacity_rps(setup.derate) for p in plans}, info)
-
-
-def _models(service: ServiceOptions) -> set[str]:
-    return {o.model for o in service.options}
 
 
 def _check_policies(policies: Sequence[str]) -> None:
@@ -448,7 +449,7 @@ def simulate_fleet(
     if not days > 0 or not slowdown_error > -1:
         raise SpecError(f"days must be > 0 and the slowdown error > -1: {days}, {slowdown_error}")
     setup = fleet_setup(fleet, kb)
-    models = sorted({m for s in setup.services for m in _models(s)})
+    models = setup.models
     slowdown, info = kb_slowdown(models, kb)
     if len(info) < min_interference_models:
         missing = [m for m in models if m not in info]

@@ -20,14 +20,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgewise.api.fleet import (
     FleetSetup,
     InterferenceModelInfo,
-    _models,
     fleet_setup,
     kb_slowdown,
 )
@@ -35,7 +34,10 @@ from edgewise.errors import InfeasibleError
 from edgewise.planning.fleet import FleetPlan, SlowdownFn, grid_rate, plan_fleet
 from edgewise.serving.fleet import (
     ServiceLivePool,
+    flavor_of,
     node_cpusets,
+    node_of,
+    pool_key,
     service_pools,
 )
 
@@ -62,6 +64,7 @@ class LiveFleet:
     slowdown: SlowdownFn
     interference: Mapping[str, InterferenceModelInfo]
     cpusets: Mapping[str, tuple[int, ...]]
+    kb: str | None = None
 
     @property
     def services(self) -> list[str]:
@@ -75,6 +78,12 @@ class LiveFleet:
 
     def pools(self, plan: FleetPlan) -> dict[str, ServiceLivePool]:
         return service_pools(plan, self.services, self.cpusets)
+
+    def with_measured(self, measured: Mapping[tuple[str, str], ServiceProfile]) -> LiveFleet:
+        """The same fleet planned with service times per (model, flavor) probed through
+        the live path, over the knowledge base's profiles (the interference model and
+        the nodes' CPU sets are kept)."""
+        return replace(self, setup=fleet_setup(self.setup.spec, self.kb, measured))
 
     def probe_pools(self) -> list[dict[str, ServiceLivePool]]:
         """One pool per flavor: each service one replica of it, on its own node if it can.
@@ -92,7 +101,7 @@ class LiveFleet:
             step: dict[str, ServiceLivePool] = {}
             for i, svc in enumerate(spec.services):
                 node = fits[i % len(fits)].name
-                key = f"{f.name}@{node}"
+                key = pool_key(f.name, node)
                 model = max(svc.variants, key=lambda v: v.accuracy).model
                 step[svc.name] = ServiceLivePool(
                     model, {key: 1}, {key: f.cpus}, {key: self.cpusets[node]}
@@ -101,15 +110,8 @@ class LiveFleet:
         return out
 
 
-def live_fleet(
-    fleet: str | Path,
-    kb: str | None = None,
-    measured: Mapping[tuple[str, str], ServiceProfile] | None = None,
-) -> LiveFleet:
+def live_fleet(fleet: str | Path, kb: str | None = None) -> LiveFleet:
     """Load a fleet for this host: its setup, the interference model, a CPU set per node.
-
-    ``measured``: service times per (model, flavor) probed through the live path, which
-    the planner and the simulator take over the knowledge base's profiles.
 
     Raises
     ------
@@ -118,11 +120,10 @@ def live_fleet(
     """
     import os
 
-    setup = fleet_setup(fleet, kb, measured)
-    models = sorted({m for s in setup.services for m in _models(s)})
-    slowdown, info = kb_slowdown(models, kb)
+    setup = fleet_setup(fleet, kb)
+    slowdown, info = kb_slowdown(setup.models, kb)
     cpusets = node_cpusets(setup.nodes, sorted(os.sched_getaffinity(0)))
-    return LiveFleet(setup, slowdown, info, cpusets)
+    return LiveFleet(setup, slowdown, info, cpusets, kb)
 
 
 class FleetRuntime:
@@ -210,14 +211,14 @@ class FleetRuntime:
             time.sleep(3 * POLL_INTERVAL_S)  # every replica has taken its quota and CPUs
             for name, pool in step.items():
                 key = next(iter(pool.replicas))
-                flavor = key.split("@", 1)[0]
+                flavor = flavor_of(key)
                 body, ctype = sample_body(self.models[name])
                 samples = probe_live_service(self.url(name), body, ctype, n=n, warmup=warmup)
                 out[(self.models[name], flavor)] = ServiceProfile(
                     samples,
                     pool.cpus[key],
                     f"probed through the live HTTP path in this run ({n} requests, "
-                    f"{flavor} on {key.split('@', 1)[1]})",
+                    f"{flavor} on {node_of(key)})",
                 )
         return out
 
@@ -284,7 +285,7 @@ def serve_fleet(
         if probe:
             steps = live.probe_pools()
             runtime.start(steps[0])
-            live = live_fleet(fleet, kb, runtime.probe(steps))
+            live = live.with_measured(runtime.probe(steps))
             runtime.fleet = live
             plan = live.plan(dict.fromkeys(live.services, floor_rps))
             runtime.apply(live.pools(plan))

@@ -208,7 +208,7 @@ def replay_fleet(
     with FleetRuntime(solo, kb=kb) as runtime:
         steps = solo.probe_pools()
         runtime.start(steps[0])
-        live = live_fleet(fleet, kb, runtime.probe(steps))
+        live = solo.with_measured(runtime.probe(steps))
         plans = _plan_windows(live, rates, n_win, window_s)
         pools = [live.pools(p) for p in plans]
         runtime.fleet = live

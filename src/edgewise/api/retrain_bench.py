@@ -413,15 +413,13 @@ def _predicted_latencies(
     lat: dict[tuple[int, int], float] = {}
     throttled = False
     for t, n in candidate_intensities(d.cpus):
-        if short and quota_binds(d.cpus, t, demand) and calibrate is not None:
-            # the device's tail for a burst of the app's CPU time, plus what the app's
-            # request takes beyond its compute
-            tail = calibrate(d, t, n, service, float(bg.percentile))
-            lat[t, n] = tail + max(0.0, solo - service)
+        if short and quota_binds(d.cpus, t, demand):
             throttled = True
-        elif short and quota_binds(d.cpus, t, demand):
-            lat[t, n] = throttled_latency_ms(solo, d.cpus, period_ms, bg.percentile)
-            throttled = True
+            if calibrate is None:
+                lat[t, n] = throttled_latency_ms(solo, d.cpus, period_ms, bg.percentile)
+            else:  # the device's tail for a burst of the app's CPU time, plus the rest
+                tail = calibrate(d, t, n, service, float(bg.percentile))
+                lat[t, n] = tail + max(0.0, solo - service)
         else:
             neighbour = [training_neighbour(t, n, d.cpus)]
             lat[t, n] = float(getattr(pred.predict(app, neighbour, solo_p50_ms=solo_p50), field))

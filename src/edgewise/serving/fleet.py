@@ -22,6 +22,7 @@ from edgewise.planning.fleet import FleetPlan, Node
 __all__ = [
     "ServiceLivePool",
     "ahead",
+    "flavor_of",
     "fleet_cost_per_hour",
     "node_cpusets",
     "node_of",
@@ -36,6 +37,11 @@ _SEP = "@"
 def pool_key(flavor: str, node: str) -> str:
     """The pool entry of replicas of ``flavor`` on ``node``."""
     return f"{flavor}{_SEP}{node}"
+
+
+def flavor_of(key: str) -> str:
+    """The flavor of pool entry ``key``."""
+    return key.split(_SEP, 1)[0]
 
 
 def node_of(key: str) -> str:
