@@ -50,6 +50,8 @@ _RAY_FILES = (
 _ALONE_FILES = (
     "tests/serving/test_faults.py",
     "tests/serving/test_faults_controller.py",
+    "tests/retrain/test_retrain_calibrate.py",
+    "tests/serving/test_replay_cli.py",
     "tests/serving/test_replay_pool_ray.py",
     "tests/serving/test_rollout_cli_ray.py",
     "tests/serving/test_rollout_ray.py",

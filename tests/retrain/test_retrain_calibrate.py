@@ -1,7 +1,7 @@
 """The device calibration on real cgroups: a short burst's tail next to CPU hogs.
 
-Marked ``alone``: it times bursts on a CPU and runs CPU hogs, so it runs after the
-parallel phase, where neither disturbs nor is disturbed by the tests that judge latency.
+Listed ``alone`` in ``tests/conftest.py``: it times bursts on a CPU and runs CPU hogs, so
+it runs after the parallel phase, beside no test that judges latency.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from edgewise.retrain.calibrate import burst_tail_ms, device_calibration
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.alone,
     pytest.mark.skipif(not cgroups_writable(), reason="needs writable cgroups"),
 ]
 
